@@ -1,0 +1,39 @@
+"""Shared test settings.
+
+Hypothesis profiles (choose with TINYCNN_PROFILE): ``ci`` (default, >= 50 examples per property) and
+``thorough`` (>= 500). The deadline is off: the first call of a kernel includes its JIT compile.
+
+Torch is the oracle. Where it is not installed the oracle tests skip with a reason, except when
+``CI=true`` or ``TINYCNN_REQUIRE_TORCH=1``: there a missing torch fails the run instead.
+"""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=50, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", max_examples=500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("TINYCNN_PROFILE", "ci"))
+
+REQUIRE_TORCH = os.environ.get("CI", "").lower() == "true" or os.environ.get("TINYCNN_REQUIRE_TORCH") == "1"
+
+
+def import_torch():
+    """Import torch, or skip (fail under CI / TINYCNN_REQUIRE_TORCH=1) with the reason."""
+    try:
+        import torch
+    except ImportError as err:
+        msg = f"torch is not installed ({err}); install the oracle with: pip install torch==2.13.0"
+        if REQUIRE_TORCH:
+            pytest.fail("torch is required here (CI=true or TINYCNN_REQUIRE_TORCH=1): " + msg, pytrace=False)
+        pytest.skip(msg)
+    return torch
+
+
+@pytest.fixture(scope="session")
+def torch():
+    t = import_torch()
+    t.set_num_threads(max(1, os.cpu_count() or 1))
+    return t

@@ -1,0 +1,179 @@
+"""Max- and average-pooling kernels, forward and backward, each beside a plain reference.
+
+Shapes (NCHW, window KH x KW, stride sh, sw, padding ph, pw)::
+
+    x: (N, C, H, W)  ->  y: (N, C, OH, OW),   OH = (H + 2*ph - KH) // sh + 1  (likewise OW)
+
+Max pooling
+    Padding is minus infinity: a padded cell never wins. ``argmax[n, c, oh, ow]`` is the flat index
+    ``ih*W + iw`` of the winning input pixel in its (H, W) plane (PyTorch's ``return_indices``).
+    Tie rule (PyTorch's CPU rule): the window is scanned row by row, left to right, and a value
+    replaces the current maximum only if it is strictly greater, or if it is NaN. So among equal
+    values the *first* in row-major order wins, and a NaN anywhere in the window wins (it propagates).
+    Backward routes each output gradient to its winner; overlapping windows add up.
+
+Average pooling
+    Zero padding counts in the average (PyTorch's ``count_include_pad=True``): every window divides
+    by KH*KW. Backward spreads ``grad_y / (KH*KW)`` evenly over the window's real pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import jit, prange
+from .im2col import conv_output_size
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain references (Python loops: slow, obviously right).
+# ----------------------------------------------------------------------------------------------
+
+def maxpool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
+    """x: (N, C, H, W) -> (y: (N, C, OH, OW), argmax: int64 (N, C, OH, OW))."""
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    for b in range(n):
+        for ci in range(c):
+            for yo in range(oh):
+                for xo in range(ow):
+                    h0, w0 = yo * sh - ph, xo * sw - pw
+                    best, where = -np.inf, max(h0, 0) * w + max(w0, 0)   # first real pixel
+                    for ih in range(max(h0, 0), min(h0 + kh, h)):
+                        for iw in range(max(w0, 0), min(w0 + kw, w)):
+                            v = x[b, ci, ih, iw]
+                            if v > best or np.isnan(v):
+                                best, where = v, ih * w + iw
+                    y[b, ci, yo, xo] = best
+                    argmax[b, ci, yo, xo] = where
+    return y, argmax
+
+
+def maxpool2d_backward_reference(grad_y, argmax, h, w):
+    """grad_y, argmax: (N, C, OH, OW) -> grad_x: (N, C, H, W)."""
+    n, c = grad_y.shape[:2]
+    grad_x = np.zeros((n, c, h * w), dtype=grad_y.dtype)
+    for b in range(n):
+        for ci in range(c):
+            np.add.at(grad_x[b, ci], argmax[b, ci].ravel(), grad_y[b, ci].ravel())
+    return grad_x.reshape(n, c, h, w)
+
+
+def avgpool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
+    """x: (N, C, H, W) -> y: (N, C, OH, OW); zero padding counts in the mean."""
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            y += xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    return y / x.dtype.type(kh * kw)
+
+
+def avgpool2d_backward_reference(grad_y, h, w, kh, kw, sh, sw, ph, pw):
+    """grad_y: (N, C, OH, OW) -> grad_x: (N, C, H, W)."""
+    n, c, oh, ow = grad_y.shape
+    g = grad_y / grad_y.dtype.type(kh * kw)
+    gp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_y.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            gp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += g
+    return gp[:, :, ph:ph + h, pw:pw + w].copy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Numba kernels: same signatures; one thread per (image, channel) plane.
+# ----------------------------------------------------------------------------------------------
+
+@jit(parallel=True)
+def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
+    """x: (N, C, H, W) -> (y: (N, C, OH, OW), argmax: int64 (N, C, OH, OW))."""
+    n, c, h, w = x.shape
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    for p in prange(n * c):
+        b = p // c
+        ci = p % c
+        for yo in range(oh):
+            h0 = yo * sh - ph
+            hs = max(h0, 0)
+            he = min(h0 + kh, h)
+            for xo in range(ow):
+                w0 = xo * sw - pw
+                ws = max(w0, 0)
+                we = min(w0 + kw, w)
+                best = -np.inf
+                where = hs * w + ws
+                for ih in range(hs, he):
+                    for iw in range(ws, we):
+                        v = x[b, ci, ih, iw]
+                        if v > best or np.isnan(v):
+                            best = v
+                            where = ih * w + iw
+                y[b, ci, yo, xo] = best
+                argmax[b, ci, yo, xo] = where
+    return y, argmax
+
+
+@jit(parallel=True)
+def maxpool2d_backward(grad_y, argmax, h, w):
+    """grad_y, argmax: (N, C, OH, OW) -> grad_x: (N, C, H, W)."""
+    n, c, oh, ow = grad_y.shape
+    grad_x = np.zeros((n, c, h, w), dtype=grad_y.dtype)
+    for p in prange(n * c):
+        b = p // c
+        ci = p % c
+        for yo in range(oh):
+            for xo in range(ow):
+                k = argmax[b, ci, yo, xo]
+                grad_x[b, ci, k // w, k % w] += grad_y[b, ci, yo, xo]
+    return grad_x
+
+
+@jit(parallel=True)
+def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw):
+    """x: (N, C, H, W) -> y: (N, C, OH, OW); zero padding counts in the mean."""
+    n, c, h, w = x.shape
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    area = kh * kw
+    for p in prange(n * c):
+        b = p // c
+        ci = p % c
+        for yo in range(oh):
+            h0 = yo * sh - ph
+            for xo in range(ow):
+                w0 = xo * sw - pw
+                y[b, ci, yo, xo] = 0.0          # accumulate in the input's dtype, like the reference
+                for ih in range(max(h0, 0), min(h0 + kh, h)):
+                    for iw in range(max(w0, 0), min(w0 + kw, w)):
+                        y[b, ci, yo, xo] += x[b, ci, ih, iw]
+                y[b, ci, yo, xo] = y[b, ci, yo, xo] / area
+    return y
+
+
+@jit(parallel=True)
+def avgpool2d_backward(grad_y, h, w, kh, kw, sh, sw, ph, pw):
+    """grad_y: (N, C, OH, OW) -> grad_x: (N, C, H, W)."""
+    n, c, oh, ow = grad_y.shape
+    grad_x = np.zeros((n, c, h, w), dtype=grad_y.dtype)
+    area = kh * kw
+    for p in prange(n * c):
+        b = p // c
+        ci = p % c
+        for yo in range(oh):
+            h0 = yo * sh - ph
+            for xo in range(ow):
+                w0 = xo * sw - pw
+                g = grad_y[b, ci, yo, xo] / area
+                for ih in range(max(h0, 0), min(h0 + kh, h)):
+                    for iw in range(max(w0, 0), min(w0 + kw, w)):
+                        grad_x[b, ci, ih, iw] += g
+    return grad_x

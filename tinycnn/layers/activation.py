@@ -1,0 +1,72 @@
+"""Elementwise activations: ReLU and Sigmoid. Any shape in, the same shape out.
+
+ReLU:    y = max(x, 0);   dy/dx = 1 where x > 0, else 0.
+         Subgradient rule: ReLU'(0) = 0 (PyTorch's choice). NaN stays NaN forward, gets gradient 0.
+Sigmoid: y = 1 / (1 + exp(-x)), computed without overflow for large |x|;
+         dy/dx = y * (1 - y), from the cached output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import Layer
+
+
+def _check_float(layer, x):
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{layer!r}: input dtype is {x.dtype}, but a floating array is needed")
+    return x
+
+
+@dataclass
+class ReLUCache:
+    positive: np.ndarray      # bool, shape of x: where x > 0 (the gradient passes only there)
+
+
+@dataclass
+class SigmoidCache:
+    y: np.ndarray             # the output, shape of x
+
+
+class ReLU(Layer):
+    def __init__(self):
+        self._cache = None
+
+    def __repr__(self):
+        return "ReLU()"
+
+    def forward(self, x):
+        x = _check_float(self, x)
+        positive = x > 0                      # False at 0 and at NaN: ReLU'(0) = 0
+        self._cache = ReLUCache(positive=positive)
+        return np.maximum(x, 0, dtype=x.dtype)   # NaN propagates through np.maximum
+
+    def backward(self, grad_y):
+        cache = self._need_cache(self._cache)
+        g = self._check_grad(grad_y, cache.positive.shape)
+        return np.where(cache.positive, g, g.dtype.type(0))
+
+
+class Sigmoid(Layer):
+    def __init__(self):
+        self._cache = None
+
+    def __repr__(self):
+        return "Sigmoid()"
+
+    def forward(self, x):
+        x = _check_float(self, x)
+        # exp of a non-positive number only: no overflow for any x.
+        e = np.exp(-np.abs(x))
+        y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        self._cache = SigmoidCache(y=y)
+        return y
+
+    def backward(self, grad_y):
+        cache = self._need_cache(self._cache)
+        g = self._check_grad(grad_y, cache.y.shape)
+        y = cache.y
+        return g * (1 - y) * y
