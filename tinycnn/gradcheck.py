@@ -1,0 +1,170 @@
+"""Numerical gradient checks a learner can run on any layer.
+
+The idea: pick a random upstream gradient ``u`` (never all ones: ones hide a transposed or permuted
+gradient) and the scalar ``L(x) = sum(layer(x) * u)``. Then ``dL/dx`` is exactly what
+``layer.backward(u)`` must return, and ``dL/dw`` what it must write into each ``parameter.grad``.
+Central finite differences approximate each of those derivatives one element at a time::
+
+    dL/dx[i] ~ (L(x + h e_i) - L(x - h e_i)) / (2h)      error O(h^2) + O(eps / h)
+
+In float64 with h = 1e-6 both error terms are around 1e-10, so a correct backward pass agrees to
+about that; a wrong one is off by order 1. In float32 (eps ~ 1e-7) the same check is hopeless, which
+is why gradient checks run in float64. Near a kink (ReLU at 0, a max-pool tie) the function is not
+differentiable and the two sides of the difference see different slopes: keep inputs away from kinks.
+
+Relative error here is norm-wise: ``||analytic - numeric|| / max(||analytic||, ||numeric||)``, which
+stays meaningful when single entries are near zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class GradRow:
+    tensor: str               # e.g. "grad x", "grad weight"
+    shape: tuple
+    max_abs_diff: float
+    rel_error: float
+    worst_index: tuple        # where |analytic - numeric| is largest
+    ok: bool
+
+
+@dataclass
+class GradcheckReport:
+    title: str
+    tol: float
+    rows: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def table(self) -> str:
+        lines = [f"gradcheck {self.title}   (OK when relative error < {self.tol:.0e})",
+                 f"  {'tensor':<16}{'shape':<20}{'max|diff|':>12}{'rel. error':>12}  {'worst at':<18}status"]
+        for r in self.rows:
+            lines.append(f"  {r.tensor:<16}{str(r.shape):<20}{r.max_abs_diff:>12.2e}{r.rel_error:>12.2e}  "
+                         f"{str(r.worst_index):<18}{'OK' if r.ok else 'NOT OK'}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+
+def numerical_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar function ``f()`` with respect to the array ``x``.
+
+    ``x`` is perturbed in place, one element at a time, and restored exactly afterwards.
+    """
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)        # views: writes reach x and grad
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        f_plus = f()
+        flat[i] = old - h
+        f_minus = f()
+        flat[i] = old
+        gflat[i] = (f_plus - f_minus) / (2 * h)
+    return grad
+
+
+def compare(name: str, analytic: np.ndarray, numeric: np.ndarray, tol: float) -> GradRow:
+    """One table row: how far ``analytic`` is from ``numeric``."""
+    analytic = np.asarray(analytic, dtype=np.float64)
+    numeric = np.asarray(numeric, dtype=np.float64)
+    if analytic.shape != numeric.shape:
+        return GradRow(name, analytic.shape, np.inf, np.inf, (), False)
+    diff = np.abs(analytic - numeric)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    scale = max(np.linalg.norm(analytic), np.linalg.norm(numeric))
+    rel = float(np.linalg.norm(analytic - numeric) / scale) if scale > 0 else 0.0
+    max_abs = float(diff.max()) if diff.size else 0.0
+    ok = bool(np.isfinite(rel) and rel < tol)
+    return GradRow(name, analytic.shape, max_abs, rel, tuple(int(i) for i in worst), ok)
+
+
+def _require_float64(layer, x):
+    bad = [name for name, p in layer.named_parameters().items() if p.data.dtype != np.float64]
+    if x.dtype != np.float64 or bad:
+        raise TypeError(
+            f"gradcheck {layer!r}: finite differences need float64 (float32 rounding, ~1e-7, swamps "
+            f"the check); build the layer with dtype=np.float64 and pass a float64 input "
+            f"(input dtype {x.dtype}, float32 parameters: {bad or 'none'})")
+
+
+def check_layer(layer, x, *, rng, h: float = 1e-6, tol: float = 1e-7, before_forward=None,
+                verbose: bool = False) -> GradcheckReport:
+    """Check ``layer.backward`` against central differences, for the input and every parameter.
+
+    ``x``: a float64 input the layer accepts. ``rng``: a ``np.random.Generator`` for the random
+    upstream gradient. ``before_forward``: optional callable run before every forward (e.g. to reset
+    a dropout layer's random generator so every evaluation uses the same mask).
+    """
+    x = np.array(x, dtype=np.float64, copy=True)
+    _require_float64(layer, x)
+    prep = before_forward or (lambda: None)
+
+    prep()
+    y = layer.forward(x)
+    u = rng.standard_normal(y.shape)                     # random upstream gradient
+    grad_x = layer.backward(u)
+    analytic = {"grad x": grad_x}
+    params = layer.named_parameters()
+    for name, p in params.items():
+        analytic[f"grad {name}"] = p.grad.copy()
+
+    def objective():
+        prep()
+        return float(np.sum(layer.forward(x) * u))
+
+    report = GradcheckReport(f"{layer!r}  input {x.shape} float64", tol)
+    report.rows.append(compare("grad x", analytic["grad x"], numerical_gradient(objective, x, h), tol))
+    for name, p in params.items():
+        report.rows.append(compare(f"grad {name}", analytic[f"grad {name}"],
+                                   numerical_gradient(objective, p.data, h), tol))
+    if verbose:
+        print(report.table())
+    return report
+
+
+def adjoint_check(layer, x, *, rng, h: float = 1e-6, before_forward=None):
+    """The dot-product test <J v, u> = <v, J^T u> at the point ``x``, with random ``u`` and ``v``.
+
+    ``J v`` is a central directional difference of the forward pass; ``J^T u`` is the layer's
+    backward. Returns ``(lhs, rhs, relative_difference)``.
+    """
+    x = np.array(x, dtype=np.float64, copy=True)
+    _require_float64(layer, x)
+    prep = before_forward or (lambda: None)
+    v = rng.standard_normal(x.shape)
+    prep()
+    y = layer.forward(x)
+    u = rng.standard_normal(y.shape)
+    jtu = layer.backward(u)                              # J^T u
+    prep()
+    y_plus = layer.forward(x + h * v)
+    prep()
+    y_minus = layer.forward(x - h * v)
+    jv = (y_plus - y_minus) / (2 * h)                    # J v
+    lhs = float(np.sum(jv * u))
+    rhs = float(np.sum(v * jtu))
+    rel = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
+    return lhs, rhs, rel
+
+
+def check_loss(loss, logits, labels, *, h: float = 1e-6, tol: float = 1e-7,
+               verbose: bool = False) -> GradcheckReport:
+    """Check a loss's ``backward()`` (gradient of the mean loss w.r.t. the logits) by central differences."""
+    logits = np.array(logits, dtype=np.float64, copy=True)
+    loss.forward(logits, labels)
+    analytic = loss.backward()
+    numeric = numerical_gradient(lambda: loss.forward(logits, labels), logits, h)
+    report = GradcheckReport(f"{loss!r}  logits {logits.shape} float64", tol)
+    report.rows.append(compare("grad logits", analytic, numeric, tol))
+    if verbose:
+        print(report.table())
+    return report
