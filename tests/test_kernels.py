@@ -1,0 +1,278 @@
+"""Every Numba kernel in tinycnn.kernels agrees with its plain ``*_reference`` twin.
+
+Shapes come from ``window_shapes.windows`` (batch 1-4, channels 1-6, non-square kernels 1-5,
+stride 1-3, padding 0..K-1 for im2col and 2*P <= K for pooling, rows left over) plus the hand-picked
+``EDGE_CASES``; dtypes float32 and float64.
+
+Equality rules (tolerances.py):
+* exact where both sides do the same operations: im2col only copies values; max pooling only
+  compares them (so the winner, ``argmax``, must match too, ties included);
+* elsewhere ``|fast - reference| <= 2 * gamma_n * S``, with n the longest sum either side forms and
+  S the same computation on absolute values in float64.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import example, find, given
+from hypothesis import strategies as st
+
+from tinycnn import kernels as K
+from tolerances import assert_close_reduction, reduction_atol
+from window_shapes import EDGE_CASES, IM2COL_EDGE_CASES, windows
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+SEEDS = st.integers(0, 2**32 - 1)
+
+
+def with_edge_cases(cases, dtypes=(np.float32, np.float64), **extra):
+    """Run a property also on every hand-picked Window (in each dtype, with ``extra`` arguments)."""
+    def decorate(test):
+        for win in cases.values():
+            for dtype in dtypes:
+                kwargs = dict(win=win, seed=0, **extra)
+                if dtype is not None:
+                    kwargs["dtype"] = dtype
+                test = example(**kwargs)(test)
+        return test
+    return decorate
+
+
+def random_input(win, dtype, rng, *, ties=False):
+    """x: (N, C, H, W). ``ties``: small integers, so many windows hold equal maxima."""
+    if ties:
+        return rng.integers(-2, 3, size=win.x_shape).astype(dtype)
+    return rng.standard_normal(win.x_shape).astype(dtype)
+
+
+def padded_windows(x, win, fill):
+    """All windows as a view: (N, C, OH, OW, KH, KW), padding filled with ``fill``. Plain NumPy."""
+    xp = np.pad(x, ((0, 0), (0, 0), (win.ph, win.ph), (win.pw, win.pw)), constant_values=fill)
+    view = np.lib.stride_tricks.sliding_window_view(xp, (win.kh, win.kw), axis=(2, 3))
+    return view[:, :, ::win.sh, ::win.sw][:, :, :win.oh, :win.ow]
+
+
+# --------------------------------------------------------------------------------------------
+# The strategy reaches every hard case the issue names (a test of the test data).
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, condition", [
+    ("stride > kernel with rows left over", lambda w: w.sh > w.kh and w.rows_left_over),
+    ("overlapping windows that do not tile", lambda w: w.sh < w.kh and w.sw < w.kw and w.rows_left_over),
+    ("non-square kernel with padding on both axes", lambda w: w.kh != w.kw and w.ph > 0 and w.pw > 0),
+    ("padding at the pooling limit 2P = K", lambda w: 2 * w.ph == w.kh and w.kh > 1),
+])
+def test_pooling_strategy_reaches(name, condition):
+    found = find(windows(pooling=True), condition)
+    assert condition(found), name
+
+
+def test_im2col_strategy_reaches_padding_beyond_half_the_kernel():
+    found = find(windows(pooling=False), lambda w: 2 * w.ph > w.kh and 2 * w.pw > w.kw)
+    assert 2 * found.ph > found.kh
+
+
+# --------------------------------------------------------------------------------------------
+# im2col / col2im
+# --------------------------------------------------------------------------------------------
+
+@given(win=windows(pooling=False), dtype=DTYPES, seed=SEEDS)
+@with_edge_cases(IM2COL_EDGE_CASES)
+def test_im2col_matches_reference_exactly(win, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = random_input(win, dtype, rng)
+    cols = K.im2col(x, *win.args)
+    expected = K.im2col_reference(x, *win.args)
+    assert cols.shape == (win.c * win.kh * win.kw, win.n * win.oh * win.ow)
+    assert cols.dtype == x.dtype
+    np.testing.assert_array_equal(cols, expected)
+    # The layout the docstring promises, checked entry by entry on a random sample:
+    # cols[(c*KH + i)*KW + j, (n*OH + oh)*OW + ow] = x[n, c, oh*SH - PH + i, ow*SW - PW + j] (0 in padding)
+    for _ in range(20):
+        n, c, i, j = (int(rng.integers(0, s)) for s in (win.n, win.c, win.kh, win.kw))
+        oh, ow = int(rng.integers(0, win.oh)), int(rng.integers(0, win.ow))
+        ih, iw = oh * win.sh - win.ph + i, ow * win.sw - win.pw + j
+        inside = 0 <= ih < win.h and 0 <= iw < win.w
+        want = x[n, c, ih, iw] if inside else 0.0
+        assert cols[(c * win.kh + i) * win.kw + j, (n * win.oh + oh) * win.ow + ow] == want
+
+
+@given(win=windows(pooling=False), dtype=DTYPES, seed=SEEDS)
+@with_edge_cases(IM2COL_EDGE_CASES)
+def test_col2im_matches_reference(win, dtype, seed):
+    rng = np.random.default_rng(seed)
+    cols = rng.standard_normal((win.c * win.kh * win.kw, win.n * win.oh * win.ow)).astype(dtype)
+    shape = (win.n, win.c, win.h, win.w)
+    x = K.col2im(cols, *shape, *win.args)
+    expected = K.col2im_reference(cols, *shape, *win.args)
+    assert x.shape == shape and x.dtype == cols.dtype
+    # Each pixel is a sum of at most max_overlap column entries.
+    abs_sum = K.col2im_reference(np.abs(cols).astype(np.float64), *shape, *win.args)
+    assert_close_reduction(x, expected, win.max_overlap, dtype, abs_sum, name="col2im")
+
+
+@given(win=windows(pooling=False), seed=SEEDS)
+@with_edge_cases(IM2COL_EDGE_CASES, dtypes=(None,))
+def test_col2im_is_the_adjoint_of_im2col(win, seed):
+    """<im2col(x), c> = <x, col2im(c)> in float64, for random x and c."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(win.x_shape)
+    c = rng.standard_normal((win.c * win.kh * win.kw, win.n * win.oh * win.ow))
+    lhs = float(np.sum(K.im2col(x, *win.args) * c))
+    rhs = float(np.sum(x * K.col2im(c, *win.x_shape, *win.args)))
+    # Both are sums of the same products x[p]*c[q] (padding contributes exact zeros): at most
+    # c.size products on the left; on the right col2im's partial sums (max_overlap deep) then x.size.
+    abs_sum = float(np.sum(K.im2col(np.abs(x), *win.args) * np.abs(c)))
+    n_terms = c.size + win.max_overlap
+    assert abs(lhs - rhs) <= reduction_atol(n_terms, np.float64, abs_sum), (lhs, rhs)
+
+
+# --------------------------------------------------------------------------------------------
+# Max pooling
+# --------------------------------------------------------------------------------------------
+
+@given(win=windows(pooling=True), dtype=DTYPES, seed=SEEDS, ties=st.booleans())
+@with_edge_cases(EDGE_CASES, ties=True)
+def test_maxpool_forward_matches_reference_exactly(win, dtype, seed, ties):
+    rng = np.random.default_rng(seed)
+    x = random_input(win, dtype, rng, ties=ties)
+    y, argmax = K.maxpool2d_forward(x, *win.args)
+    y_ref, argmax_ref = K.maxpool2d_forward_reference(x, *win.args)
+    assert y.shape == win.y_shape and y.dtype == x.dtype and argmax.dtype == np.int64
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    # Independently of the reference: y is the max over the (-inf padded) window ...
+    np.testing.assert_array_equal(y, padded_windows(x, win, -np.inf).max(axis=(-2, -1)))
+    # ... and argmax points at a real pixel inside that window holding that value.
+    ih, iw = np.divmod(argmax, win.w)                      # winner's row and column
+    oh = np.arange(win.oh)[:, None] * win.sh - win.ph
+    ow = np.arange(win.ow)[None, :] * win.sw - win.pw
+    assert np.all((ih >= np.maximum(oh, 0)) & (ih < oh + win.kh) & (ih < win.h))
+    assert np.all((iw >= np.maximum(ow, 0)) & (iw < ow + win.kw) & (iw < win.w))
+    picked = np.take_along_axis(x.reshape(win.n, win.c, -1), argmax.reshape(win.n, win.c, -1), axis=2)
+    np.testing.assert_array_equal(picked.reshape(y.shape), y)
+
+
+@given(win=windows(pooling=True), dtype=DTYPES, seed=SEEDS, ties=st.booleans())
+@with_edge_cases(EDGE_CASES, ties=True)
+def test_maxpool_backward_matches_reference(win, dtype, seed, ties):
+    rng = np.random.default_rng(seed)
+    x = random_input(win, dtype, rng, ties=ties)
+    _, argmax = K.maxpool2d_forward_reference(x, *win.args)
+    g = rng.standard_normal(win.y_shape).astype(dtype)        # random upstream gradient
+    grad = K.maxpool2d_backward(g, argmax, win.h, win.w)
+    expected = K.maxpool2d_backward_reference(g, argmax, win.h, win.w)
+    assert grad.shape == win.x_shape and grad.dtype == g.dtype
+    # A pixel collects the gradient of every window it wins: at most max_overlap terms.
+    abs_sum = K.maxpool2d_backward_reference(np.abs(g).astype(np.float64), argmax, win.h, win.w)
+    assert_close_reduction(grad, expected, win.max_overlap, dtype, abs_sum, name="maxpool backward")
+
+
+@given(win=windows(pooling=True), dtype=DTYPES, seed=SEEDS, n_nan=st.integers(1, 3))
+@with_edge_cases(EDGE_CASES, n_nan=2)
+def test_maxpool_nan_propagates(win, dtype, seed, n_nan):
+    """A NaN anywhere in a window makes that window's output NaN and its argmax a NaN pixel."""
+    rng = np.random.default_rng(seed)
+    x = random_input(win, dtype, rng)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, size=min(n_nan, flat.size), replace=False)] = np.nan
+    y, argmax = K.maxpool2d_forward(x, *win.args)
+    y_ref, argmax_ref = K.maxpool2d_forward_reference(x, *win.args)
+    np.testing.assert_array_equal(y, y_ref)                  # NaN == NaN for assert_array_equal
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    has_nan = np.isnan(padded_windows(x, win, -np.inf)).any(axis=(-2, -1))   # (N, C, OH, OW)
+    np.testing.assert_array_equal(np.isnan(y), has_nan)
+    picked = np.take_along_axis(x.reshape(win.n, win.c, -1), argmax.reshape(win.n, win.c, -1), axis=2)
+    assert np.isnan(picked.reshape(y.shape)[has_nan]).all()
+    clean = padded_windows(np.where(np.isnan(x), -np.inf, x), win, -np.inf).max(axis=(-2, -1))
+    np.testing.assert_array_equal(y[~has_nan], clean[~has_nan])
+
+
+# --------------------------------------------------------------------------------------------
+# Average pooling
+# --------------------------------------------------------------------------------------------
+
+@given(win=windows(pooling=True), dtype=DTYPES, seed=SEEDS)
+@with_edge_cases(EDGE_CASES)
+def test_avgpool_forward_matches_reference(win, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = random_input(win, dtype, rng)
+    y = K.avgpool2d_forward(x, *win.args)
+    expected = K.avgpool2d_forward_reference(x, *win.args)
+    assert y.shape == win.y_shape and y.dtype == x.dtype
+    # A sum of KH*KW terms, then one division: n = KH*KW + 1; S = the mean of |x| (padding counts).
+    abs_mean = K.avgpool2d_forward_reference(np.abs(x).astype(np.float64), *win.args)
+    n = win.kh * win.kw + 1
+    assert_close_reduction(y, expected, n, dtype, abs_mean, name="avgpool forward")
+    # Independently of the reference: the zero-padded window mean, in float64.
+    exact = padded_windows(x.astype(np.float64), win, 0.0).mean(axis=(-2, -1))
+    assert_close_reduction(y, exact, n, dtype, abs_mean, name="avgpool forward vs window mean")
+
+
+@given(win=windows(pooling=True), dtype=DTYPES, seed=SEEDS)
+@with_edge_cases(EDGE_CASES)
+def test_avgpool_backward_matches_reference(win, dtype, seed):
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(win.y_shape).astype(dtype)        # random upstream gradient
+    grad = K.avgpool2d_backward(g, win.h, win.w, *win.args)
+    expected = K.avgpool2d_backward_reference(g, win.h, win.w, *win.args)
+    assert grad.shape == win.x_shape and grad.dtype == g.dtype
+    # Each pixel sums g / (KH*KW) over at most max_overlap windows: one division, then the sum.
+    abs_sum = K.avgpool2d_backward_reference(np.abs(g).astype(np.float64), win.h, win.w, *win.args)
+    assert_close_reduction(grad, expected, win.max_overlap + 1, dtype, abs_sum, name="avgpool backward")
+
+
+# --------------------------------------------------------------------------------------------
+# Without the JIT: every kernel still runs as plain Python (what a learner steps through).
+# --------------------------------------------------------------------------------------------
+
+_NO_JIT_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import numba
+    sys.path.insert(0, sys.argv[1])                 # tests/: for the tolerance table
+    from tolerances import assert_close_reduction
+    from tinycnn import kernels as K
+
+    assert numba.config.DISABLE_JIT, "NUMBA_DISABLE_JIT was not picked up"
+    names = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward",
+             "avgpool2d_forward", "avgpool2d_backward"]
+    for name in names:
+        f = getattr(K, name)
+        assert not isinstance(f, numba.core.dispatcher.Dispatcher), f"{name} is still compiled"
+
+    rng = np.random.default_rng(7)
+    shape = (2, 3, 7, 6)
+    args = (3, 2, 2, 3, 1, 1)                       # kh, kw, sh, sw, ph, pw: OH = 4, OW = 2, overlap 2
+    x = rng.standard_normal(shape)
+    f64 = np.float64
+    cols = K.im2col(x, *args)
+    np.testing.assert_array_equal(cols, K.im2col_reference(x, *args))
+    c = rng.standard_normal(cols.shape)
+    assert_close_reduction(K.col2im(c, *shape, *args), K.col2im_reference(c, *shape, *args), 2, f64,
+                           K.col2im_reference(np.abs(c), *shape, *args), name="col2im")
+    y, am = K.maxpool2d_forward(x, *args)
+    y_ref, am_ref = K.maxpool2d_forward_reference(x, *args)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(am, am_ref)
+    g = rng.standard_normal(y.shape)
+    assert_close_reduction(K.maxpool2d_backward(g, am, 7, 6), K.maxpool2d_backward_reference(g, am, 7, 6),
+                           2, f64, K.maxpool2d_backward_reference(np.abs(g), am, 7, 6), name="maxpool bwd")
+    assert_close_reduction(K.avgpool2d_forward(x, *args), K.avgpool2d_forward_reference(x, *args),
+                           7, f64, K.avgpool2d_forward_reference(np.abs(x), *args), name="avgpool fwd")
+    assert_close_reduction(K.avgpool2d_backward(g, 7, 6, *args), K.avgpool2d_backward_reference(g, 7, 6, *args),
+                           3, f64, K.avgpool2d_backward_reference(np.abs(g), 7, 6, *args), name="avgpool bwd")
+    print("NO-JIT OK", len(names))
+""")
+
+
+def test_kernels_run_without_the_jit():
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, "-c", _NO_JIT_SCRIPT, tests_dir], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "NO-JIT OK 6" in done.stdout
