@@ -16,6 +16,23 @@ with the data instead of being a magic number.
 | tinycnn vs torch / fast vs reference          | float32 | 2 * gamma_n(u32) * S elementwise              |
 | trajectory (10 steps SGD / Adam) vs torch     | float64 | relative 1e-9 for every loss and weight       |
 | elementwise ops with no reduction             | float32 | 4 * u * |value| (a few roundings apart)       |
+| sigmoid forward, tinycnn vs torch             | float32 | (E_np + E_torch + 2) * u * sigmoid(x)         |
+| sigmoid backward, tinycnn vs torch            | float32 | (E_np+E_torch+2) u |g| s + 3 u |g s (1-s)|    |
+| softmax cross-entropy loss and gradient       | float32 | first-order running bound, see softmax_ce_atol |
+| optimizer trajectories (many steps)           | float32 | first-order running bound, see test_optim.py  |
+| layer vs torch, no arithmetic (ReLU, Flatten, | both    | bitwise equal                                 |
+|   max-pool forward, layout variants)          |         |                                               |
+| tanh forward, tinycnn vs torch               | float32 | (0.5 + 2^-20 + E_tanh_torch) * u * |tanh x|   |
+| tanh backward g (1 - y^2), tinycnn vs torch  | float32 | tanh_backward_atol (y's gap, 2 x 3 roundings)  |
+| dropout y = x * mask / (1 - p) vs torch      | float32 | 4 * u * |value| (the elementwise row)         |
+| dropout keep rate over n draws               | any     | Hoeffding: |k/n - q| < sqrt(ln(2/a)/(2n)),    |
+|                                              |         |   false alarm a = 1e-9 per check             |
+| batch norm y, dx, dweight, dbias vs torch    | both    | batchnorm_atol: first-order error analysis   |
+|   (train: batch stats; eval: running stats)  |         |   of a two-pass batch norm, twice (2 sides)  |
+| batch norm running mean / var after k steps  | both    | batchnorm_running_atol (same analysis, per   |
+|                                              |         |   step, carried through the momentum update) |
+
+E_np, E_torch: documented accuracy (in ulps) of the exp/log each library uses, see the constants below.
 """
 import numpy as np
 
@@ -64,3 +81,253 @@ def assert_rel_close(actual, expected, rel, name="tensor"):
         i = np.unravel_index(int(np.argmax(diff)), diff.shape)
         raise AssertionError(f"{name} NOT OK: max diff {worst:.3e} at {tuple(int(k) for k in i)}, "
                              f"allowed {rel:.0e} * {scale:.3e} = {rel * scale:.3e}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Elementwise transcendental functions: documented accuracy in ulps of the result (float32).
+# A k-ulp error is a relative error of at most k * u (u = machine epsilon) for normal results.
+# ----------------------------------------------------------------------------------------------
+# NumPy's own accuracy tests (numpy/_core/tests/test_umath.py, TestAVXFloat32Transcendental) require
+# float32 exp within 3 ulp and log within 4 ulp of the correctly rounded value; +0.5 ulp for that
+# rounding gives the distance to the exact value.
+NUMPY_EXP_ULPS_F32 = 3.5
+NUMPY_LOG_ULPS_F32 = 4.5
+# ATen's Vectorized<float>: exp() is SLEEF's expf*_u10 (1 ulp), log() is SLEEF's logf*_u10 (1 ulp);
+# a faster exp_u20() ("ULP=20" in its header) exists and some kernels use it, so exp takes the worse.
+TORCH_EXP_ULPS_F32 = 20.0
+TORCH_LOG_ULPS_F32 = 1.0
+
+
+def _sigmoid64(x):
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+
+
+def sigmoid_forward_atol(x, dtype=np.float32):
+    """Bound on |sigmoid_tinycnn(x) - sigmoid_torch(x)| elementwise (x: the shared input).
+
+    Each side computes 1/(1+e) or e/(1+e) from one exp (E ulps, its error damped by a factor <= 1)
+    and two correctly rounded operations: relative error <= (E + 1) u. The two sides differ by at
+    most the sum of their errors.
+    """
+    u = float(np.finfo(dtype).eps)
+    return (NUMPY_EXP_ULPS_F32 + TORCH_EXP_ULPS_F32 + 2) * u * _sigmoid64(x)
+
+
+def sigmoid_backward_atol(x, g, dtype=np.float32):
+    """Bound on the difference of grad_x = g * (1 - y) * y between tinycnn and torch.
+
+    Each side uses its own y (relative error (E + 1) u, so an absolute error in (1 - y) * y of at
+    most (E + 1) u * s, with s = sigmoid(x), as |d/dy (1 - y) y| <= 1) and three roundings (1 - y and
+    two products): 1.5 u |g s (1 - s)| per side.
+    """
+    u = float(np.finfo(dtype).eps)
+    s = _sigmoid64(x)
+    g = np.abs(np.asarray(g, dtype=np.float64))
+    return (NUMPY_EXP_ULPS_F32 + TORCH_EXP_ULPS_F32 + 2) * u * g * s + 3 * u * g * s * (1 - s)
+
+
+def _softmax_ce_error(z, t, c, exp_ulps, log_ulps, dtype):
+    """First-order bound on one implementation's error in the mean softmax cross-entropy.
+
+    z: (N, K) logits, t: (N, K) targets (one-hot for integer labels), c: the upstream scalar.
+    Steps and their errors (u = machine epsilon, used as a generous unit roundoff):
+      d = z - max z                      u |d|
+      s = sum_k exp(d)                   relative: max_k(u |d_k|) + E u + gamma_K
+      L = log s                          absolute: rel(s) + Elog u |L|
+      logp = d - L                       absolute: u |d| + err(L) + u |logp|
+      loss = -(1/N) sum t * logp         sum_n,k t err(logp) / N + gamma_{NK+2} sum |t logp| / N
+      grad = (c/N) (p * sum t - t)       p = exp(logp): relative err(logp) + E u, then a few roundings
+    Returns (loss_err: float, grad_err: (N, K)).
+    """
+    u = float(np.finfo(dtype).eps)
+    z = np.asarray(z, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    n, k = z.shape
+    d = z - z.max(axis=1, keepdims=True)
+    s = np.exp(d).sum(axis=1, keepdims=True)
+    big_l = np.log(s)
+    logp = d - big_l
+    p = np.exp(logp)
+    tsum = t.sum(axis=1, keepdims=True)
+    err_d = u * np.abs(d)
+    rel_s = err_d.max(axis=1, keepdims=True) + exp_ulps * u + gamma(k + 1, dtype)
+    err_l = rel_s + log_ulps * u * np.abs(big_l)
+    err_logp = err_d + err_l + u * np.abs(logp)
+    loss_err = float((np.abs(t) * err_logp).sum() / n
+                     + gamma(n * k + 2, dtype) * np.abs(t * logp).sum() / n)
+    grad = (abs(c) / n) * (p * tsum - t)
+    grad_err = (abs(c) / n) * (p * np.abs(tsum) * (err_logp + exp_ulps * u + gamma(k + 1, dtype) + 3 * u)
+                               + 2 * u * (np.abs(p * tsum - t) + np.abs(t))) + 3 * u * np.abs(grad)
+    return loss_err, grad_err
+
+
+def softmax_ce_atol(z, t, c=1.0, dtype=np.float32):
+    """Bounds on |loss_tinycnn - loss_torch| and |grad_tinycnn - grad_torch| (elementwise), float32.
+
+    The sum of each implementation's own first-order error bound (NumPy's exp/log for tinycnn,
+    ATen's for torch); terms of order u**2 are dropped (they are ~1e-7 of the bound).
+    """
+    a_loss, a_grad = _softmax_ce_error(z, t, c, NUMPY_EXP_ULPS_F32, NUMPY_LOG_ULPS_F32, dtype)
+    b_loss, b_grad = _softmax_ce_error(z, t, c, TORCH_EXP_ULPS_F32, TORCH_LOG_ULPS_F32, dtype)
+    return a_loss + b_loss, a_grad + b_grad
+
+
+# ----------------------------------------------------------------------------------------------
+# Tanh, Dropout, BatchNorm2D (issue 3).
+# ----------------------------------------------------------------------------------------------
+# tinycnn's float32 tanh is numpy's float64 tanh rounded once to float32: 0.5 ulp for the rounding,
+# plus the float64 error (allowing even 512 float64 ulps, that is 2^-20 of a float32 ulp).
+TINYCNN_TANH_ULPS_F32 = 0.5 + 2.0 ** -20
+# ATen's Vectorized<float>::tanh() is SLEEF's tanhf8_u10 (1 ulp); scalar tails use std::tanh, glibc's
+# tanhf, listed with at most 2 ulps in glibc's "Known Maximum Errors in Math Functions". The tests check
+# this assumption against float64 directly (test_tanh.py), so a wrong figure shows as its own failure.
+TORCH_TANH_ULPS_F32 = 2.0
+DROPOUT_FALSE_ALARM = 1e-9      # chance that a correct dropout fails one keep-rate check
+
+
+def hoeffding_halfwidth(n: int, alpha: float = DROPOUT_FALSE_ALARM) -> float:
+    """t such that P(|K/n - q| >= t) <= alpha for K ~ Binomial(n, q), whatever q.
+
+    Hoeffding's inequality for n independent draws in [0, 1]: P(|K/n - q| >= t) <= 2 exp(-2 n t^2);
+    setting the right side to alpha gives t = sqrt(ln(2 / alpha) / (2 n)).
+    """
+    return float(np.sqrt(np.log(2.0 / alpha) / (2.0 * n)))
+
+
+def tanh_forward_atol(x, dtype=np.float32, ulps=TINYCNN_TANH_ULPS_F32 + TORCH_TANH_ULPS_F32):
+    """Bound on |tanh_a(x) - tanh_b(x)| for two float32 tanh's of ``ulps`` total ulps (1 ulp <= u |t|)."""
+    u = float(np.finfo(dtype).eps)
+    return ulps * u * np.abs(np.tanh(np.asarray(x, dtype=np.float64)))
+
+
+def tanh_backward_atol(x, g, dtype=np.float32):
+    """Bound on the gap in grad_x = g * (1 - y*y) when each side uses its own y.
+
+    |y_a^2 - y_b^2| = |y_a - y_b| |y_a + y_b| <= d (2|t| + d), d = tanh_forward_atol; each side then
+    rounds y*y, 1 - y*y and the product with g: u |g| (t^2 + 2 |1 - t^2|) per side, first order.
+    """
+    u = float(np.finfo(dtype).eps)
+    t = np.tanh(np.asarray(x, dtype=np.float64))
+    g = np.abs(np.asarray(g, dtype=np.float64))
+    d = tanh_forward_atol(x, dtype)
+    return g * d * (2 * np.abs(t) + d) + 2 * u * g * (t * t + 2 * np.abs(1 - t * t))
+
+
+def _bn_batch_stats(x, dtype):
+    """Per channel of x (N, C, H, W): exact mean, biased variance, and the bounds on one two-pass
+    dtype implementation's errors in them (each rounding counted as u = machine epsilon):
+      mean = fl(sum x / M):           e_mu  = gamma_{M+1} * mean|x|
+      var = fl(sum fl(x - mean)^2 / M): the squares of the computed deviations sum to
+          M (var + (mean - mu)^2); each term carries 3 roundings, the sum M - 1 more, the division 1:
+                                      e_var = gamma_{M+3} (var + e_mu^2) + e_mu^2
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, _, h, w = x.shape
+    m = n * h * w
+    mu = x.mean(axis=(0, 2, 3))
+    var = ((x - mu.reshape(1, -1, 1, 1)) ** 2).mean(axis=(0, 2, 3))
+    e_mu = gamma(m + 1, dtype) * np.abs(x).mean(axis=(0, 2, 3))
+    e_var = gamma(m + 3, dtype) * (var + e_mu ** 2) + e_mu ** 2
+    return mu, var, e_mu, e_var, m
+
+
+def batchnorm_atol(x, g, weight, bias, bn_eps, dtype, *, running=None):
+    """Elementwise bounds on |tinycnn - torch| for BatchNorm2D's y, dx, dweight, dbias in ``dtype``.
+
+    x, g: (N, C, H, W), the input and upstream gradient both sides got; weight, bias: (C,) or None
+    (affine=False); running: None for batch statistics, else (running_mean, running_var), the same
+    values on both sides (evaluation mode). Returns a dict of float64 arrays y, dx (N, C, H, W) and
+    dweight, dbias (C,).
+
+    One side's first-order error (u = machine epsilon per rounding, a generous unit roundoff), with
+    mu, sigma = sqrt(var + eps), x_hat exact and e_mu, e_var from ``_bn_batch_stats`` (0 for running
+    statistics):
+      R_sigma = e_var / (2 (var + eps)) + 3u       relative error of 1/sigma (add eps, sqrt, divide)
+      y  = gamma x_hat + beta, evaluated as gamma (x - mu)/sigma + beta or as x a + (beta - mu a):
+           |gamma| e_mu / sigma + |gamma x_hat| R_sigma + 4u (|gamma| (|x| + |mu|) / sigma + |beta|)
+      dbias   = G1 = sum g:           gamma_M sum|g|
+      dweight = G2 = sum g x_hat:     |G1| e_mu / sigma + |G2| R_sigma + gamma_{M+5} sum|g x_hat|
+      dx (batch) = A - B, A = gamma/(M sigma) (M g - G1), B = gamma/(M sigma) x_hat G2:
+           |A| (R_sigma + 4u) + |B| (3 R_sigma + 6u) + |gamma|/(M sigma) [err G1 + u (M|g| + |G1|)
+           + |G2| (e_mu/sigma + u |x_hat|) + |x_hat| (|G1| e_mu/sigma + gamma_{M+5} sum|g x_hat|)]
+      dx (running) = g gamma / sigma:  |g gamma / sigma| (R_sigma + 3u)
+    The two sides differ by at most twice that.
+    """
+    u = float(np.finfo(dtype).eps)
+    x = np.asarray(x, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    c = x.shape[1]
+
+    def b(v):                                    # (C,) -> (1, C, 1, 1)
+        return np.asarray(v, dtype=np.float64).reshape(1, -1, 1, 1)
+
+    gam = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    bet = np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64)
+    if running is None:
+        mu, var, e_mu, e_var, m = _bn_batch_stats(x, dtype)
+    else:
+        mu, var = (np.asarray(r, dtype=np.float64) for r in running)
+        e_mu = e_var = np.zeros(c)
+        m = x.shape[0] * x.shape[2] * x.shape[3]
+    sigma = np.sqrt(var + bn_eps)
+    r_sigma = e_var / (2 * (var + bn_eps)) + 3 * u
+    xh = (x - b(mu)) / b(sigma)
+    ag = np.abs(gam)
+    e_y = (b(ag * e_mu / sigma) + np.abs(b(gam) * xh) * b(r_sigma)
+           + 4 * u * (b(ag / sigma) * (np.abs(x) + b(np.abs(mu))) + b(np.abs(bet))))
+    g1, g2 = g.sum(axis=(0, 2, 3)), (g * xh).sum(axis=(0, 2, 3))
+    s1, s2 = np.abs(g).sum(axis=(0, 2, 3)), np.abs(g * xh).sum(axis=(0, 2, 3))
+    e_dbias = gamma(m, dtype) * s1
+    e_g2_rounding = np.abs(g1) * e_mu / sigma + gamma(m + 5, dtype) * s2
+    e_dweight = e_g2_rounding + np.abs(g2) * r_sigma
+    if running is None:
+        k = b(ag / (m * sigma))
+        a_abs = k * np.abs(m * g - b(g1))
+        b_abs = k * np.abs(xh * b(g2))
+        e_dx = (a_abs * b(r_sigma + 4 * u) + b_abs * b(3 * r_sigma + 6 * u)
+                + k * (b(e_dbias) + u * (m * np.abs(g) + b(np.abs(g1)))
+                       + b(np.abs(g2)) * (b(e_mu / sigma) + u * np.abs(xh))
+                       + np.abs(xh) * b(e_g2_rounding)))
+    else:
+        e_dx = np.abs(g * b(gam / sigma)) * b(r_sigma + 3 * u)
+    return {"y": 2 * e_y, "dx": 2 * e_dx, "dweight": 2 * e_dweight, "dbias": 2 * e_dbias}
+
+
+def batchnorm_running_atol(batches, momentum, dtype):
+    """Bounds on |tinycnn - torch| for running_mean and running_var (C,) after training on ``batches``.
+
+    Start: mean 0, var 1, exact. Step t with factor f (momentum, or 1/t when momentum is None), batch
+    statistics mu_t, var_t (errors e_mu, e_var as in ``_bn_batch_stats``), v_t = var_t M / (M - 1):
+      err_mean_t = (1-f) err_mean_{t-1} + f e_mu + 5u (|(1-f) mean_{t-1}| + |f mu_t|)
+      err_var_t  = (1-f) err_var_{t-1} + f M/(M-1) e_var + 5u (|(1-f) var_{t-1}| + |f v_t|)
+    (5 roundings: the two products, the sum, M/(M-1) and the store.) Twice that for two sides.
+    """
+    u = float(np.finfo(dtype).eps)
+    rm = rv = err_m = err_v = None
+    for t, x in enumerate(batches, start=1):
+        mu, var, e_mu, e_var, m = _bn_batch_stats(x, dtype)
+        if rm is None:
+            rm, rv = np.zeros_like(mu), np.ones_like(mu)
+            err_m, err_v = np.zeros_like(mu), np.zeros_like(mu)
+        f = 1.0 / t if momentum is None else momentum
+        v_unbiased = var * m / (m - 1)
+        err_m = (1 - f) * err_m + f * e_mu + 5 * u * (np.abs((1 - f) * rm) + np.abs(f * mu))
+        err_v = (1 - f) * err_v + f * m / (m - 1) * e_var + 5 * u * (np.abs((1 - f) * rv) + np.abs(f * v_unbiased))
+        rm = (1 - f) * rm + f * mu
+        rv = (1 - f) * rv + f * v_unbiased
+    return 2 * err_m, 2 * err_v
+
+
+def assert_within(actual, expected, bound, name="tensor"):
+    """Assert |actual - expected| <= bound elementwise (bound: an array from the functions above)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), actual.shape)
+    diff = np.abs(actual - expected)
+    excess = diff - bound
+    if diff.size and not (excess.max() <= 0):
+        i = np.unravel_index(int(np.nanargmax(excess)) if np.isfinite(excess).any() else 0, diff.shape)
+        raise AssertionError(f"{name} NOT OK: |diff| = {diff[i]:.3e} at {tuple(int(k) for k in i)} exceeds "
+                             f"the derived bound {bound[i]:.3e}; max diff {diff.max():.3e}")
