@@ -103,7 +103,12 @@ class SGD(Optimizer):
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: nesterov momentum requires momentum > 0 and dampening = 0")
+            raise ValueError("SGD: nesterov momentum requires momentum > 0 and dampening = 0, "
+                             f"got momentum={momentum}, dampening={dampening}")
+        if momentum < 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay}")
         self.momentum = float(momentum)
         self.dampening = float(dampening)
         self.weight_decay = float(weight_decay)
@@ -152,6 +157,10 @@ class Adam(Optimizer):
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"Adam: betas must lie in [0, 1), got {betas}")
+        if eps < 0:
+            raise ValueError(f"Adam: eps must be >= 0, got {eps}")
+        if weight_decay < 0:
+            raise ValueError(f"Adam: weight_decay must be >= 0, got {weight_decay}")
         self.betas = (float(b1), float(b2))
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
