@@ -4,21 +4,38 @@
 (``weight``, ``bias``) and buffers (e.g. ``running_mean``), in PyTorch's order, so
 ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})``
 works for the same architecture.
+
+Shapes: ``Sequential(*layers, input_shape=(C, H, W))`` checks every layer's input when it is built
+(see ``tinycnn.shapes``); without ``input_shape`` the check runs at the first forward, on the batch's
+per-sample shape. ``summary()`` prints per-layer shapes, parameters, multiply-adds and memory.
+
+Two ways to train the same model: the PyTorch-style loop (``zero_grad``, forward, loss, ``backward``,
+``step``, all written by you) or the Keras-style ``compile`` / ``fit`` / ``evaluate`` / ``predict``,
+whose machinery lives in ``tinycnn.training``.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import shapes
+from . import training as fit_api
 from .layers.base import Layer, Parameter
 
 
 class Sequential:
-    def __init__(self, *layers: Layer):
+    def __init__(self, *layers: Layer, input_shape=None):
         for i, layer in enumerate(layers):
             if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
                 raise TypeError(f"Sequential: item {i} ({layer!r}) is not a layer (no forward/backward)")
         self.layers = list(layers)
         self.training = True
+        self.input_shape: tuple | None = None     # per sample (C, H, W): given, or the first forward's
+        self._shape_records = None                # [shapes.LayerShape] for input_shape
+        self._checked_shapes: set = set()         # per-sample shapes already checked
+        self.stop_training = False                # set by callbacks (EarlyStopping) during fit
+        self.compiled: fit_api.Compiled | None = None
+        if input_shape is not None:
+            self.build(input_shape)
 
     def __repr__(self):
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
@@ -36,7 +53,35 @@ class Sequential:
     def __call__(self, x):
         return self.forward(x)
 
+    def build(self, input_shape, *, source: str = "input_shape"):
+        """Check every layer against per-sample ``input_shape`` (C, H, W); raise ``ShapeError`` naming
+        the first layer that cannot take its input. Returns the per-layer shapes."""
+        input_shape = tuple(int(d) for d in input_shape)
+        records = shapes.infer_shapes(self.layers, input_shape, source=source)
+        if self.input_shape is None:
+            self.input_shape, self._shape_records = input_shape, records
+        self._checked_shapes.add(input_shape)
+        return records
+
+    def summary(self, batch_size: int = 32, *, input_shape=None, print_fn=print) -> str:
+        """Print (and return) per layer: output shape, parameters, multiply-adds, activation memory and
+        Conv2D's im2col buffer; then the totals for ``batch_size`` images."""
+        if input_shape is None and self.input_shape is None:
+            raise ValueError("Sequential.summary: the input shape is not known yet; pass "
+                             "input_shape=(C, H, W) to Sequential or summary(), or run one forward first")
+        shape = tuple(input_shape) if input_shape is not None else self.input_shape
+        records = self.build(shape) if input_shape is not None else self._shape_records
+        params = self.parameters()
+        dtype = params[0].data.dtype if params else np.float32
+        text = shapes.summary_text(records, shape, batch_size, dtype)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
     def forward(self, x):
+        x = np.asarray(x)
+        if x.ndim >= 2 and x.shape[1:] not in self._checked_shapes:
+            self.build(x.shape[1:], source=f"the batch of shape {x.shape} passed to forward")
         for layer in self.layers:
             x = layer.forward(x)
         return x
@@ -45,6 +90,34 @@ class Sequential:
         for layer in reversed(self.layers):
             grad_y = layer.backward(grad_y)
         return grad_y
+
+    # -- Keras-style front end (machinery in tinycnn.training) ---------------------------------------
+
+    def compile(self, optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=None, lr=None,
+                seed: int = fit_api.DEFAULT_SEED):
+        """Choose optimizer ('sgd', 'adam' or an optimizer object), loss and metrics for ``fit``.
+        ``seed`` seeds the generator that shuffles the data in ``fit``. See ``tinycnn.training.compile_model``."""
+        self.compiled = fit_api.compile_model(self, optimizer, loss, metrics, lr=lr, seed=seed)
+        return self
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
+            shuffle=True, callbacks=None, verbose=1, rng=None) -> fit_api.History:
+        """Train on NCHW arrays ``x`` and labels ``y``; returns a ``History``. See ``tinycnn.training.fit``."""
+        return fit_api.fit(self, x, y, epochs=epochs, batch_size=batch_size,
+                            validation_split=validation_split, validation_data=validation_data,
+                            shuffle=shuffle, callbacks=callbacks, verbose=verbose, rng=rng)
+
+    def evaluate(self, x, y, batch_size=32, verbose=0) -> dict:
+        """Loss and metrics on ``(x, y)`` in eval mode, e.g. ``{"loss": 0.9, "accuracy": 0.7}``."""
+        return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose)
+
+    def predict(self, x, batch_size=32) -> np.ndarray:
+        """Class probabilities (N, K), in eval mode; softmax applied exactly once."""
+        return fit_api.predict(self, x, batch_size=batch_size)
+
+    def predict_classes(self, x, batch_size=32) -> np.ndarray:
+        """Most probable class per sample: int64 (N,)."""
+        return self.predict(x, batch_size=batch_size).argmax(axis=1)
 
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]

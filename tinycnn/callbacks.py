@@ -1,0 +1,204 @@
+"""Callbacks: small objects ``fit`` calls at fixed points of training (Keras' hooks and order).
+
+    on_train_begin(logs)                 once, before the first epoch
+    on_epoch_begin(epoch, logs)          epoch is 0-based
+    on_train_batch_begin(step, logs)     step is 0-based within the epoch
+    on_train_batch_end(step, logs)       logs: running "loss" (and metrics) of the epoch so far
+    on_epoch_end(epoch, logs)            logs: the epoch's "loss", metrics, "val_*" and "lr"
+    on_train_end(logs)                   once, after the last epoch (not when fit raises)
+
+A callback reaches the model through ``self.model`` and the run through ``self.params`` ("epochs",
+"steps", "samples", "batch_size", "rng": the generator that shuffles the data). Setting
+``self.model.stop_training = True`` ends ``fit`` after the current epoch.
+
+What each one does:
+
+* ``EarlyStopping``: stops when ``monitor`` has not improved by more than ``min_delta`` for
+  ``patience`` epochs; with ``restore_best_weights`` the model ends with the weights of its best epoch.
+  Deliberate difference from Keras: Keras restores only when it actually stops early; here the best
+  weights are restored at the end of training in every case (the name promises the best weights).
+* ``ModelCheckpoint``: saves weights, optimizer state, epoch and the shuffling generator's state with
+  ``tinycnn.checkpoint.save_checkpoint`` (atomic) after every epoch, or only when ``monitor`` improves
+  (``save_best_only``). ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.npz"``.
+* ``LearningRateScheduler``: steps a ``tinycnn.schedules`` schedule after every epoch (torch's
+  convention) or after every batch (``per="batch"``, for one-cycle), or sets the rate from a Keras-style
+  function ``schedule(epoch, lr) -> lr`` before every epoch.
+
+A non-finite loss is not a callback's job: ``fit`` checks every batch's loss itself, before the update,
+and raises ``tinycnn.NonFiniteLossError`` (a callback at batch end would run after NaN weights).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .checkpoint import save_checkpoint
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    model = None
+    params: dict = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params: dict):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, step, logs=None): pass
+    def on_train_batch_end(self, step, logs=None): pass
+
+
+class _Monitor:
+    """Tracks the best value of one logged quantity. mode "min", "max", or "auto" (max for accuracy,
+    precision, recall and F1, min otherwise). NaN is never an improvement."""
+
+    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if mode == "auto":
+            mode = "max" if any(w in monitor for w in ("acc", "precision", "recall", "f1")) else "min"
+        if min_delta < 0:
+            raise ValueError(f"{owner}: min_delta must be >= 0, got {min_delta}")
+        self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, float(min_delta)
+        self.reset()
+
+    def reset(self):
+        self.best = np.inf if self.mode == "min" else -np.inf
+
+    def value(self, logs: dict) -> float:
+        if self.monitor not in logs:
+            raise KeyError(f"{self.owner}: monitor {self.monitor!r} is not among the epoch's logs "
+                           f"{sorted(logs)}; pass validation data to fit for 'val_*' quantities, or "
+                           f"compile with the metric")
+        return float(logs[self.monitor])
+
+    def improved(self, current: float) -> bool:
+        if math.isnan(current):
+            return False
+        if self.mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop after ``patience`` epochs without an improvement of more than ``min_delta`` in ``monitor``."""
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
+                 restore_best_weights=False, verbose=0):
+        if patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        self._track = _Monitor("EarlyStopping", monitor, mode, min_delta)
+        self.monitor, self.patience = monitor, int(patience)
+        self.restore_best_weights, self.verbose = bool(restore_best_weights), verbose
+
+    def on_train_begin(self, logs=None):
+        self._track.reset()
+        self.wait = 0
+        self.best_epoch: int | None = None
+        self.best_weights: dict | None = None
+        self.stopped_epoch: int | None = None
+
+    @property
+    def best(self) -> float:
+        return self._track.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = self._track.value(logs or {})
+        if self._track.improved(current):
+            self._track.best, self.best_epoch, self.wait = current, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.state_dict()        # copies
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.verbose:
+                print(f"EarlyStopping: {self.monitor} has not improved for {self.wait} epoch(s) "
+                      f"(best {self.best:.4f} at epoch {self.best_epoch + 1 if self.best_epoch is not None else '-'}); "
+                      f"stopping after epoch {epoch + 1}")
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+            if self.verbose:
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1} "
+                      f"({self.monitor} = {self.best:.4f})")
+
+
+class ModelCheckpoint(Callback):
+    """Save a checkpoint after each epoch, or only when ``monitor`` improves (``save_best_only``)."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True,
+                 verbose=0):
+        self.path, self.monitor = str(path), monitor
+        self.save_best_only, self.save_optimizer, self.verbose = bool(save_best_only), bool(save_optimizer), verbose
+        self._track = _Monitor("ModelCheckpoint", monitor, mode, 0.0)   # best kept across fit calls
+        self.last_saved: str | None = None
+
+    @property
+    def best(self) -> float:
+        return self._track.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        extra = {"logs": {k: float(v) for k, v in logs.items()}}         # JSON keeps NaN/inf as such
+        if self.save_best_only:
+            current = self._track.value(logs)
+            if not self._track.improved(current):
+                return
+            self._track.best = current
+            extra.update(monitor=self.monitor, best=current)
+        path = self.path.format(epoch=epoch + 1, **logs) if "{" in self.path else self.path
+        optimizer = self.model.compiled.optimizer if self.save_optimizer and self.model.compiled else None
+        save_checkpoint(path, self.model, optimizer, epoch=epoch + 1, rng=self.params.get("rng"), extra=extra)
+        self.last_saved = path
+        if self.verbose:
+            print(f"ModelCheckpoint: saved {path} after epoch {epoch + 1}")
+
+
+class LearningRateScheduler(Callback):
+    """Drive the learning rate during ``fit``.
+
+    ``schedule``: a ``tinycnn.schedules`` object built on the model's optimizer (``.step()``, stepped
+    after each epoch, or after each batch with ``per="batch"``), or a function ``(epoch, lr) -> lr``
+    called before each epoch (Keras' form; ``per`` must then be "epoch").
+    """
+
+    def __init__(self, schedule, per="epoch"):
+        if per not in ("epoch", "batch"):
+            raise ValueError(f"LearningRateScheduler: per must be 'epoch' or 'batch', got {per!r}")
+        if not hasattr(schedule, "step") and not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be a tinycnn schedule (with .step()) "
+                            f"or a function (epoch, lr) -> lr, got {schedule!r}")
+        if not hasattr(schedule, "step") and per == "batch":
+            raise ValueError("LearningRateScheduler: a function schedule runs per epoch; for per-batch "
+                             "steps use a tinycnn.schedules object")
+        self.schedule, self.per = schedule, per
+
+    def on_train_begin(self, logs=None):
+        owned = getattr(self.schedule, "optimizer", None)
+        if owned is not None and self.model.compiled is not None and owned is not self.model.compiled.optimizer:
+            raise ValueError("LearningRateScheduler: the schedule drives a different optimizer than the one "
+                             "the model was compiled with; build it on model.compiled.optimizer")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not hasattr(self.schedule, "step"):
+            opt = self.model.compiled.optimizer
+            opt.lr = float(self.schedule(epoch, opt.lr))
+
+    def on_train_batch_end(self, step, logs=None):
+        if self.per == "batch" and hasattr(self.schedule, "step"):
+            self.schedule.step()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.per == "epoch" and hasattr(self.schedule, "step"):
+            self.schedule.step()

@@ -1,0 +1,195 @@
+"""Shape inference for a stack of layers: every layer's input checked before any data flows.
+
+Shapes here are PER SAMPLE (the batch axis left off): a CIFAR image is (3, 32, 32), a flat feature
+vector (2048,). ``infer_shapes(layers, (C, H, W))`` walks the stack with each layer's
+``output_shape(in_shape)`` (Conv2D, the pools, Flatten, Dense, Softmax have one, and raise a clear
+error when the input cannot fit). A layer without ``output_shape`` (ReLU, Sigmoid, ...) is taken to
+keep the shape, which the first real forward confirms.
+
+When a layer rejects its input, the error says which layer (index and repr), what it expected and got
+(the layer's own message), where the offending shape comes from (e.g. "the Flatten at layer 6 of the
+(128, 32, 32) output of layer 4, Conv2D(...)"), and the whole chain of shapes up to that point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layers.dense import Dense, Flatten
+
+
+class ShapeError(ValueError):
+    """A layer of a Sequential cannot take the shape the layers before it produce."""
+
+
+@dataclass
+class LayerShape:
+    index: int                # position in the Sequential
+    layer: object
+    in_shape: tuple           # per sample, e.g. (3, 32, 32)
+    out_shape: tuple          # per sample
+
+
+def layer_output_shape(layer, in_shape: tuple) -> tuple:
+    """Per-sample output shape of ``layer`` for per-sample input ``in_shape`` (raises if it cannot fit)."""
+    in_shape = tuple(int(d) for d in in_shape)
+    if hasattr(layer, "kernel_size") and len(in_shape) != 3:
+        hint = ("; for grayscale images add a channel axis, e.g. x[:, None] for (N, H, W) input"
+                if len(in_shape) == 2 else "")
+        raise ValueError(f"{layer!r}: expects a (C, H, W) image per sample (input (N, C, H, W)), "
+                         f"got per-sample shape {in_shape}{hint}")
+    rule = getattr(layer, "output_shape", None)
+    if rule is None:                       # elementwise layers (ReLU, Sigmoid, ...) keep the shape
+        return in_shape
+    return tuple(int(d) for d in rule(in_shape))
+
+
+def _shape_setter(records: list[LayerShape], upto: int) -> str:
+    """Describe who produced the output of layer ``upto``: the last layer at or before it that
+    changed the shape (shape-keeping layers such as ReLU just pass it on), or the model input."""
+    j = upto
+    while j >= 0 and records[j].out_shape == records[j].in_shape:
+        j -= 1
+    if j < 0:
+        return "the model input"
+    if j == upto:
+        return f"layer {j}, {records[j].layer!r}"
+    return f"layer {j}, {records[j].layer!r} (passed on unchanged by layer{'s' if upto - j > 1 else ''} " \
+           f"{', '.join(str(k) for k in range(j + 1, upto + 1))})"
+
+
+def _provenance(records: list[LayerShape], index: int, in_shape: tuple, source: str) -> str:
+    """Where the input of layer ``index`` comes from, in words."""
+    if index == 0:
+        return f"Its input {in_shape} is the model input ({source})."
+    prev = records[index - 1]
+    if isinstance(prev.layer, Flatten):
+        dims = "*".join(str(d) for d in prev.in_shape)
+        origin = _shape_setter(records, index - 2) if index >= 2 else "the model input"
+        return (f"The {in_shape[0]} features come from the Flatten() at layer {index - 1}, which flattens "
+                f"the {prev.in_shape} output of {origin}: {dims} = {in_shape[0]}.")
+    return f"Its input {in_shape} is the output of {_shape_setter(records, index - 1)}."
+
+
+def _trace(records: list[LayerShape], input_shape: tuple, failing: int, failing_layer) -> str:
+    lines = [f"    input             {input_shape}"]
+    for r in records:
+        lines.append(f"    [{r.index}] {r.layer!r}  ->  {r.out_shape}")
+    lines.append(f"    [{failing}] {failing_layer!r}  <-  rejects {records[-1].out_shape if records else input_shape}")
+    return "\n".join(lines)
+
+
+def _hint(layer, in_shape: tuple, prev) -> str:
+    if isinstance(layer, Dense) and len(in_shape) == 1 and isinstance(prev, Flatten):
+        return (f"\n  Fix: make it Dense({in_shape[0]}, {layer.out_features}), or shrink the feature map "
+                f"before the Flatten (e.g. a MaxPool2D(2) after each convolution) until it has "
+                f"{layer.in_features} features.")
+    return ""
+
+
+def infer_shapes(layers, input_shape, *, source: str = "input_shape") -> list[LayerShape]:
+    """Walk ``layers`` from the per-sample ``input_shape``; return one ``LayerShape`` per layer.
+
+    Raises ``ShapeError`` naming the first layer that cannot take its input, with where that input
+    comes from. ``source`` says where ``input_shape`` came from, for that message.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    records: list[LayerShape] = []
+    shape = input_shape
+    for i, layer in enumerate(layers):
+        try:
+            out = layer_output_shape(layer, shape)
+        except (ValueError, TypeError) as err:
+            prev = records[-1].layer if records else None
+            reason = str(err).removeprefix(f"{layer!r}: ")           # the layer's own words, repr once
+            raise ShapeError(
+                f"Sequential: layer {i}, {layer!r}, cannot take its per-sample input of shape {shape}: "
+                f"{reason}\n  {_provenance(records, i, shape, source)}{_hint(layer, shape, prev)}\n"
+                f"  Shapes so far (per sample):\n{_trace(records, input_shape, i, layer)}"
+            ) from None
+        records.append(LayerShape(index=i, layer=layer, in_shape=shape, out_shape=out))
+        shape = out
+    return records
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+@dataclass
+class LayerStats:
+    index: int
+    name: str                 # the layer's repr
+    out_shape: tuple          # per sample
+    params: int               # trainable parameter count
+    buffers: int              # non-trainable state (e.g. batch-norm running statistics), element count
+    macs: int                 # multiply-accumulates per sample (Conv2D, Dense; 0 for the rest)
+    activation_bytes: int     # the layer's output for the whole batch
+    im2col_bytes: int         # Conv2D's column buffer (C*KH*KW, N*OH*OW) for the whole batch; else 0
+
+
+def _macs(layer, r: LayerShape) -> int:
+    """Multiply-accumulates per sample: one per weight use."""
+    if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):      # Conv2D
+        kh, kw = layer.kernel_size
+        return int(np.prod(r.out_shape)) * layer.in_channels * kh * kw        # O*OH*OW * C*KH*KW
+    if isinstance(layer, Dense):
+        return layer.in_features * layer.out_features
+    return 0
+
+
+def layer_stats(records: list[LayerShape], batch_size: int, itemsize: int) -> list[LayerStats]:
+    stats = []
+    for r in records:
+        layer = r.layer
+        params = sum(int(p.data.size) for p in layer.parameters())
+        buffers = sum(int(np.size(b)) for b in layer.named_buffers().values()) if hasattr(layer, "named_buffers") else 0
+        im2col = 0
+        if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):
+            kh, kw = layer.kernel_size
+            _, oh, ow = r.out_shape
+            im2col = layer.in_channels * kh * kw * batch_size * oh * ow * itemsize   # cols: (C*KH*KW, N*OH*OW)
+        stats.append(LayerStats(r.index, repr(layer), r.out_shape, params, buffers, _macs(layer, r),
+                                int(np.prod(r.out_shape)) * batch_size * itemsize, im2col))
+    return stats
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def summary_text(records: list[LayerShape], input_shape: tuple, batch_size: int, dtype) -> str:
+    """The table ``Sequential.summary()`` prints, and its totals."""
+    dtype = np.dtype(dtype)
+    stats = layer_stats(records, batch_size, dtype.itemsize)
+    name_w = max([len("layer")] + [len(s.name) for s in stats]) + 2
+    head = (f"{'#':>3}  {'layer':<{name_w}}{'output shape':<18}{'params':>12}{'MACs':>16}"
+            f"{'activations':>14}{'im2col':>12}")
+    rule = "-" * len(head)
+    lines = [f"Sequential summary: input {tuple(input_shape)} per sample, {dtype.name}, batch size {batch_size}",
+             rule, head, rule]
+    for s in stats:
+        lines.append(f"{s.index:>3}  {s.name:<{name_w}}{str(s.out_shape):<18}{s.params:>12,}{s.macs:>16,}"
+                     f"{human_bytes(s.activation_bytes):>14}{(human_bytes(s.im2col_bytes) if s.im2col_bytes else '-'):>12}")
+    total_params = sum(s.params for s in stats)
+    total_buffers = sum(s.buffers for s in stats)
+    macs = sum(s.macs for s in stats)
+    act = sum(s.activation_bytes for s in stats)
+    cols = sum(s.im2col_bytes for s in stats)
+    input_bytes = int(np.prod(input_shape)) * batch_size * dtype.itemsize
+    lines += [
+        rule,
+        f"Total params:            {total_params:,} ({human_bytes(total_params * dtype.itemsize)}; "
+        f"gradients take as much again)",
+        f"Non-trainable buffers:   {total_buffers:,}",
+        f"MACs:                    {macs:,} per sample, {macs * batch_size:,} per batch of {batch_size}",
+        f"Activation memory:       {human_bytes(act)} for a batch of {batch_size} (layer outputs), "
+        f"plus {human_bytes(input_bytes)} of input",
+        f"im2col buffers:          {human_bytes(cols)} for a batch of {batch_size} "
+        f"(each Conv2D keeps its columns for backward)",
+        f"Forward memory in all:   {human_bytes(act + cols + input_bytes)} for a batch of {batch_size}",
+    ]
+    return "\n".join(lines)
