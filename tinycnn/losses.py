@@ -45,6 +45,8 @@ class SoftmaxCrossEntropy:
             raise TypeError(f"{self!r}: logits dtype is {logits.dtype}, but a floating array is needed")
         if logits.ndim != 2:
             raise ValueError(f"{self!r}: expected logits of shape (N, K), got shape {logits.shape}")
+        # C order whatever the caller's layout: the row sums' summation order depends on it
+        logits = np.ascontiguousarray(logits)
         n, k = logits.shape
         targets = self._targets(np.asarray(labels), n, k, logits.dtype)
         logp = log_softmax(logits)                                      # (N, K)
@@ -82,6 +84,6 @@ class SoftmaxCrossEntropy:
                                  f"got {labels.shape}")
             if (labels < 0).any():
                 raise ValueError(f"{self!r}: probability labels must be >= 0")
-            return labels.astype(dtype, copy=False)
+            return np.ascontiguousarray(labels, dtype=dtype)
         raise TypeError(f"{self!r}: labels must be integer class indices (N,) or float probabilities "
                         f"(N, K); got dtype {labels.dtype}")

@@ -80,6 +80,9 @@ class Layer:
 
     def _check_grad(self, grad_y, expected_shape):
         grad_y = np.asarray(grad_y)
+        if grad_y.dtype.kind != "f":          # int, bool, object: no silent cast, no Numba traceback
+            raise TypeError(f"{self!r}: backward got grad_y of dtype {grad_y.dtype}, but a floating "
+                            f"array is needed")
         if grad_y.shape != tuple(expected_shape):
             raise ValueError(
                 f"{self!r}: backward got grad_y of shape {grad_y.shape}, but forward produced "

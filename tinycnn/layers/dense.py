@@ -92,7 +92,9 @@ class Dense(Layer):
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = self._check_grad(grad_y, (cache.x.shape[0], self.out_features)).astype(self.dtype, copy=False)
+        g = self._check_grad(grad_y, (cache.x.shape[0], self.out_features))
+        # C order whatever the caller's layout: g.sum's summation order depends on the memory layout
+        g = np.ascontiguousarray(g, dtype=self.dtype)
         self.weight.grad = g.T @ cache.x            # (out, in)
         if self.bias is not None:
             self.bias.grad = g.sum(axis=0)          # (out,)

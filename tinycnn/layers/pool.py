@@ -60,8 +60,23 @@ class _Pool2D(Layer):
 
     def _prepare(self, x):
         x = check_input(self, x, 4, "(N, C, H, W)")
+        _check_kernel_dtype(self, x.dtype, "input")
         self.output_shape(x.shape[1:])
         return x
+
+    def _grad(self, grad_y, expected_shape):
+        """grad_y checked (shape, floating) and as a C-contiguous float32/float64 array for the kernels."""
+        g = self._check_grad(grad_y, expected_shape)
+        _check_kernel_dtype(self, g.dtype, "grad_y")
+        return np.ascontiguousarray(g)
+
+
+def _check_kernel_dtype(layer, dtype, what):
+    """The pooling kernels are compiled for float32 and float64 only (float16 and longdouble would
+    reach Numba and fail there with a typing error)."""
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{layer!r}: {what} dtype is {dtype}; pooling runs in float32 or float64, "
+                        f"convert it first, e.g. x.astype(np.float32)")
 
 
 class MaxPool2D(_Pool2D):
@@ -75,7 +90,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = np.ascontiguousarray(self._check_grad(grad_y, cache.argmax.shape))
+        g = self._grad(grad_y, cache.argmax.shape)
         _, _, h, w = cache.x_shape
         return kernels.maxpool2d_backward(g, cache.argmax, h, w)
 
@@ -91,6 +106,6 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = np.ascontiguousarray(self._check_grad(grad_y, cache.y_shape))
+        g = self._grad(grad_y, cache.y_shape)
         _, _, h, w = cache.x_shape
         return kernels.avgpool2d_backward(g, h, w, *self.kernel_size, *self.stride, *self.padding)
