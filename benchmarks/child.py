@@ -1,0 +1,89 @@
+"""One contender alone in a fresh process: ``python -m benchmarks.child CONTENDER NET BATCH STEPS``.
+
+Prints one JSON line: seconds to import the engine, to build the model, for the first and second
+training step, and the peak resident set size (``VmHWM``, see ``peak_rss_mib``) after imports + model + batch and at
+the end. Only the named contender's engine is imported, so each process holds one engine's memory.
+Used by ``startup.py`` and ``memory.py``.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB.
+
+    Linux's ``VmHWM`` (from /proc/self/status) belongs to this process's own address space. Where it is
+    missing we fall back to ``ru_maxrss``, which on Linux is *inherited across fork and exec* (a child
+    of a large parent reports the parent's peak), so it is only right for a process that started small.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024                       # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024        # Linux: KiB
+
+
+def main(argv) -> None:
+    t0 = time.perf_counter()
+    contender, net_name, batch, steps = argv[0], argv[1], int(argv[2]), int(argv[3])
+    import numpy as np
+
+    from .nets import LR, MOMENTUM, NETS, build_numpy, build_tinycnn, build_torch, random_state
+    if contender == "tinycnn":
+        import tinycnn as tc
+    elif contender == "pytorch":
+        import torch
+        import torch.nn.functional as F
+    t_import = time.perf_counter() - t0
+
+    info = NETS[net_name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, *info.input_shape), dtype=np.float32)
+    labels = rng.integers(0, info.classes, batch)
+    state = random_state(info.spec, rng)
+    if contender == "tinycnn":
+        model = build_tinycnn(info.spec, rng)
+        model.load_state_dict(state)
+        loss_fn = tc.SoftmaxCrossEntropy()
+        opt = tc.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+        def step():
+            loss_fn(model(x), labels)
+            model.backward(loss_fn.backward())
+            opt.step()
+    elif contender == "pytorch":
+        tmodel = build_torch(info.spec, state)
+        topt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM)
+        tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
+
+        def step():
+            topt.zero_grad(set_to_none=True)
+            F.cross_entropy(tmodel(tx), tl).backward()
+            topt.step()
+    else:
+        from . import numpy_engine as npe
+        net = build_numpy(info.spec, state)
+        nopt = npe.SGDMomentum(net, LR, MOMENTUM)
+
+        def step():
+            npe.train_step(net, nopt, x, labels)
+    base = peak_rss_mib()
+    times = []
+    for _ in range(steps):
+        t1 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t1)
+    print(json.dumps({"contender": contender, "net": net_name, "batch": batch, "import_s": t_import,
+                      "first_step_s": times[0], "second_step_s": times[1] if steps > 1 else None,
+                      "base_mib": base, "peak_mib": peak_rss_mib()}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

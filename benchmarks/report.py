@@ -1,0 +1,142 @@
+"""Write the suite's results as Markdown (for people and the README) and JSON (for machines)."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+from .machine import blas_summary
+from .nets import NETS, flops_per_image
+
+NAMES = {"tinycnn": "tinycnn", "pytorch": "PyTorch", "numpy": "NumPy im2col"}
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def machine_md(m: dict) -> list[str]:
+    removed = m["blas_env_removed_for_this_run"]
+    lines = ["## Machine", "",
+             f"- CPU: {m['cpu']}, {m['usable_cpus']} usable cores",
+             f"- BLAS (threadpoolctl): {blas_summary(m)}",
+             f"- Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']} "
+             f"(threading layer {m['numba_threading_layer']}, {m['numba_threads']} threads), "
+             f"PyTorch {m.get('torch') or 'not installed'}, tinycnn {m.get('tinycnn', '?')}",
+             f"- Environment: {'removed ' + ', '.join(f'{k}={v}' for k, v in removed.items()) if removed else 'unchanged'}"
+             " for this run (see benchmarks/blas_env.py)", ""]
+    return lines
+
+
+def train_md(records: list[dict], matmul: dict | None) -> list[str]:
+    lines = ["## Training step and inference (images per second; median of interleaved calls)", "",
+             "| net | mode | batch | threads | tinycnn | PyTorch | NumPy im2col | tinycnn / PyTorch "
+             "| tinycnn / NumPy | tinycnn GFLOP/s | of matmul peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in records:
+        c = r["contenders"]
+        ips = {k: c[k]["images_per_s"] if k in c else None for k in NAMES}
+        flops = flops_per_image(NETS[r["net"]])["train" if r["mode"] == "train" else "forward"]
+        gf = ips["tinycnn"] * flops / 1e9
+        peak = matmul.get(r["threads"], {}).get("gflops") if matmul else None
+        lines.append(
+            f"| {r['net']} | {r['mode']} | {r['batch']} | {r['threads']} | {ips['tinycnn']:.0f} | "
+            + (f"{ips['pytorch']:.0f}" if ips["pytorch"] else "-") + f" | {ips['numpy']:.0f} | "
+            f"{_ratio(ips['tinycnn'], ips['pytorch'])} | {_ratio(ips['tinycnn'], ips['numpy'])} | "
+            f"{gf:.0f} | " + (f"{100 * gf / peak:.0f}%" if peak else "-") + " |")
+    lines += ["", "Ratios above 1 mean tinycnn is faster. FLOPs count the convolutions' and dense layers' "
+              "multiply-adds (training: forward + weight gradient + input gradient, without the first "
+              "layer's input gradient); the peak is the matmul section's rate at the same thread count.", ""]
+    return lines
+
+
+def agreement_md(agr: dict) -> list[str]:
+    lines = ["## Do the contenders compute the same function?", "",
+             "Max relative difference to tinycnn from identical weights (batch 8, float32).", "",
+             "| net | contender | logits | first loss | weights after one SGD step |", "|---|---|---:|---:|---:|"]
+    for net, per in agr.items():
+        for name, d in per.items():
+            lines.append(f"| {net} | {NAMES[name]} | {d['logits']:.1e} | {d['loss']:.1e} | "
+                         f"{d['weights_after_step']:.1e} |")
+    return lines + [""]
+
+
+def layers_md(rows: list[dict]) -> list[str]:
+    lines = ["## Per layer (milliseconds, median; batch as shown, all cores)", "",
+             "| layer | input | pass | tinycnn | PyTorch | NumPy im2col | tinycnn / PyTorch |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        ms = {k: r["ms"].get(k) for k in NAMES}
+        cell = lambda v: f"{v:.2f}" if v is not None else "-"  # noqa: E731
+        lines.append(f"| {r['layer']} | {r['input']} | {r['pass']} | {cell(ms['tinycnn'])} | "
+                     f"{cell(ms['pytorch'])} | {cell(ms['numpy'])} | {_ratio(ms['pytorch'], ms['tinycnn'])} |")
+    return lines + ["", "Ratio = PyTorch time / tinycnn time (above 1: tinycnn faster).", ""]
+
+
+def ladder_md(lad: dict) -> list[str]:
+    lines = [f"## Convolution speed ladder ({lad['shape']})", "",
+             "| rung | forward ms | backward ms | speed-up over the rung before | agrees with the rung before |",
+             "|---|---:|---:|---:|---|"]
+    prev = None
+    for r in lad["rungs"]:
+        tot = r["forward_ms"] + r["backward_ms"]
+        lines.append(f"| {r['name']} | {r['forward_ms']:.2f} | {r['backward_ms']:.2f} | "
+                     + (f"{prev / tot:.1f}x" if prev else "-") + f" | {r['agrees']} |")
+        prev = tot
+    return lines + ["", lad["check"], ""]
+
+
+def startup_md(st: dict) -> list[str]:
+    lines = ["## Start-up: first training step in a fresh process (seed CNN, batch 64)", "",
+             "| contender | Numba cache | import s | first step s | second step s | process wall s |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in st["runs"]:
+        lines.append(f"| {NAMES[r['contender']]} | {r['cache']} | {r['import_s']:.2f} | {r['first_step_s']:.2f} | "
+                     f"{r['second_step_s']:.3f} | {r['wall_s']:.2f} |")
+    return lines + ["", st["method"], ""]
+
+
+def memory_md(mem: dict) -> list[str]:
+    lines = ["## Peak memory of a training run (MiB)", "",
+             "| net | batch | contender | peak RSS | RSS after imports and model | peak increase |",
+             "|---|---:|---|---:|---:|---:|"]
+    for r in mem["runs"]:
+        lines.append(f"| {r['net']} | {r['batch']} | {NAMES[r['contender']]} | {r['peak_mib']:.0f} | "
+                     f"{r['base_mib']:.0f} | {r['peak_mib'] - r['base_mib']:.0f} |")
+    return lines + ["", mem["method"], ""]
+
+
+def matmul_md(mm: dict) -> list[str]:
+    lines = ["## Machine float32 matrix multiply (NumPy's BLAS)", "", "| threads | size | GFLOP/s |", "|---:|---:|---:|"]
+    for n, r in mm.items():
+        lines.append(f"| {n} | {r['size']} | {r['gflops']:.0f} |")
+    return lines + [""]
+
+
+def write(results: dict, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = ["# tinycnn benchmarks", "",
+             f"`python -m benchmarks{' --quick' if results['quick'] else ''}` (or `tinycnn bench`), {stamp}, "
+             f"suite time {results['suite_seconds']:.0f} s."
+             + (" **Quick smoke run: these numbers mean nothing.**" if results["quick"] else ""), ""]
+    lines += machine_md(results["machine"])
+    if "train" in results:
+        lines += train_md(results["train"], results.get("matmul"))
+    if "agreement" in results:
+        lines += agreement_md(results["agreement"])
+    if "matmul" in results:
+        lines += matmul_md(results["matmul"])
+    if "layers" in results:
+        lines += layers_md(results["layers"])
+    if "ladder" in results:
+        lines += ladder_md(results["ladder"])
+    if "startup" in results:
+        lines += startup_md(results["startup"])
+    if "memory" in results:
+        lines += memory_md(results["memory"])
+    md = out_dir / "latest.md"
+    js = out_dir / "latest.json"
+    md.write_text("\n".join(lines))
+    js.write_text(json.dumps(results, indent=1, default=str))
+    return md, js

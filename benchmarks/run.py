@@ -1,0 +1,109 @@
+"""The suite's entry point: ``python -m benchmarks [--quick] [--sections ...]``.
+
+Sections (all by default): ``train`` (training steps and inference, both nets, batch 64 and 256, one
+thread and all cores), ``layers`` (per-layer forward and backward), ``matmul`` (the machine's float32
+matrix-multiply rate), ``startup`` (first training step in a fresh process, cold and warm Numba
+cache), ``memory`` (peak memory of a training run, each contender in its own process) and ``ladder``
+(the convolution speed ladder). ``--quick`` shrinks every section to a seconds-long smoke run whose
+numbers mean nothing. Results: ``<out>/latest.md`` and ``<out>/latest.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+SECTIONS = ("matmul", "train", "layers", "ladder", "startup", "memory")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds); its numbers mean nothing")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=None, help="sections to run (default: all)")
+    p.add_argument("--out", type=Path, default=None, help=f"folder for latest.md/latest.json (default {DEFAULT_OUT})")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    p.add_argument("--keep-blas-env", action="store_true",
+                   help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (the suite removes them by default)")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args)
+
+
+def run(args) -> int:
+    from . import machine, report, throughput
+    from .nets import NETS
+
+    t_start = time.perf_counter()
+    out_dir = args.out or DEFAULT_OUT
+    sections = args.sections or (("matmul", "train", "layers", "ladder") if args.quick else SECTIONS)
+    use_torch = throughput.have_torch() and not args.no_torch
+    all_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = sorted({1, all_cores}, reverse=True)
+    q = args.quick
+
+    def log(msg):
+        print(msg, flush=True)
+
+    facts = machine.facts()
+    log(f"machine: {facts['cpu']}, {facts['usable_cpus']} cores; BLAS: {machine.blas_summary(facts)}")
+    if facts["blas_env_removed_for_this_run"]:
+        log(f"(removed for this run: {facts['blas_env_removed_for_this_run']})")
+    results = {"quick": q, "machine": facts, "sections": list(sections), "torch": use_torch}
+
+    if "matmul" in sections:
+        from . import matmul
+        log("== matmul")
+        results["matmul"] = matmul.rate(threads, size=256 if q else 2048, rounds=1 if q else 3, reps=2 if q else 5)
+        for n, r in results["matmul"].items():
+            log(f"  {n} thread(s): {r['gflops']:.0f} GFLOP/s  ({r['size']}^2 float32)")
+
+    if "train" in sections:
+        log("== training steps and inference")
+        nets = list(NETS.values())
+        batches = [4] if q else [64, 256]
+        results["agreement"] = {info.name: throughput.agreement(info, 8, use_torch) for info in nets}
+        for name, agr in results["agreement"].items():
+            log(f"  agreement {name}: {agr}")
+        reps = {4: 1, 64: 5, 256: 2}
+        results["train"] = throughput.run(nets, batches, [all_cores] if q else threads, ("train", "infer"),
+                                          rounds=1 if q else 5, reps=reps, use_torch=use_torch, log=log)
+
+    if "layers" in sections:
+        from . import layers
+        log("== per-layer forward and backward")
+        results["layers"] = layers.run(batch=4 if q else 64, rounds=1 if q else 5, reps=1 if q else 5,
+                                       use_torch=use_torch, log=log)
+
+    if "ladder" in sections:
+        from . import ladder
+        log("== convolution speed ladder")
+        results["ladder"] = ladder.run(batch=1 if q else 8, reps=1 if q else 3, log=log)
+
+    if "startup" in sections:
+        from . import startup
+        log("== start-up: first training step in a fresh process")
+        results["startup"] = startup.run(use_torch=use_torch, log=log)
+
+    if "memory" in sections:
+        from . import memory
+        log("== peak memory of a training run (one process per contender)")
+        results["memory"] = memory.run(batches=[64, 256], use_torch=use_torch, log=log)
+
+    results["suite_seconds"] = time.perf_counter() - t_start
+    md, js = report.write(results, out_dir)
+    log(f"wrote {md} and {js} ({results['suite_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
