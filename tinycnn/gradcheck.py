@@ -14,6 +14,17 @@ differentiable and the two sides of the difference see different slopes: keep in
 
 Relative error here is norm-wise: ``||analytic - numeric|| / max(||analytic||, ||numeric||)``, which
 stays meaningful when single entries are near zero.
+
+Inputs away from kinks: ``away_from_zero`` (for ReLU) and ``distinct_values`` (for max pooling: every
+pair of values differs by a spacing much larger than h, so no perturbation can change a winner).
+
+Try it::
+
+    import numpy as np, tinycnn as tc
+    from tinycnn.gradcheck import check_layer
+    rng = np.random.default_rng(0)
+    layer = tc.Conv2D(2, 3, (3, 2), stride=2, padding=1, dtype=np.float64, rng=rng)
+    print(check_layer(layer, rng.standard_normal((2, 2, 5, 6)), rng=rng, adjoint=True))
 """
 from __future__ import annotations
 
@@ -57,18 +68,18 @@ class GradcheckReport:
 def numerical_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     """Central differences of the scalar function ``f()`` with respect to the array ``x``.
 
-    ``x`` is perturbed in place, one element at a time, and restored exactly afterwards.
+    ``x`` is perturbed in place, one element at a time, and restored exactly afterwards (indexing
+    element by element, so this also works when ``x`` is a non-contiguous view).
     """
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)        # views: writes reach x and grad
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
+    grad = np.zeros(x.shape, dtype=np.float64)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
         f_plus = f()
-        flat[i] = old - h
+        x[i] = old - h
         f_minus = f()
-        flat[i] = old
-        gflat[i] = (f_plus - f_minus) / (2 * h)
+        x[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * h)
     return grad
 
 
@@ -97,12 +108,13 @@ def _require_float64(layer, x):
 
 
 def check_layer(layer, x, *, rng, h: float = 1e-6, tol: float = 1e-7, before_forward=None,
-                verbose: bool = False) -> GradcheckReport:
+                adjoint: bool = False, verbose: bool = False) -> GradcheckReport:
     """Check ``layer.backward`` against central differences, for the input and every parameter.
 
     ``x``: a float64 input the layer accepts. ``rng``: a ``np.random.Generator`` for the random
     upstream gradient. ``before_forward``: optional callable run before every forward (e.g. to reset
-    a dropout layer's random generator so every evaluation uses the same mask).
+    a dropout layer's random generator so every evaluation uses the same mask). ``adjoint=True`` adds
+    one dot-product row per tensor (``adjoint x``, ``adjoint weight``, ...; see ``adjoint_check``).
     """
     x = np.array(x, dtype=np.float64, copy=True)
     _require_float64(layer, x)
@@ -110,50 +122,73 @@ def check_layer(layer, x, *, rng, h: float = 1e-6, tol: float = 1e-7, before_for
 
     prep()
     y = layer.forward(x)
-    u = rng.standard_normal(y.shape)                     # random upstream gradient
+    u = rng.standard_normal(y.shape)                     # random upstream gradient, shape of y
     grad_x = layer.backward(u)
-    analytic = {"grad x": grad_x}
     params = layer.named_parameters()
+    analytic = {"x": np.array(grad_x, copy=True)}
     for name, p in params.items():
-        analytic[f"grad {name}"] = p.grad.copy()
+        analytic[name] = np.array(p.grad, copy=True)
 
     def objective():
         prep()
         return float(np.sum(layer.forward(x) * u))
 
     report = GradcheckReport(f"{layer!r}  input {x.shape} float64", tol)
-    report.rows.append(compare("grad x", analytic["grad x"], numerical_gradient(objective, x, h), tol))
+    report.rows.append(compare("grad x", analytic["x"], numerical_gradient(objective, x, h), tol))
     for name, p in params.items():
-        report.rows.append(compare(f"grad {name}", analytic[f"grad {name}"],
-                                   numerical_gradient(objective, p.data, h), tol))
+        report.rows.append(compare(f"grad {name}", analytic[name], numerical_gradient(objective, p.data, h), tol))
+    if adjoint:
+        for wrt in ["x", *params]:
+            lhs, rhs, rel = adjoint_check(layer, x, rng=rng, h=h, before_forward=before_forward, wrt=wrt)
+            ok = bool(np.isfinite(rel) and rel < tol)
+            report.rows.append(GradRow(f"adjoint {wrt}", (), abs(lhs - rhs), rel, (), ok))
+    prep()
+    layer.forward(x)                                     # leave the layer as a plain forward(x) would
     if verbose:
         print(report.table())
     return report
 
 
-def adjoint_check(layer, x, *, rng, h: float = 1e-6, before_forward=None):
+def adjoint_check(layer, x, *, rng, h: float = 1e-6, before_forward=None, wrt: str = "x"):
     """The dot-product test <J v, u> = <v, J^T u> at the point ``x``, with random ``u`` and ``v``.
 
-    ``J v`` is a central directional difference of the forward pass; ``J^T u`` is the layer's
-    backward. Returns ``(lhs, rhs, relative_difference)``.
+    ``wrt``: ``"x"`` (J = dy/dx, J^T u = ``layer.backward(u)``) or a parameter name such as
+    ``"weight"`` (J = dy/dweight, J^T u = the ``.grad`` that backward writes). ``J v`` is a central
+    directional difference of the forward pass. Returns ``(lhs, rhs, relative_difference)``.
+
+    The difference is relative to the Cauchy-Schwarz scale max(||Jv|| ||u||, ||v|| ||J^T u||), which
+    bounds both sides: unlike max(|lhs|, |rhs|) it does not blow up when a random pair happens to
+    give a dot product near 0. A wrong J^T u still shows: random vectors make the error about
+    1/sqrt(size) of that scale, orders of magnitude above the ~1e-10 of a correct float64 layer.
     """
     x = np.array(x, dtype=np.float64, copy=True)
     _require_float64(layer, x)
     prep = before_forward or (lambda: None)
-    v = rng.standard_normal(x.shape)
+    params = layer.named_parameters()
+    if wrt != "x" and wrt not in params:
+        raise ValueError(f"adjoint_check {layer!r}: wrt={wrt!r} is neither 'x' nor one of its "
+                         f"parameters {list(params)}")
+    target = x if wrt == "x" else params[wrt].data       # the tensor J differentiates with respect to
+    v = rng.standard_normal(target.shape)
     prep()
     y = layer.forward(x)
     u = rng.standard_normal(y.shape)
-    jtu = layer.backward(u)                              # J^T u
+    grad_x = layer.backward(u)
+    jtu = np.array(grad_x if wrt == "x" else params[wrt].grad, dtype=np.float64)   # J^T u
+    original = target.copy()
+    target += h * v
     prep()
-    y_plus = layer.forward(x + h * v)
+    y_plus = np.array(layer.forward(x), dtype=np.float64)    # a copy: y may be a view of x (Flatten)
+    target[...] = original - h * v
     prep()
-    y_minus = layer.forward(x - h * v)
-    jv = (y_plus - y_minus) / (2 * h)                    # J v
+    y_minus = np.array(layer.forward(x), dtype=np.float64)
+    target[...] = original                               # restore exactly
+    jv = (y_plus - y_minus) / (2 * h)                    # J v, shape of y
     lhs = float(np.sum(jv * u))
     rhs = float(np.sum(v * jtu))
-    rel = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
-    return lhs, rhs, rel
+    scale = max(np.linalg.norm(jv) * np.linalg.norm(u), np.linalg.norm(v) * np.linalg.norm(jtu))
+    rel = abs(lhs - rhs) / scale if scale > 0 else 0.0
+    return lhs, rhs, float(rel)
 
 
 def check_loss(loss, logits, labels, *, h: float = 1e-6, tol: float = 1e-7,
@@ -168,3 +203,21 @@ def check_loss(loss, logits, labels, *, h: float = 1e-6, tol: float = 1e-7,
     if verbose:
         print(report.table())
     return report
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs kept away from kinks
+# ----------------------------------------------------------------------------------------------
+
+def away_from_zero(shape, rng, *, margin: float = 1e-2, scale: float = 2.0) -> np.ndarray:
+    """float64 values with |value| in [margin, margin + scale), random signs: ReLU's kink at 0 is
+    never within reach of a finite-difference step h << margin."""
+    magnitude = margin + scale * rng.random(shape)
+    return np.where(rng.random(shape) < 0.5, -magnitude, magnitude)
+
+
+def distinct_values(shape, rng, *, spacing: float = 1e-2) -> np.ndarray:
+    """A random permutation of the grid ``spacing * (k - size/2)``: every two values differ by at least
+    ``spacing``, so a max-pool window never holds a tie, and a step h << spacing never changes a winner."""
+    size = int(np.prod(shape))
+    return (spacing * (rng.permutation(size) - size / 2)).reshape(shape)
