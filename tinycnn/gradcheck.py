@@ -91,9 +91,13 @@ def compare(name: str, analytic: np.ndarray, numeric: np.ndarray, tol: float) ->
         return GradRow(name, analytic.shape, np.inf, np.inf, (), False)
     diff = np.abs(analytic - numeric)
     worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
-    scale = max(np.linalg.norm(analytic), np.linalg.norm(numeric))
-    rel = float(np.linalg.norm(analytic - numeric) / scale) if scale > 0 else 0.0
-    max_abs = float(diff.max()) if diff.size else 0.0
+    norms = (float(np.linalg.norm(analytic)), float(np.linalg.norm(numeric)))
+    if not all(np.isfinite(norms)):
+        rel = float("nan")                               # a NaN or inf gradient is never OK
+    else:
+        scale = max(norms)
+        rel = float(np.linalg.norm(analytic - numeric) / scale) if scale > 0 else 0.0
+    max_abs = float(np.max(diff)) if diff.size else 0.0  # np.max, not argmax: NaN shows as NaN
     ok = bool(np.isfinite(rel) and rel < tol)
     return GradRow(name, analytic.shape, max_abs, rel, tuple(int(i) for i in worst), ok)
 

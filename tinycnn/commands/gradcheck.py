@@ -1,0 +1,177 @@
+"""``tinycnn gradcheck``: check every layer's backward pass against central finite differences.
+
+Each layer is built on a small random float64 configuration (channels, non-square kernels, stride,
+padding and input size drawn from ``--seed``) and checked by ``tinycnn.gradcheck``:
+
+* ``grad x``, ``grad weight``, ... : the backward pass against central differences (``check_layer``);
+* ``adjoint x``, ``adjoint weight``, ... : the dot-product test <J v, u> = <v, J^T u> (``adjoint_check``);
+* the loss's ``grad logits`` against central differences (``check_loss``).
+
+Every layer prints a table (tensor, shape, max |analytic - numeric|, relative error, worst index,
+OK / NOT OK); a summary line follows. The exit status is 1 if anything is NOT OK.
+
+Inputs are kept away from kinks: ReLU sees |x| >= 0.01, max pooling sees distinct values 0.01 apart
+(``away_from_zero``, ``distinct_values``), far beyond the step h = 1e-6.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import tinycnn as tc
+from tinycnn.gradcheck import (GradcheckReport, away_from_zero, check_layer, check_loss,
+                               distinct_values)
+
+F64 = np.float64
+
+
+@dataclass
+class LayerCase:
+    layer: object
+    x: np.ndarray                                  # float64 input the layer accepts
+    before_forward: Callable | None = None         # e.g. re-seed a dropout mask before each forward
+
+
+@dataclass
+class LossCase:
+    loss: object
+    logits: np.ndarray                             # (N, K) float64
+    labels: np.ndarray                             # int (N,) or probabilities (N, K)
+
+
+def _window(rng, pooling: bool):
+    """Random kernel (kh, kw), stride (sh, sw), padding (ph, pw) and an input size (h, w) that fits."""
+    kh, kw = (int(k) for k in rng.integers(1, 4, size=2))
+    sh, sw = (int(s) for s in rng.integers(1, 4, size=2))
+    ph = int(rng.integers(0, kh // 2 + 1 if pooling else kh))
+    pw = int(rng.integers(0, kw // 2 + 1 if pooling else kw))
+    h = max(1, kh - 2 * ph) + int(rng.integers(0, 4))
+    w = max(1, kw - 2 * pw) + int(rng.integers(0, 4))
+    return (kh, kw), (sh, sw), (ph, pw), (h, w)
+
+
+def _conv(rng, bias=True):
+    c, o = (int(v) for v in rng.integers(1, 4, size=2))
+    k, s, p, (h, w) = _window(rng, pooling=False)
+    layer = tc.Conv2D(c, o, k, stride=s, padding=p, bias=bias, dtype=F64, rng=rng)
+    return LayerCase(layer, rng.standard_normal((2, c, h, w)))
+
+
+def _maxpool(rng):
+    k, s, p, (h, w) = _window(rng, pooling=True)
+    return LayerCase(tc.MaxPool2D(k, stride=s, padding=p), distinct_values((2, 2, h, w), rng))
+
+
+def _avgpool(rng):
+    k, s, p, (h, w) = _window(rng, pooling=True)
+    return LayerCase(tc.AvgPool2D(k, stride=s, padding=p), rng.standard_normal((2, 2, h, w)))
+
+
+def _dense(rng, bias=True):
+    i, o = (int(v) for v in rng.integers(1, 7, size=2))
+    return LayerCase(tc.Dense(i, o, bias=bias, dtype=F64, rng=rng), rng.standard_normal((3, i)))
+
+
+def _dropout(rng):
+    layer = tc.Dropout(0.4, rng=np.random.default_rng(0))
+    mask_seed = int(rng.integers(2**31))
+
+    def same_mask():                               # every forward draws the same mask
+        layer.rng = np.random.default_rng(mask_seed)
+
+    return LayerCase(layer, rng.standard_normal((2, 3, 4)), same_mask)
+
+
+def _batchnorm(rng):
+    layer = tc.BatchNorm2D(3, dtype=F64)
+    for p in layer.parameters():                   # random gamma, beta instead of the 1, 0 start
+        p.data[...] = rng.standard_normal(p.shape)
+    return LayerCase(layer, rng.standard_normal((2, 3, 3, 2)))
+
+
+def _sce_labels(rng):
+    logits = 2 * rng.standard_normal((4, 5))
+    return LossCase(tc.SoftmaxCrossEntropy(), logits, rng.integers(0, 5, size=4))
+
+
+def _sce_probabilities(rng):
+    logits = 2 * rng.standard_normal((4, 5))
+    return LossCase(tc.SoftmaxCrossEntropy(), logits, rng.dirichlet(np.ones(5), size=4))
+
+
+# name -> builder(rng) -> LayerCase | LossCase. Layers of later issues join when tinycnn has them.
+CASES: dict[str, Callable] = {
+    "Conv2D": _conv,
+    "Conv2D(bias=False)": lambda rng: _conv(rng, bias=False),
+    "MaxPool2D": _maxpool,
+    "AvgPool2D": _avgpool,
+    "ReLU": lambda rng: LayerCase(tc.ReLU(), away_from_zero((2, 3, 4), rng)),
+    "Sigmoid": lambda rng: LayerCase(tc.Sigmoid(), 2 * rng.standard_normal((2, 3, 4))),
+    "Flatten": lambda rng: LayerCase(tc.Flatten(), rng.standard_normal((2, 3, 2, 2))),
+    "Dense": _dense,
+    "Dense(bias=False)": lambda rng: _dense(rng, bias=False),
+    "SoftmaxCrossEntropy(labels)": _sce_labels,
+    "SoftmaxCrossEntropy(probabilities)": _sce_probabilities,
+}
+_LATER = {
+    "Tanh": lambda rng: LayerCase(tc.Tanh(), 2 * rng.standard_normal((2, 3, 4))),
+    "Softmax": lambda rng: LayerCase(tc.Softmax(), 2 * rng.standard_normal((3, 5))),
+    "Dropout": _dropout,
+    "BatchNorm2D": _batchnorm,
+}
+CASES.update({name: build for name, build in _LATER.items() if hasattr(tc, name)})
+
+
+@dataclass
+class Outcome:
+    name: str
+    report: GradcheckReport
+    seconds: float
+
+
+def run_case(name: str, case, rng, h: float, tol: float) -> Outcome:
+    start = time.perf_counter()
+    if isinstance(case, LossCase):
+        report = check_loss(case.loss, case.logits, case.labels, h=h, tol=tol)
+    else:
+        report = check_layer(case.layer, case.x, rng=rng, h=h, tol=tol,
+                             before_forward=case.before_forward, adjoint=True)
+    return Outcome(name, report, time.perf_counter() - start)
+
+
+def add_arguments(parser):
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random configurations, inputs and upstream gradients (default 0)")
+    parser.add_argument("--only", action="append", metavar="NAME", choices=sorted(CASES),
+                        help="check only this layer (repeatable); one of: " + ", ".join(CASES))
+    parser.add_argument("--h", type=float, default=1e-6, help="finite-difference step (default 1e-6)")
+    parser.add_argument("--tol", type=float, default=1e-7,
+                        help="largest relative error called OK (default 1e-7)")
+
+
+def run(args) -> int:
+    rng = np.random.default_rng(args.seed)
+    names = args.only or list(CASES)
+    print(f"tinycnn gradcheck: {len(names)} layers, float64, central differences with h = {args.h:g}, "
+          f"seed {args.seed}\n")
+    outcomes = []
+    for i, name in enumerate(names, 1):
+        outcome = run_case(name, CASES[name](rng), rng, args.h, args.tol)
+        outcomes.append(outcome)
+        print(f"[{i}/{len(names)}] {name}  ({outcome.seconds:.2f} s)")
+        print(outcome.report.table())
+        print()
+    rows = [(o.name, r) for o in outcomes for r in o.report.rows]
+    failed = [(name, r) for name, r in rows if not r.ok]
+    worst_name, worst = max(rows, key=lambda nr: nr[1].rel_error if np.isfinite(nr[1].rel_error) else np.inf)
+    if failed:
+        listing = ", ".join(f"{name} {r.tensor}" for name, r in failed)
+        print(f"gradcheck summary: NOT OK: {len(failed)} of {len(rows)} checks in {len(outcomes)} layers "
+              f"failed: {listing}")
+        return 1
+    print(f"gradcheck summary: OK: all {len(rows)} checks in {len(outcomes)} layers pass "
+          f"(worst relative error {worst.rel_error:.1e}: {worst_name} {worst.tensor}; tolerance {args.tol:.0e})")
+    return 0
