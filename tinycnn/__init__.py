@@ -14,3 +14,12 @@ __all__ = [
     "Parameter", "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense",
     "SoftmaxCrossEntropy", "Sequential", "SGD", "Adam",
 ]
+
+# Learning-rate tools, metrics, checkpoints, PyTorch interop (issue 3). torch is imported lazily.
+from . import checkpoint, interop, lr_finder, metrics, schedules  # noqa: E402
+from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from .lr_finder import LRRangeResult, lr_range_test  # noqa: E402
+from .schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR  # noqa: E402
+
+__all__ += ["checkpoint", "interop", "lr_finder", "metrics", "schedules", "save_checkpoint", "load_checkpoint",
+            "lr_range_test", "LRRangeResult", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
