@@ -95,6 +95,22 @@ def test_sgd_momentum_buffers_not_yet_created_stay_none(tmp_path):
     assert (opt2.lr, opt2.momentum, opt2.nesterov) == (0.1, 0.9, True)
 
 
+def test_batchnorm_buffers_round_trip_with_their_dtypes(tmp_path):
+    def bn_model(seed):
+        return tc.Sequential(tc.BatchNorm2D(3), tc.Flatten(), tc.Dense(12, 2, rng=np.random.default_rng(seed)))
+
+    model = bn_model(0)
+    x = np.random.default_rng(0).normal(size=(5, 3, 2, 2)).astype(np.float32)
+    model(x), model(x)                                    # running statistics move, 2 batches tracked
+    save_checkpoint(tmp_path / "bn.npz", model)
+    fresh = bn_model(1)
+    load_checkpoint(tmp_path / "bn.npz", fresh)
+    saved, loaded = model.state_dict(), fresh.state_dict()
+    assert_states_equal(loaded, saved)
+    assert int(loaded["0.num_batches_tracked"]) == 2 and loaded["0.num_batches_tracked"].dtype == np.int64
+    assert loaded["0.running_var"].dtype == np.float32 and not np.all(loaded["0.running_var"] == 1)
+
+
 def test_mt19937_rng_state_round_trips(tmp_path):
     rng = np.random.Generator(np.random.MT19937(3))      # its state holds an ndarray
     rng.random(10)

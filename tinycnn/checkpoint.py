@@ -142,7 +142,7 @@ def _write_npz(file, arrays: dict, compress: bool) -> None:
     with zipfile.ZipFile(file, "w", compression=mode, allowZip64=True) as zf:
         for key, arr in arrays.items():
             with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+                np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)   # 0-d stays 0-d
 
 
 # -- save / load -----------------------------------------------------------------------------------
