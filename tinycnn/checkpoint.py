@@ -183,7 +183,8 @@ def save_checkpoint(path, model, optimizer=None, *, epoch=None, rng=None, extra=
     try:
         text = json.dumps(meta)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{owner}: epoch, extra and the optimizer's scalars must be JSON-serializable: {err}") from None
+        raise TypeError(f"{owner}: epoch, extra and the optimizer's scalars must be JSON-serializable: "
+                        f"{err}") from None
     arrays["meta"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
     folder = os.path.dirname(path) or "."

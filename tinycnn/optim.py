@@ -132,7 +132,8 @@ class SGD(Optimizer):
             p.data -= self.lr * g
 
     def state_dict(self) -> dict:
-        return {"type": "SGD", "lr": self.lr, "initial_lr": self.initial_lr, "momentum": self.momentum, "dampening": self.dampening,
+        return {"type": "SGD", "lr": self.lr, "initial_lr": self.initial_lr, "momentum": self.momentum,
+                "dampening": self.dampening,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
                 "momentum_buffers": [None if b is None else b.copy() for b in self.momentum_buffers]}
 
@@ -185,7 +186,8 @@ class Adam(Optimizer):
             p.data -= step_size * (m / denom)
 
     def state_dict(self) -> dict:
-        return {"type": "Adam", "lr": self.lr, "initial_lr": self.initial_lr, "betas": list(self.betas), "eps": self.eps,
+        return {"type": "Adam", "lr": self.lr, "initial_lr": self.initial_lr, "betas": list(self.betas),
+                "eps": self.eps,
                 "weight_decay": self.weight_decay, "step_count": self.step_count,
                 "exp_avg": [m.copy() for m in self.exp_avg],
                 "exp_avg_sq": [v.copy() for v in self.exp_avg_sq]}
