@@ -358,3 +358,22 @@ def test_extra_holds_a_schedule_and_json_values(tmp_path):
     back = load_checkpoint(tmp_path / "a.npz")["extra"]
     assert back["scheduler"] == json.loads(json.dumps(sched.state_dict()))
     assert back["history"][0] == 1.5 and np.isnan(back["history"][1]) and back["tag"] is None
+
+
+def test_optimizer_load_state_dict_checks_before_changing_anything():
+    model = small_cnn(0)
+    opt = tc.Adam(model.parameters(), lr=1e-3)
+    train(model, opt, np.random.default_rng(0), 2)
+    state = opt.state_dict()
+    other = tc.Adam(small_cnn(0, out=5).parameters(), lr=0.5)    # last two params (5, 36), (5,)
+    with pytest.raises(ValueError, match=r"exp_avg\[2\]: parameter \(5, 36\) vs given \(3, 36\)"):
+        other.load_state_dict(state)
+    assert other.lr == 0.5 and other.step_count == 0             # unchanged
+    with pytest.raises(ValueError, match="'exp_avg' holds 3 arrays but the optimizer has 4 parameters"):
+        opt.load_state_dict({**state, "exp_avg": state["exp_avg"][:3]})
+    with pytest.raises(ValueError, match=r"missing keys \['step_count'\]"):
+        opt.load_state_dict({k: v for k, v in state.items() if k != "step_count"})
+    # the state holds copies: stepping on does not change a saved state
+    saved = [m.copy() for m in state["exp_avg"]]
+    train(model, opt, np.random.default_rng(1), 1)
+    assert all(np.array_equal(a, b) for a, b in zip(saved, state["exp_avg"]))
