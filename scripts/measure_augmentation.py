@@ -66,14 +66,13 @@ def main(argv=None) -> int:
         model.backward(loss_fn.backward())
         opt.step()
 
-    def pipeline_batch(it=[None]):
-        if it[0] is None:
-            it[0] = iter(batches)
-        try:
-            next(it[0])
-        except StopIteration:
-            it[0] = iter(batches)
-            next(it[0])
+    def endless():                                               # epoch after epoch
+        while True:
+            yield from batches
+    stream = endless()
+
+    def pipeline_batch():
+        next(stream)
 
     for _ in range(3):                                           # JIT compile and warm caches
         step(), pipeline_batch(), random_crop_flip(x[:args.batch], rng)

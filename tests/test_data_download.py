@@ -77,10 +77,10 @@ def test_success(server, tmp_path):
     files["/d/a.gz"] = body
     seen = []
     path = fetch(remote_for("a.gz", body, [base + "/d/a.gz"]), tmp_path / "c",
-                 progress=lambda got, total: seen.append((got, total)))
+                 progress=lambda name, got, total: seen.append((name, got, total)))
     assert path == tmp_path / "c" / "a.gz" and path.read_bytes() == body
     assert os.listdir(tmp_path / "c") == ["a.gz"]
-    assert seen[-1] == (len(body), len(body))
+    assert seen[-1] == ("a.gz", len(body), len(body))
     np.testing.assert_array_equal(data.idx.read_idx(path).shape, (6, 5, 5))
 
 

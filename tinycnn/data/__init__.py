@@ -34,7 +34,7 @@ Where files come from (``load`` keywords):
                ``$XDG_CACHE_HOME/tinycnn``, else ``~/.cache/tinycnn``; missing ones are downloaded
                (``download=True``) from the canonical addresses, SHA-256 checked, written atomically.
     mirror     a base URL to download from instead (``mirror + "/" + file name``).
-    timeout    seconds per network operation (default 10); offline, the failure is immediate and
+    timeout    seconds per network operation (default 5); offline, the failure is immediate and
                the error says which files to put where.
 
 Errors are ``data.DataError`` (a ValueError) or its subclasses ``ChecksumError``, ``DownloadError``,
@@ -77,7 +77,8 @@ def load(name: str = DEFAULT, *, data_dir=None, cache_dir=None, download: bool =
     """Load the dataset called ``name`` (see the module docstring) as a uint8 NCHW ``Dataset``.
 
     folder_options (only for ``folder:PATH``): test_fraction, seed, size, mode, augment -- see
-    ``load_folder``. progress: optional callable(bytes_so_far, total) during downloads.
+    ``load_folder``. progress: optional callable(file_name, bytes_so_far, total_bytes), called
+    during downloads (e.g. to drive a tqdm bar).
     """
     if not isinstance(name, str):
         raise TypeError(f"data.load: name must be a string, got {type(name).__name__}")
