@@ -272,6 +272,10 @@ CHILD_HOOKED = textwrap.dedent("""
 """)
 
 
+posix_only = pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL and a POSIX process table")
+
+
+@posix_only
 def test_save_killed_mid_write_keeps_previous_checkpoint(tmp_path):
     path = tmp_path / "ck.npz"
     old_model = tc.Sequential(tc.Dense(1000, 1000, dtype=np.float64, rng=np.random.default_rng(1)))
@@ -324,6 +328,7 @@ CHILD_LOOP = textwrap.dedent("""
 """)
 
 
+@posix_only
 def test_save_killed_at_an_arbitrary_moment_leaves_one_whole_version(tmp_path):
     # No hook: the child saves in a loop and is killed after a delay, wherever it happens to be.
     path = tmp_path / "ck.npz"

@@ -102,6 +102,8 @@ def _tmp_pattern(path: str):
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":            # os.kill(pid, 0) would *terminate* the process on Windows: keep the file
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
