@@ -19,7 +19,8 @@ Atomic write: the file is written under a temporary name in the same folder
 (``.<name>.tmp-<pid>-<random hex>``), flushed and fsynced, then ``os.replace``d over ``path``
 (and the folder fsynced), so ``path`` always holds either the previous complete checkpoint or the
 new one. A process killed mid-save leaves its temporary file behind; the next save to the same
-path removes temporaries whose process is gone (``stale_temporaries`` lists them).
+path removes temporaries whose process is gone (``stale_temporaries`` lists them; on Windows, where
+a process cannot be probed safely, they are kept for you to delete).
 
 A failed load leaves model, optimizer and rng as they were: the model's load checks every key
 and shape before writing; if the optimizer's state or the rng's kind does not fit afterwards, the
