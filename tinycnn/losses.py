@@ -48,9 +48,14 @@ class SoftmaxCrossEntropy:
         # C order whatever the caller's layout: the row sums' summation order depends on it
         logits = np.ascontiguousarray(logits)
         n, k = logits.shape
-        targets = self._targets(np.asarray(labels), n, k, logits.dtype)
+        labels = np.asarray(labels)
+        targets = self._targets(labels, n, k, logits.dtype)
         logp = log_softmax(logits)                                      # (N, K)
         self._cache = SoftmaxCECache(probs=np.exp(logp), targets=targets)
+        if labels.dtype.kind in "iu":
+            # Pick the true class's log-probability (as torch's nll_loss does) rather than summing
+            # one-hot * logp: a -inf logit of another class would give 0 * -inf = NaN there.
+            return float(-logp[np.arange(n), labels].sum() / n)
         return float(-(targets * logp).sum() / n)
 
     def backward(self, grad=1.0):

@@ -162,7 +162,10 @@ class Sequential:
         extra = [k for k in state if k not in slots]
         mis_shaped = [f"{k}: model {slots[k][2].shape} vs given {tuple(np.shape(state[k]))}"
                       for k in slots if k in state and tuple(np.shape(state[k])) != slots[k][2].shape]
-        if missing or extra or mis_shaped:
+        values = {k: np.asarray(state[k]) for k in slots if k in state}
+        # strings, objects (None would become NaN), complex: refused before anything is written
+        not_numeric = [f"{k}: dtype {v.dtype}" for k, v in values.items() if v.dtype.kind not in "biuf"]
+        if missing or extra or mis_shaped or not_numeric:
             parts = []
             if missing:
                 parts.append(f"missing keys {missing}")
@@ -170,6 +173,8 @@ class Sequential:
                 parts.append(f"unexpected keys {extra}")
             if mis_shaped:
                 parts.append("shape mismatch: " + "; ".join(mis_shaped))
+            if not_numeric:
+                parts.append("non-numeric values: " + "; ".join(not_numeric))
             raise ValueError("Sequential.load_state_dict: " + ", ".join(parts))
         for key, (_, _, arr) in slots.items():
-            arr[...] = np.asarray(state[key])          # in place: optimizers keep their references
+            arr[...] = values[key]                     # in place: optimizers keep their references
