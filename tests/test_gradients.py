@@ -174,13 +174,22 @@ def random_targets(kind, n, k, rng):
 
 
 @given(n=st.integers(1, 6), k=st.integers(1, 10), kind=st.sampled_from(["int", "prob", "unnormalized"]),
-       scale=st.sampled_from([0.5, 3.0, 10.0]), seed=SEEDS)
+       scale=st.sampled_from([0.5, 1.0, 2.0]), seed=SEEDS)
 def test_softmax_cross_entropy_gradients(n, k, kind, scale, seed):
+    """Resolution of the finite differences: the loss goes through log(sum exp(z - max z)), whose
+    intermediates are O(1 + |z|), so each evaluation is off by ~eps * (1 + |z|) and a difference
+    quotient by ~eps * (1 + |z|) / h per entry. A confidently right row has p - t ~ exp(-margin): at
+    |z| ~ 10 the gradient sinks below that resolution (found by the thorough profile: rel 8e-5 at
+    n=1, k=2, |z| ~ 7), a conditioning limit of the check, not a bug. So |z| <= 2 here (every
+    |p - t| >= 0.018 for one-hot targets, ||grad|| >= 0.01) and h = 1e-5, near the optimal central
+    step eps**(1/3) for O(1) functions: rounding ~1e-11 + truncation h**2/6 * (third derivative)
+    ~2e-12 per entry, below 1e-7 * 0.01 / sqrt(60 entries). Saturated logits are covered by the
+    float32-vs-float64 test below and the torch oracle."""
     rng = np.random.default_rng(seed)
-    logits = scale * rng.standard_normal((n, k))
+    logits = scale * rng.uniform(-1, 1, size=(n, k))
     labels = random_targets(kind, n, k, rng)
     loss = tc.SoftmaxCrossEntropy()
-    report = check_loss(loss, logits, labels, tol=FD_REL_TOL)
+    report = check_loss(loss, logits, labels, h=1e-5, tol=FD_REL_TOL)
     record("SoftmaxCrossEntropy", "float64 finite differences", f"grad logits ({kind})", report.rows[0].rel_error)
     assert report.ok, "\n" + report.table()
     # Adjoint test for a scalar output: J = dloss/dlogits, so <J v, c> = <v, J^T c> = <v, backward(c)>
