@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -77,10 +78,12 @@ def test_tutorial_runs_in_fast_mode_and_matches_its_page(py, tmp_path):
         f"{py.name} changed since its recorded full run: python tutorials/render.py run {py.name[:2]}")
     for f_cell, c_cell in zip(fast["cells"], full["cells"]):
         if "same-output" in f_cell["tags"]:
+            diff = "\n".join(difflib.unified_diff(c_cell["stdout"].splitlines(), f_cell["stdout"].splitlines(),
+                                                  "on the committed page", "printed now", lineterm=""))
             assert f_cell["stdout"] == c_cell["stdout"], (
                 f"{py.name}, cell at line {f_cell['line']}: prints something else than the committed page "
                 f"(has the code it quotes changed?); make the page again: "
-                f"python tutorials/render.py run {py.name[:2]}")
+                f"python tutorials/render.py run {py.name[:2]}\n{diff}")
 
 
 @pytest.mark.parametrize("py", TUTORIAL_FILES, ids=IDS)
