@@ -4,6 +4,7 @@ Every layer's forward and backward pass is written out by hand (no autograd) and
 finite differences, the adjoint identity and PyTorch.
 """
 from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, Sigmoid
+from .layers import BatchNorm2D, Dropout, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential
 from .optim import SGD, Adam
@@ -14,6 +15,7 @@ __all__ = [
     "Parameter", "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense",
     "SoftmaxCrossEntropy", "Sequential", "SGD", "Adam",
 ]
+__all__ += ["Tanh", "Dropout", "BatchNorm2D"]
 
 # Learning-rate tools, metrics, checkpoints, PyTorch interop (issue 3). torch is imported lazily.
 from . import checkpoint, interop, lr_finder, metrics, schedules  # noqa: E402

@@ -6,3 +6,10 @@ from .dense import Dense, Flatten
 from .pool import AvgPool2D, MaxPool2D
 
 __all__ = ["Layer", "Parameter", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense"]
+
+# Issue 3 layers (train/eval modes, running statistics).
+from .activation import Tanh  # noqa: E402
+from .batchnorm import BatchNorm2D  # noqa: E402
+from .dropout import Dropout  # noqa: E402
+
+__all__ += ["Tanh", "Dropout", "BatchNorm2D"]

@@ -1,9 +1,13 @@
-"""Elementwise activations: ReLU and Sigmoid. Any shape in, the same shape out.
+"""Elementwise activations: ReLU, Sigmoid and Tanh. Any shape in, the same shape out.
 
 ReLU:    y = max(x, 0);   dy/dx = 1 where x > 0, else 0.
          Subgradient rule: ReLU'(0) = 0 (PyTorch's choice). NaN stays NaN forward, gets gradient 0.
 Sigmoid: y = 1 / (1 + exp(-x)), computed without overflow for large |x|;
          dy/dx = y * (1 - y), from the cached output.
+Tanh:    y = tanh(x);   dy/dx = 1 - y**2, from the cached output. float32 input is evaluated in
+         float64 and rounded once, so y is within half a unit in the last place (plus ~1e-16
+         relative) of the true tanh: a bound the float32 tests can rely on (numpy's float32 tanh
+         kernel documents no error bound).
 """
 from __future__ import annotations
 
@@ -28,6 +32,11 @@ class ReLUCache:
 
 @dataclass
 class SigmoidCache:
+    y: np.ndarray             # the output, shape of x
+
+
+@dataclass
+class TanhCache:
     y: np.ndarray             # the output, shape of x
 
 
@@ -70,3 +79,24 @@ class Sigmoid(Layer):
         g = self._check_grad(grad_y, cache.y.shape)
         y = cache.y
         return g * (1 - y) * y
+
+
+class Tanh(Layer):
+    def __init__(self):
+        self._cache = None
+
+    def __repr__(self):
+        return "Tanh()"
+
+    def forward(self, x):
+        x = _check_float(self, x)
+        # Evaluate in float64 (exact for float32 input), round once to x's dtype.
+        y = np.tanh(x.astype(np.float64, copy=False)).astype(x.dtype, copy=False)
+        self._cache = TanhCache(y=y)
+        return y
+
+    def backward(self, grad_y):
+        cache = self._need_cache(self._cache)
+        g = self._check_grad(grad_y, cache.y.shape)
+        y = cache.y
+        return g * (1 - y * y)                # dtanh/dx = 1 - tanh(x)**2

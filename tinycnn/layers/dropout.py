@@ -1,0 +1,80 @@
+"""Dropout, inverted: drop in training, do nothing at evaluation. Any shape in, the same shape out.
+
+Training mode, with keep probability q = 1 - p::
+
+    keep ~ Bernoulli(q), independently per element     # bool, shape of x, from the layer's rng
+    y    = x * keep * s,   s = 1 / q                   # kept values scaled up, so E[y] = x
+    dx   = g * keep * s                                # the same mask, the same scale
+
+Evaluation mode (``layer.eval()``): y = x and dx = g, nothing drawn.
+
+Edge cases as PyTorch: p = 0 is the identity (no mask drawn); p = 1 drops everything, y = x * 0 (so
+NaN and inf still show as NaN rather than being hidden as 0), and nothing is drawn.
+
+The mask comes from ``self.rng``, a ``np.random.Generator`` passed in (default
+``np.random.default_rng()``); give a seeded one to make runs repeatable, or reset it before each
+forward to reuse a mask (the gradient check does that). ``keep`` is drawn as ``rng.random(shape) < q``,
+so P(keep) = q exactly up to the 2**-53 resolution of ``random()``.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import Layer
+
+
+@dataclass
+class DropoutCache:
+    scaled_mask: np.ndarray | None    # keep * s, dtype of x, shape of x; None when the layer was the identity
+    shape: tuple                      # shape of x (and of y)
+
+
+class Dropout(Layer):
+    """Inverted dropout with drop probability ``p`` (PyTorch's ``nn.Dropout``)."""
+
+    def __init__(self, p=0.5, *, rng=None):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+            raise TypeError(f"Dropout: p must be a number in [0, 1], got {p!r}")
+        if not 0.0 <= float(p) <= 1.0:          # also rejects NaN
+            raise ValueError(f"Dropout: p is the probability of dropping an element and must lie in "
+                             f"[0, 1], got p = {p!r}")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"Dropout: rng must be a np.random.Generator (np.random.default_rng(seed)), "
+                            f"got {type(rng).__name__}")
+        self.p = float(p)
+        self.rng = np.random.default_rng() if rng is None else rng
+        self._cache: DropoutCache | None = None
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise TypeError(f"{self!r}: input dtype is {x.dtype}, but a floating array is needed")
+        if not self.training or self.p == 0.0:
+            self._cache = DropoutCache(scaled_mask=None, shape=x.shape)
+            return x
+        if self.p == 1.0:
+            scaled_mask = np.zeros(x.shape, dtype=x.dtype)            # everything dropped, s unused
+        else:
+            keep = self.rng.random(x.shape) < 1.0 - self.p             # bool, shape of x
+            scale = x.dtype.type(1.0 / (1.0 - self.p))                 # s = 1/q, rounded once to x's dtype
+            scaled_mask = keep.astype(x.dtype) * scale                  # 0 or s, shape of x
+        self._cache = DropoutCache(scaled_mask=scaled_mask, shape=x.shape)
+        with np.errstate(invalid="ignore"):                            # inf * 0 = NaN is meant: shown, not hidden
+            return x * scaled_mask
+
+    def backward(self, grad_y):
+        cache = self._need_cache(self._cache)
+        g = self._check_grad(grad_y, cache.shape)
+        if cache.scaled_mask is None:
+            return g
+        with np.errstate(invalid="ignore"):
+            return g * cache.scaled_mask
