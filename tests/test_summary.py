@@ -124,10 +124,10 @@ def test_layer_stats_match_hand_counts_and_what_a_forward_allocates():
         x = layer.forward(x)
         assert s.activation_bytes == x.nbytes, repr(layer)
         if isinstance(layer, tc.Conv2D):
-            cols = layer._cache.cols                                         # (C*KH*KW, N*OH*OW)
+            cols = layer._cache.cols                                         # (C*KH*KW [+1], N*OH*OW)
             assert s.im2col_bytes == cols.nbytes, repr(layer)
-            # MACs = the size of the product w2d (O, C*KH*KW) @ cols, per sample
-            assert s.macs * batch == layer.out_channels * cols.shape[0] * cols.shape[1]
+            # MACs = the size of the product w2d (O, C*KH*KW) @ cols (the bias not counted), per sample
+            assert s.macs * batch == layer.weight.data.size * cols.shape[1]
         else:
             assert s.im2col_bytes == 0
 
