@@ -17,6 +17,14 @@ __all__ = [
 ]
 __all__ += ["Tanh", "Dropout", "BatchNorm2D"]
 
+# Keras-style front end (issue 3): Softmax layer, training errors and History; callbacks in tc.callbacks.
+from . import callbacks  # noqa: E402
+from .layers import Softmax  # noqa: E402
+from .shapes import ShapeError  # noqa: E402
+from .training import History, NonFiniteLossError  # noqa: E402
+
+__all__ += ["Softmax", "ShapeError", "History", "NonFiniteLossError", "callbacks"]
+
 # Learning-rate tools, metrics, checkpoints, PyTorch interop (issue 3). torch is imported lazily.
 from . import checkpoint, interop, lr_finder, metrics, schedules  # noqa: E402
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402

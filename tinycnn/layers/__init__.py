@@ -13,3 +13,7 @@ from .batchnorm import BatchNorm2D  # noqa: E402
 from .dropout import Dropout  # noqa: E402
 
 __all__ += ["Tanh", "Dropout", "BatchNorm2D"]
+
+from .softmax import Softmax  # noqa: E402
+
+__all__ += ["Softmax"]
