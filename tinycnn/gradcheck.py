@@ -13,7 +13,12 @@ is why gradient checks run in float64. Near a kink (ReLU at 0, a max-pool tie) t
 differentiable and the two sides of the difference see different slopes: keep inputs away from kinks.
 
 Relative error here is norm-wise: ``||analytic - numeric|| / max(||analytic||, ||numeric||)``, which
-stays meaningful when single entries are near zero.
+stays meaningful when single entries are near zero. A NaN or inf anywhere is NOT OK.
+
+Resolution: each evaluation of L is rounded by about eps * (size of its intermediate values), so
+the difference quotient carries an error of about eps * |intermediates| / h ~ 1e-10 whatever the
+true derivative is. Where the derivative itself is that small (a saturated sigmoid, |x| > 10; a
+softmax that is already confidently right) a correct layer can show NOT OK: check on moderate inputs.
 
 Inputs away from kinks: ``away_from_zero`` (for ReLU) and ``distinct_values`` (for max pooling: every
 pair of values differs by a spacing much larger than h, so no perturbation can change a winner).
