@@ -14,6 +14,17 @@ Backward, with g = grad_y laid out like ``out``, g2d: (O, N*OH*OW)::
     dx    = col2im(dcols)                 # adjoint of im2col: overlapping windows add up
 
 Like PyTorch (and unlike the textbook definition) this is cross-correlation: the kernel is not flipped.
+
+How the code below makes this fast (measured in benchmarks/NOTES.md):
+
+* ``out`` is (O, N, OH, OW) in memory: the layer returns it as the (N, O, OH, OW) *view*
+  ``out.transpose(1, 0, 2, 3)`` instead of copying it into C order ("channel-major", see
+  ``layout.py``). The next layers keep that layout, so the gradient that comes back is channel-major
+  too and ``g2d`` is a free reshape. ``im2col_cm`` / ``col2im_cm`` read and write that layout.
+* The bias rides in the matrix multiply: ``cols`` gets one extra row of ones and ``w2d`` the bias as
+  an extra column, so ``out = [w2d | b] @ [cols; 1]`` and the last column of ``g2d @ cols.T`` is
+  ``db``. No separate pass over the output or the gradient.
+* ``cols`` is a workspace reused from one forward to the next when the shape repeats.
 """
 from __future__ import annotations
 
@@ -23,11 +34,12 @@ import numpy as np
 
 from .. import kernels
 from .base import Layer, Parameter, check_input, float_dtype, kaiming_uniform, pair, positive_int
+from .layout import is_channel_major, to_channel_major
 
 
 @dataclass
 class ConvCache:
-    cols: np.ndarray          # (C*KH*KW, N*OH*OW)
+    cols: np.ndarray          # (C*KH*KW [+1 row of ones with a bias], N*OH*OW)
     x_shape: tuple            # (N, C, H, W)
     y_shape: tuple            # (N, O, OH, OW)
 
@@ -68,6 +80,7 @@ class Conv2D(Layer):
                                                 fan_in, self.dtype))
         self.bias = Parameter(kaiming_uniform(rng, (self.out_channels,), fan_in, self.dtype)) if bias else None
         self._cache: ConvCache | None = None
+        self._cols_workspace: np.ndarray | None = None
 
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -91,28 +104,50 @@ class Conv2D(Layer):
         return (self.out_channels, oh, ow)
 
     def forward(self, x):
-        x = check_input(self, x, 4, "(N, C, H, W)", self.dtype)
-        n = x.shape[0]
+        x = self._input(x)                                             # (N, C, H, W), maybe channel-major
+        n, c = x.shape[:2]
         _, oh, ow = self.output_shape(x.shape[1:])
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        cols = kernels.im2col(x, kh, kw, sh, sw, ph, pw)             # (C*KH*KW, N*OH*OW)
-        w2d = self.weight.data.reshape(self.out_channels, -1)          # (O, C*KH*KW)
-        out = w2d @ cols                                               # (O, N*OH*OW)
+        k = c * kh * kw
+        xc = to_channel_major(x)                                       # (C, N, H, W): free if already so
+        cols = self._workspace((k + (self.bias is not None), n * oh * ow))   # (C*KH*KW [+1], N*OH*OW)
+        kernels.im2col_cm(xc, kh, kw, sh, sw, ph, pw, cols[:k])
+        w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         if self.bias is not None:
-            out += self.bias.data[:, None]
-        y = np.ascontiguousarray(out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3))
+            cols[k] = 1                                                # the bias's input: always 1
+            w2d = np.concatenate([w2d, self.bias.data[:, None]], axis=1)   # (O, C*KH*KW + 1)
+        out = w2d @ cols                                               # (O, N*OH*OW) = (O, N, OH, OW)
+        y = out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)   # (N, O, OH, OW) view
         self._cache = ConvCache(cols=cols, x_shape=x.shape, y_shape=y.shape)
-        return y                                                       # (N, O, OH, OW)
+        return y
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = self._check_grad(grad_y, cache.y_shape).astype(self.dtype, copy=False)
+        g = self._check_grad(grad_y, cache.y_shape)
         n, c, h, w = cache.x_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        g2d = g.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)  # (O, N*OH*OW)
-        w2d = self.weight.data.reshape(self.out_channels, -1)          # (O, C*KH*KW)
-        self.weight.grad = (g2d @ cache.cols.T).reshape(self.weight.data.shape)
+        k = c * kh * kw
+        g2d = to_channel_major(g, self.dtype).reshape(self.out_channels, -1)   # (O, N*OH*OW)
+        dw = g2d @ cache.cols.T                                        # (O, C*KH*KW [+1])
+        self.weight.grad = np.ascontiguousarray(dw[:, :k]).reshape(self.weight.data.shape)
         if self.bias is not None:
-            self.bias.grad = g2d.sum(axis=1)
-        dcols = np.ascontiguousarray(w2d.T @ g2d)                      # (C*KH*KW, N*OH*OW)
-        return kernels.col2im(dcols, n, c, h, w, kh, kw, sh, sw, ph, pw)  # (N, C, H, W)
+            self.bias.grad = dw[:, k].copy()                           # = g2d.sum(axis=1), via the ones row
+        w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
+        dcols = w2d.T @ g2d                                            # (C*KH*KW, N*OH*OW)
+        dxc = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw)   # (C, N, H, W)
+        return dxc.transpose(1, 0, 2, 3)                               # (N, C, H, W) view
+
+    def _input(self, x):
+        """``x`` validated as a floating (N, C, H, W) array of the layer's dtype. A channel-major view
+        (see ``layout.py``) passes through as it is: it is already valid and the kernel reads it directly."""
+        if isinstance(x, np.ndarray) and x.dtype == self.dtype and is_channel_major(x):
+            return x
+        return check_input(self, x, 4, "(N, C, H, W)", self.dtype)
+
+    def _workspace(self, shape):
+        """The im2col matrix, reused from the last forward when the shape is the same (it is only ever
+        read by the backward of that last forward, so overwriting it is safe)."""
+        ws = self._cols_workspace
+        if ws is None or ws.shape != shape:
+            ws = self._cols_workspace = np.empty(shape, dtype=self.dtype)
+        return ws

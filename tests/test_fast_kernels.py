@@ -1,0 +1,193 @@
+"""The speed work's own properties: fast paths agree with the plain references they replace.
+
+* ``maxpool2d_forward``'s unrolled 2 x 2 path (no padding, any stride) gives exactly the reference's
+  values and winners, with ties, NaN and -inf in the windows (the general property test in
+  test_kernels.py draws 2 x 2 unpadded windows only rarely).
+* The channel-major layout (tinycnn/layers/layout.py): Conv2D and the pooling layers give bitwise the
+  same outputs and gradients whatever the memory layout of their input and upstream gradient
+  (C order, channel-major, Fortran order), and Conv2D with the bias folded into its matrix multiply
+  agrees with the plain im2col computation within the derived reduction bound (tolerances.py).
+* Any elementwise kernels in ``tinycnn.kernels.elementwise`` agree with their references.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinycnn as tc
+from tinycnn import kernels as K
+from tinycnn.layers.layout import is_channel_major
+from tolerances import assert_close_reduction
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+SEEDS = st.integers(0, 2**32 - 1)
+
+
+def layouts(a):
+    """The same (N, C, H, W) values in three memory layouts: C order, channel-major, Fortran order."""
+    cm = np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    return {"C": np.ascontiguousarray(a), "channel-major": cm, "Fortran": np.asfortranarray(a)}
+
+
+# --------------------------------------------------------------------------------------------
+# Max pooling: the unrolled 2 x 2 path
+# --------------------------------------------------------------------------------------------
+
+@given(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(2, 9), w=st.integers(2, 9),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), dtype=DTYPES, seed=SEEDS,
+       specials=st.sampled_from(["none", "ties", "nan", "-inf"]))
+def test_maxpool_2x2_fast_path_matches_reference_exactly(n, c, h, w, sh, sw, dtype, seed, specials):
+    rng = np.random.default_rng(seed)
+    if specials == "none":
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    else:
+        x = rng.integers(-1, 2, size=(n, c, h, w)).astype(dtype)       # many tied maxima
+        if specials != "ties":
+            special = np.nan if specials == "nan" else -np.inf
+            x[rng.random(x.shape) < 0.3] = special
+    y, argmax = K.maxpool2d_forward(x, 2, 2, sh, sw, 0, 0)
+    y_ref, argmax_ref = K.maxpool2d_forward_reference(x, 2, 2, sh, sw, 0, 0)
+    np.testing.assert_array_equal(y, y_ref)                            # NaN == NaN here
+    np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers: the layout never changes a value
+# --------------------------------------------------------------------------------------------
+
+conv_configs = st.fixed_dictionaries({
+    "n": st.integers(1, 3), "c": st.integers(1, 4), "o": st.integers(1, 4),
+    "kh": st.integers(1, 3), "kw": st.integers(1, 3), "sh": st.integers(1, 2), "sw": st.integers(1, 2),
+    "ph": st.integers(0, 2), "pw": st.integers(0, 2), "extra_h": st.integers(0, 4), "extra_w": st.integers(0, 4),
+    "bias": st.booleans(),
+})
+
+
+def _conv_case(cfg, dtype, seed):
+    rng = np.random.default_rng(seed)
+    ph, pw = min(cfg["ph"], cfg["kh"] - 1), min(cfg["pw"], cfg["kw"] - 1)
+    h = max(1, cfg["kh"] - 2 * ph) + cfg["extra_h"]
+    w = max(1, cfg["kw"] - 2 * pw) + cfg["extra_w"]
+    layer = tc.Conv2D(cfg["c"], cfg["o"], (cfg["kh"], cfg["kw"]), stride=(cfg["sh"], cfg["sw"]),
+                      padding=(ph, pw), bias=cfg["bias"], dtype=dtype, rng=rng)
+    x = rng.standard_normal((cfg["n"], cfg["c"], h, w)).astype(dtype)
+    return layer, x, rng
+
+
+@given(cfg=conv_configs, dtype=DTYPES, seed=SEEDS)
+def test_conv2d_is_bitwise_layout_independent(cfg, dtype, seed):
+    layer, x, rng = _conv_case(cfg, dtype, seed)
+    g = None
+    results = {}
+    for name, xl in layouts(x).items():
+        y = layer.forward(xl)
+        if g is None:
+            g = rng.standard_normal(y.shape).astype(dtype)              # random upstream gradient
+        for gname, gl in layouts(g).items():
+            dx = layer.backward(gl)
+            grads = [np.array(dx), layer.weight.grad.copy()]
+            if layer.bias is not None:
+                grads.append(layer.bias.grad.copy())
+            results[(name, gname)] = [np.array(y)] + grads
+    first = next(iter(results.values()))
+    for key, arrays in results.items():
+        for a, b in zip(arrays, first):
+            np.testing.assert_array_equal(a, b, err_msg=f"layout {key}")
+
+
+@given(cfg=conv_configs, dtype=DTYPES, seed=SEEDS)
+def test_conv2d_fast_path_agrees_with_plain_im2col(cfg, dtype, seed):
+    """Conv2D (channel-major kernels, bias in the matrix multiply) vs im2col_reference + matmul."""
+    layer, x, rng = _conv_case(cfg, dtype, seed)
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    n, c = x.shape[:2]
+    o = layer.out_channels
+    y = layer.forward(x)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(g)
+    b = layer.bias.data if layer.bias is not None else np.zeros(o, dtype)
+
+    def plain(x, w2d, b, g):
+        cols = K.im2col_reference(x, kh, kw, sh, sw, ph, pw)                 # (C*KH*KW, N*OH*OW)
+        out = w2d @ cols + b[:, None]                                        # (O, N*OH*OW)
+        g2d = g.transpose(1, 0, 2, 3).reshape(o, -1)
+        dcols = w2d.T @ g2d
+        return (out.reshape(o, n, *y.shape[2:]).transpose(1, 0, 2, 3), g2d @ cols.T, g2d.sum(axis=1),
+                K.col2im_reference(dcols, *x.shape, kh, kw, sh, sw, ph, pw))
+
+    w2d = layer.weight.data.reshape(o, -1)
+    y_ref, dw_ref, db_ref, dx_ref = plain(x, w2d, b, g)
+    a = [np.abs(v).astype(np.float64) for v in (x, w2d, b, g)]
+    y_abs, dw_abs, db_abs, dx_abs = plain(*a)
+    k = c * kh * kw
+    m = g.shape[0] * g.shape[2] * g.shape[3]
+    assert_close_reduction(y, y_ref, k + 1, dtype, y_abs, name="Conv2D output")
+    assert_close_reduction(layer.weight.grad.reshape(o, -1), dw_ref, m, dtype, dw_abs, name="Conv2D weight grad")
+    if layer.bias is not None:
+        assert_close_reduction(layer.bias.grad, db_ref, m, dtype, db_abs, name="Conv2D bias grad")
+    assert_close_reduction(dx, dx_ref, o * kh * kw, dtype, dx_abs, name="Conv2D input grad")
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(2, 8), w=st.integers(2, 8),
+       k=st.integers(1, 3), s=st.integers(1, 3), pad=st.integers(0, 1), dtype=DTYPES, seed=SEEDS,
+       kind=st.sampled_from([tc.MaxPool2D, tc.AvgPool2D]))
+def test_pooling_is_bitwise_layout_independent(n, c, h, w, k, s, pad, dtype, seed, kind):
+    k = min(k, h, w)
+    pad = min(pad, k // 2)
+    layer = kind(k, stride=s, padding=pad)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(n, c, h, w)).astype(dtype)            # ties on purpose
+    ref_y = ref_dx = g = None
+    for name, xl in layouts(x).items():
+        y = layer.forward(xl)
+        if name == "channel-major" and n > 1 and c > 1:
+            assert is_channel_major(y), "pooling should keep a channel-major input channel-major"
+        if g is None:
+            g = rng.standard_normal(y.shape).astype(dtype)
+            ref_y = np.array(y)
+        np.testing.assert_array_equal(y, ref_y, err_msg=f"{kind.__name__} forward, {name} input")
+        for gname, gl in layouts(g).items():
+            dx = layer.backward(gl)
+            if ref_dx is None:
+                ref_dx = np.array(dx)
+            np.testing.assert_array_equal(dx, ref_dx, err_msg=f"{kind.__name__} backward, {name}/{gname}")
+
+
+def test_conv2d_output_is_a_channel_major_view_with_fresh_memory():
+    """The layout trick must not alias: two forwards give two independent outputs."""
+    rng = np.random.default_rng(0)
+    layer = tc.Conv2D(3, 4, 3, rng=rng)
+    x1 = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    x2 = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    y1 = layer.forward(x1)
+    keep = y1.copy()
+    y2 = layer.forward(x2)
+    assert is_channel_major(y1) and is_channel_major(y2)
+    np.testing.assert_array_equal(y1, keep)
+    assert not np.shares_memory(y1, y2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_seed_cnn_through_layouts_matches_c_order_network(dtype):
+    """A whole Sequential (Conv-ReLU-Pool x2, Flatten, Dense): output and every gradient are the same
+    as when each layer's output is first copied to C order (the pre-layout behaviour)."""
+    rng = np.random.default_rng(1)
+    layers = [tc.Conv2D(3, 5, 3, padding=1, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),
+              tc.Conv2D(5, 6, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),
+              tc.Flatten(), tc.Dense(6 * 2 * 2, 3, dtype=dtype, rng=rng)]
+    x = rng.standard_normal((4, 3, 12, 12)).astype(dtype)
+    g = rng.standard_normal((4, 3)).astype(dtype)
+
+    def run(copy):
+        h = x
+        for layer in layers:
+            h = layer.forward(h)
+            h = np.ascontiguousarray(h) if copy else h
+        d = g
+        for layer in reversed(layers):
+            d = layer.backward(d)
+            d = np.ascontiguousarray(d) if copy else d
+        return [np.array(h), np.array(d)] + [p.grad.copy() for layer in layers for p in layer.parameters()]
+
+    for a, b in zip(run(copy=False), run(copy=True)):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,118 @@
+"""Channel-major im2col and col2im: the layout of Conv2D's fast path.
+
+Inside a network tinycnn keeps activations *channel-major*: the memory is laid out (C, N, H, W) and
+the user sees the (N, C, H, W) view ``xc.transpose(1, 0, 2, 3)`` (as PyTorch's memory formats do).
+In that layout the convolution needs no transpose copies at all::
+
+    xc:   (C, N, H, W)           channel-major input
+    cols = im2col_cm(xc):        (C*KH*KW, N*OH*OW)   row r = (c*KH + i)*KW + j, column q = (n*OH + oh)*OW + ow
+    out  = w2d @ cols:           (O, N*OH*OW)  is already the channel-major output (O, N, OH, OW)
+    backward: g as (O, N*OH*OW) is a free view of a channel-major gradient;
+    dcols = w2d.T @ g;  dxc = col2im_cm(dcols): (C, N, H, W)
+
+``cols`` is the same matrix as ``im2col(x)`` of ``im2col.py`` builds from NCHW input (same rows, same
+columns); only where the input is read from differs. ``im2col_cm`` writes into a caller-given ``out``
+so Conv2D can reuse one workspace from step to step.
+
+Speed notes (see benchmarks/NOTES.md): for each row the run of output columns that reads real pixels
+(not padding) is worked out once, so the inner loop is a branch-free, unit-stride copy that LLVM
+vectorizes; padding is written as zeros around it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import jit, prange
+from .im2col import col2im_reference, im2col_reference
+
+
+# ----------------------------------------------------------------------------------------------
+# References: the NCHW references applied to the transposed view.
+# ----------------------------------------------------------------------------------------------
+
+def im2col_cm_reference(xc, kh, kw, sh, sw, ph, pw, out):
+    """xc: (C, N, H, W) -> out: (C*KH*KW, N*OH*OW), filled and returned. Plain NumPy."""
+    out[...] = im2col_reference(xc.transpose(1, 0, 2, 3), kh, kw, sh, sw, ph, pw)
+    return out
+
+
+def col2im_cm_reference(cols, c, n, h, w, kh, kw, sh, sw, ph, pw):
+    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W), summing overlapping windows. Plain NumPy."""
+    return np.ascontiguousarray(col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw).transpose(1, 0, 2, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# Numba kernels: same signatures.
+# ----------------------------------------------------------------------------------------------
+
+@jit
+def _valid_columns(ow, w, j, sw, pw):
+    """Output columns xo whose input column xo*sw - pw + j lies inside [0, w): the range [lo, hi)."""
+    lo = 0 if j >= pw else (pw - j + sw - 1) // sw
+    hi = (w - 1 + pw - j) // sw + 1
+    if hi > ow:
+        hi = ow
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@jit(parallel=True)
+def im2col_cm(xc, kh, kw, sh, sw, ph, pw, out):
+    """xc: (C, N, H, W) contiguous -> out: (C*KH*KW, N*OH*OW), filled and returned. One thread per row."""
+    c, n, h, w = xc.shape
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
+    for r in prange(c * kh * kw):
+        ci = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        lo, hi = _valid_columns(ow, w, j, sw, pw)
+        iw0 = lo * sw - pw + j                        # input column read by output column lo
+        for b in range(n):
+            for y in range(oh):
+                ih = y * sh - ph + i
+                base = (b * oh + y) * ow
+                if ih < 0 or ih >= h:
+                    for xo in range(ow):
+                        out[r, base + xo] = 0.0
+                    continue
+                for xo in range(lo):
+                    out[r, base + xo] = 0.0
+                if sw == 1:
+                    for t in range(hi - lo):
+                        out[r, base + lo + t] = xc[ci, b, ih, iw0 + t]
+                else:
+                    for t in range(hi - lo):
+                        out[r, base + lo + t] = xc[ci, b, ih, iw0 + t * sw]
+                for xo in range(hi, ow):
+                    out[r, base + xo] = 0.0
+    return out
+
+
+@jit(parallel=True)
+def col2im_cm(cols, c, n, h, w, kh, kw, sh, sw, ph, pw):
+    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W). One thread per (channel, image) plane: no races."""
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
+    dxc = np.zeros((c, n, h, w), dtype=cols.dtype)
+    for p in prange(c * n):
+        ci = p // n
+        b = p % n
+        for i in range(kh):
+            for j in range(kw):
+                r = (ci * kh + i) * kw + j
+                lo, hi = _valid_columns(ow, w, j, sw, pw)
+                iw0 = lo * sw - pw + j
+                for y in range(oh):
+                    ih = y * sh - ph + i
+                    if ih < 0 or ih >= h:
+                        continue
+                    base = (b * oh + y) * ow + lo
+                    if sw == 1:
+                        for t in range(hi - lo):
+                            dxc[ci, b, ih, iw0 + t] += cols[r, base + t]
+                    else:
+                        for t in range(hi - lo):
+                            dxc[ci, b, ih, iw0 + t * sw] += cols[r, base + t]
+    return dxc
