@@ -355,7 +355,7 @@ def assert_layouts_agree(make, x, g_of):
     y0, dx0, grads0 = run_layer(make, np.ascontiguousarray(x), g := g_of(make().forward(x).shape))
     xs, gs = layouts(x), layouts(g)
     cases = ([(xname, xv, "C", g) for xname, xv in xs.items()] + [("C", x, gname, gv) for gname, gv in gs.items()]
-             + [("fortran", xs["fortran"], "negative", gs["negative"]), ("negative", xs["negative"], "strided", gs["strided"])])
+             + [("fortran", xs["fortran"], "negative", gs["negative"])])
     for xname, xv, gname, gv in cases:
             y, dx, grads = run_layer(make, xv, gv)
             where = f"{make()!r} with x {xname}, grad_y {gname}"
@@ -365,8 +365,8 @@ def assert_layouts_agree(make, x, g_of):
                 assert np.array_equal(p, p0), f"{where}: a parameter gradient differs by {np.abs(p - p0).max():.3e}"
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(4, 7), w=st.integers(4, 7), seed=st.integers(0, 2**32 - 1))
+@given(dtype=st.sampled_from([np.float32, np.float64]), n=st.integers(1, 3), c=st.integers(1, 3),
+       h=st.integers(4, 7), w=st.integers(4, 7), seed=st.integers(0, 2**32 - 1))
 def test_layouts_give_identical_results_for_every_layer(dtype, n, c, h, w, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
