@@ -377,12 +377,32 @@ def test_layouts_give_identical_results_for_every_layer(dtype, n, c, h, w, seed)
     makers = [
         lambda: tc.Conv2D(c, 3, (3, 2), stride=(2, 1), padding=(1, 1), dtype=dtype, rng=np.random.default_rng(seed)),
         lambda: tc.MaxPool2D(3, 2, 1), lambda: tc.AvgPool2D((3, 2), 1, (1, 0)),
-        tc.ReLU, tc.Sigmoid, tc.Flatten,
+        tc.ReLU, tc.Sigmoid, tc.Flatten, tc.Tanh, tc.Softmax,
+        lambda: tc.BatchNorm2D(c, dtype=dtype), lambda: tc.Dropout(0.3, rng=np.random.default_rng(seed)),
     ]
     for make in makers:
         assert_layouts_agree(make, x, g_of)
     x2 = rng.standard_normal((n * 8, c * w * 9)).astype(dtype)       # big enough for blocked BLAS paths
     assert_layouts_agree(lambda: tc.Dense(c * w * 9, 33, dtype=dtype, rng=np.random.default_rng(seed)), x2, g_of)
+
+
+LARGER = {   # shapes where summation order matters (long reductions, blocked BLAS and pairwise sums)
+    "conv": (lambda dt: tc.Conv2D(8, 16, 3, padding=1, dtype=dt, rng=np.random.default_rng(0)), (8, 8, 12, 12)),
+    "dense": (lambda dt: tc.Dense(300, 40, dtype=dt, rng=np.random.default_rng(0)), (64, 300)),
+    "softmax 2-D": (lambda dt: tc.Softmax(), (64, 300)),
+    "softmax 4-D": (lambda dt: tc.Softmax(), (4, 100, 3, 3)),
+    "batchnorm": (lambda dt: tc.BatchNorm2D(3, dtype=dt), (8, 3, 9, 9)),
+    "avgpool": (lambda dt: tc.AvgPool2D(5, 2, 2), (4, 3, 20, 20)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", list(LARGER))
+def test_layouts_give_identical_results_on_larger_inputs(case, dtype):
+    make, shape = LARGER[case]
+    rng = np.random.default_rng(5)
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    assert_layouts_agree(lambda: make(dtype), x, lambda s: rng.standard_normal(s).astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

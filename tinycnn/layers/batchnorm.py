@@ -169,7 +169,9 @@ class BatchNorm2D(Layer):
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = self._check_grad(grad_y, cache.x_hat.shape).astype(self.dtype, copy=False)   # (N, C, H, W)
+        g = self._check_grad(grad_y, cache.x_hat.shape)
+        # C order whatever the caller's layout: the sums' rounding must not depend on it
+        g = np.ascontiguousarray(g, dtype=self.dtype)                # (N, C, H, W)
         x_hat = cache.x_hat
         sum_g = g.sum(axis=_AXES, dtype=np.float64)                  # (C,)  = dL/dbeta
         sum_gx = (g * x_hat).sum(axis=_AXES, dtype=np.float64)       # (C,)  = dL/dgamma

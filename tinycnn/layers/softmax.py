@@ -48,6 +48,7 @@ class Softmax(Layer):
             raise TypeError(f"{self!r}: input dtype is {x.dtype}, but a floating array is needed")
         if x.ndim < 2:
             raise ValueError(f"{self!r}: expected input (N, K, ...) with at least 2 dimensions, got shape {x.shape}")
+        x = np.ascontiguousarray(x)      # C order: the sums' rounding must not depend on the caller's layout
         e = np.exp(x - x.max(axis=1, keepdims=True))          # every exponent <= 0: no overflow
         y = e / e.sum(axis=1, keepdims=True)                   # (N, K, ...)
         self._cache = SoftmaxCache(y=y)
@@ -55,6 +56,6 @@ class Softmax(Layer):
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = self._check_grad(grad_y, cache.y.shape)
+        g = np.ascontiguousarray(self._check_grad(grad_y, cache.y.shape))   # C order, as in forward
         y = cache.y
         return y * (g - (g * y).sum(axis=1, keepdims=True))   # (N, K, ...)
