@@ -18,11 +18,13 @@ are a second witness.
 import numba
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import tinycnn as tc
-from window_shapes import windows
+from window_shapes import EDGE_CASES, windows
+
+TWO_BY_TWO = EDGE_CASES["two_by_two_stride_two"]            # max pooling's unrolled fast path
 
 SEEDS = st.integers(0, 2**32 - 1)
 DTYPES = [np.float32, np.float64]
@@ -175,6 +177,8 @@ def route(g, argmax, h, w):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(win=windows(pooling=True), seed=SEEDS)
+@example(win=TWO_BY_TWO, seed=0)
+@example(win=TWO_BY_TWO, seed=1)
 def test_maxpool_tie_rule_on_tie_heavy_inputs(dtype, win, seed):
     rng = np.random.default_rng(seed)
     x = rng.integers(-1, 2, size=win.x_shape).astype(dtype)          # 3 values: ties everywhere
@@ -188,6 +192,8 @@ def test_maxpool_tie_rule_on_tie_heavy_inputs(dtype, win, seed):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(win=windows(pooling=True), special=st.booleans(), seed=SEEDS)
+@example(win=TWO_BY_TWO, special=False, seed=0)
+@example(win=TWO_BY_TWO, special=True, seed=1)
 def test_maxpool_ties_agree_with_torch(torch, dtype, win, special, seed):
     """torch's CPU max_pool2d scans the same way: same indices, same gradient. ``special`` adds -inf
     and NaN (a NaN wins its window: the last NaN in row-major order, as in torch)."""

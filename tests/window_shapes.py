@@ -92,6 +92,8 @@ EDGE_CASES = {
     "one_window": Window(n=3, c=1, h=3, w=2, kh=5, kw=4, sh=2, sw=3, ph=1, pw=1),
     # 1x1 kernel with stride: pure subsampling
     "one_by_one_strided": Window(n=4, c=6, h=5, w=6, kh=1, kw=1, sh=2, sw=3, ph=0, pw=0),
+    # the classic 2x2 / stride 2 pooling (max pooling has an unrolled path for it), odd sizes left over
+    "two_by_two_stride_two": Window(n=2, c=3, h=5, w=7, kh=2, kw=2, sh=2, sw=2, ph=0, pw=0),
 }
 
 # im2col also allows padding up to K-1 (more than half the kernel).
