@@ -1,0 +1,116 @@
+"""The settings of one ``tinycnn train`` run, and where each comes from.
+
+A fresh run: each option given on the command line wins; otherwise the model's recipe
+(``tinycnn.zoo.MODELS[name].recipe``: optimizer, lr, schedule, epochs, batch size, weight decay);
+otherwise the defaults below. A resumed run (``--resume CHECKPOINT``) continues the saved run with the
+saved settings: an option given on the command line that differs from the saved value is an error
+(it would silently change the run), except ``--epochs`` with the constant schedule (a cosine or
+one-cycle schedule is laid out over the saved number of epochs).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from .. import zoo
+
+DEFAULTS = {"dataset": "embedded", "model": "lenet", "augment": "auto", "seed": 0, "val_split": 0.1,
+            "subset": None, "image_size": None}
+SCHEDULES = ("constant", "cosine", "onecycle")
+AUGMENT = ("auto", "none", "crop", "crop-flip")
+OPTIMIZERS = ("sgd", "adam")
+
+
+class ConfigError(ValueError):
+    """Options that cannot work together, or that contradict the checkpoint being resumed."""
+
+
+@dataclass
+class Config:
+    dataset: str
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    schedule: str
+    weight_decay: float
+    augment: str
+    seed: int
+    val_split: float
+    subset: int | None          # train on this many random training images (and test on at most as many)
+    image_size: list | None     # [H, W] to resize a folder's images to
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> "Config":
+        """Raise ConfigError naming any value out of range."""
+        bad = []
+        if self.epochs < 1:
+            bad.append(f"--epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            bad.append(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            bad.append(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            bad.append(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.val_split < 1.0:
+            bad.append(f"--val-split must lie in [0, 1), got {self.val_split}")
+        if self.seed < 0:
+            bad.append(f"--seed must be >= 0, got {self.seed}")
+        if self.subset is not None and self.subset < 2:
+            bad.append(f"--subset must be >= 2 images, got {self.subset}")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            bad.append(f"--image-size must be H,W with H, W >= 1, got {self.image_size}")
+        if self.image_size is not None and not self.dataset.startswith("folder:"):
+            bad.append("--image-size applies only to --dataset folder:PATH")
+        for name, value, allowed in (("--optimizer", self.optimizer, OPTIMIZERS),
+                                     ("--schedule", self.schedule, SCHEDULES),
+                                     ("--augment", self.augment, AUGMENT),
+                                     ("--model", self.model, tuple(zoo.names()))):
+            if value not in allowed:
+                bad.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if bad:
+            raise ConfigError("tinycnn train: " + "; ".join(bad))
+        return self
+
+
+def _given(args) -> dict:
+    """The Config fields given on the command line (argparse leaves the others None)."""
+    given = {f.name: getattr(args, f.name, None) for f in fields(Config)}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in given.items() if v is not None}
+
+
+def fresh(args) -> Config:
+    """Settings for a new run: command line, then the model's recipe, then DEFAULTS."""
+    given = _given(args)
+    model = given.get("model", DEFAULTS["model"])
+    if model not in zoo.MODELS:
+        raise ConfigError(f"tinycnn train: --model must be one of {', '.join(zoo.names())}, got {model!r}")
+    recipe = asdict(zoo.MODELS[model].recipe)
+    values = {**DEFAULTS, **recipe, **given, "model": model}
+    return Config(**{f.name: values[f.name] for f in fields(Config)}).check()
+
+
+def resumed(args, saved: dict, checkpoint_epoch: int) -> Config:
+    """Settings for ``--resume``: the saved ones; command-line values must agree (see module doc)."""
+    config = Config(**{f.name: saved[f.name] for f in fields(Config)})
+    conflicts, hint = [], ""
+    for key, value in _given(args).items():
+        if key == "epochs" and config.schedule == "constant":
+            config.epochs = value
+        elif value != getattr(config, key):
+            conflicts.append(f"--{key.replace('_', '-')} {value} (the run used {getattr(config, key)})")
+            if key == "epochs":
+                hint = (" --epochs can change only with the constant schedule; this run's "
+                        f"{config.schedule!r} schedule is laid out over {config.epochs} epochs.")
+    if conflicts:
+        raise ConfigError("tinycnn train --resume continues the saved run with its own settings, but "
+                          "the command line asks for " + ", ".join(conflicts) + "." + hint)
+    if checkpoint_epoch >= config.epochs:
+        raise ConfigError(f"tinycnn train --resume: the checkpoint has finished all {checkpoint_epoch} "
+                          f"of {config.epochs} epochs; nothing to train (use `tinycnn evaluate` to test it"
+                          + (", or --epochs N > " + str(checkpoint_epoch) + " to train on" if
+                             config.schedule == "constant" else "") + ")")
+    return config.check()

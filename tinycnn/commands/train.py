@@ -1,0 +1,322 @@
+"""``tinycnn train``: train a zoo network on a dataset, report its test accuracy, save the run.
+
+    tinycnn train                                   # lenet on the embedded MNIST subset, offline
+    tinycnn train --dataset cifar10 --data-dir ../shared/datasets --model vgg-bn
+
+Steps: load the dataset (``tinycnn.data.load``); hold out ``--val-split`` of the training images
+(stratified, drawn with the seed); fit the per-channel normalisation on the rest; build the network
+(``tinycnn.zoo``); train it epoch by epoch (``_epochs.Trainer``: progress bar, per-epoch train and
+validation loss and accuracy); then evaluate it on the test split and print accuracy, per-class
+precision / recall / F1 and the confusion matrix.
+
+What ``--out`` (default ``runs/<date>-<time>``) holds when the run has finished:
+
+    checkpoint.npz        the weights after the LAST epoch (not the best validation epoch), with the
+                          optimizer state, the data generator's state, the schedule, the settings, the
+                          normalisation mean/std and the history: ``--resume`` continues it exactly,
+                          ``tinycnn evaluate`` / ``predict`` rebuild the network from it
+    metrics.json          settings, per-epoch history, test report, timings, load average
+    learning_curves.png, confusion_matrix.png, first_layer_filters.png   (with matplotlib)
+
+The folder appears only when the run has finished (``_run_dir``); a failed run leaves no ``--out``,
+only -- if an epoch had finished -- its last checkpoint beside it as ``<out>.epoch<E>.npz``.
+
+Randomness: one seed; ``np.random.SeedSequence(seed).spawn(2)`` gives the data stream (validation
+split, shuffling, augmentation) and the model stream (initial weights, dropout masks).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, data, plots, zoo
+from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from ..data import Augment, DataError
+from ..optim import SGD, Adam
+from ..schedules import CosineAnnealingLR, OneCycleLR
+from ..shapes import layer_stats
+from ..training import History, NonFiniteLossError
+from . import _train_config as cfg
+from ._epochs import Trainer, evaluate
+from ._report import print_report, report_dict
+from ._run_dir import RunDir, RunDirError
+
+CHECKPOINT = "checkpoint.npz"
+EVAL_BATCH = 256
+
+
+def _image_size(text: str) -> list:
+    try:
+        h, w = (int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"--image-size: expected H,W (e.g. 64,64), got {text!r}") from None
+    return [h, w]
+
+
+def add_arguments(parser) -> None:
+    """Every option defaults to None: unset options come from the model's recipe (or, with --resume,
+    from the checkpoint); see ``_train_config``."""
+    models = ", ".join(f"{n} ({e.about})" for n, e in zoo.MODELS.items())
+    parser.add_argument("--dataset", help=f"embedded (default: an MNIST subset inside the package), mnist, "
+                        f"fashion_mnist, cifar10, cifar100, cifar100_coarse, or folder:PATH (one sub-folder "
+                        f"of images per class)")
+    parser.add_argument("--data-dir", help="a folder with the dataset's files placed by hand (original files "
+                        "or the .npz layout); nothing is downloaded. Default: the cache, downloading once")
+    parser.add_argument("--model", help=f"the network: {models}. Default lenet")
+    parser.add_argument("--epochs", type=int, help="passes over the training images (default: the model's recipe)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the model's recipe)")
+    parser.add_argument("--lr", type=float, help="learning rate; the peak rate with --schedule onecycle")
+    parser.add_argument("--optimizer", choices=cfg.OPTIMIZERS, help="sgd (momentum 0.9, Nesterov) or adam")
+    parser.add_argument("--schedule", choices=cfg.SCHEDULES,
+                        help="learning-rate schedule: constant, cosine (per epoch) or onecycle (per batch)")
+    parser.add_argument("--weight-decay", type=float, help="L2 penalty added to the gradients")
+    parser.add_argument("--augment", choices=cfg.AUGMENT, help="auto (the dataset's default: crop+flip for "
+                        "CIFAR, none for digits), none, crop (random crop with zero padding), crop-flip")
+    parser.add_argument("--seed", type=int, help="seeds the validation split, shuffling, augmentation, "
+                        "initial weights and dropout (default 0)")
+    parser.add_argument("--val-split", type=float, help="fraction of the training images held out for "
+                        "validation (default 0.1; 0 for none)")
+    parser.add_argument("--subset", type=int, help="train on N random training images and test on at most N "
+                        "(quick trials)")
+    parser.add_argument("--image-size", type=_image_size, help="H,W: resize the images of a folder: dataset")
+    parser.add_argument("--out", help="folder for the checkpoint, metrics.json and pictures "
+                        "(default runs/<date>-<time>); must not exist or be empty")
+    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue the run a checkpoint.npz (or an "
+                        "<out>.epoch<E>.npz left by a failed run) belongs to, with its settings")
+    parser.add_argument("--quiet", action="store_true", help="print only the final result")
+
+
+# -- setup ------------------------------------------------------------------------------------------
+
+def _loadavg():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):           # Windows
+        return None
+
+
+def _read_resume(path) -> dict:
+    """The metadata of a checkpoint written by `tinycnn train` (ValueError for any other)."""
+    meta = read_checkpoint(path)["meta"]
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    zoo.from_record(extra.get("model"), np.random.default_rng(0), where=f"tinycnn train --resume {path}")
+    if not all(k in extra for k in ("config", "data", "history")) or meta.get("epoch") is None:
+        raise ValueError(f"tinycnn train --resume {path}: the checkpoint names a zoo model but lacks the run's "
+                         f"settings (config, data, history, epoch); it was not written by `tinycnn train`")
+    return meta
+
+
+def _subset(ds, n: int, rng: np.random.Generator):
+    """n random training images and at most n random test images (sorted, so order is kept)."""
+    tr = np.sort(rng.choice(len(ds.y_train), size=min(n, len(ds.y_train)), replace=False))
+    te = np.sort(rng.choice(len(ds.y_test), size=min(n, len(ds.y_test)), replace=False))
+    return data.Dataset(ds.name, ds.x_train[tr], ds.y_train[tr], ds.x_test[te], ds.y_test[te], ds.classes,
+                        augment=ds.augment, source=f"{ds.source} (subset: {len(tr)} train, {len(te)} test)")
+
+
+def _load_dataset(config: cfg.Config, data_dir, say):
+    announced = set()
+
+    def progress(name, done, total):                    # called during downloads: one line per file
+        if name not in announced:
+            announced.add(name)
+            say(f"downloading {name} ({total / 1e6:.1f} MB) ...")
+
+    options = {}
+    if config.dataset.startswith("folder:"):
+        options = {"seed": config.seed, "size": config.image_size}
+    ds = data.load(config.dataset, data_dir=data_dir, progress=progress, **options)
+    if config.subset is not None:
+        ds = _subset(ds, config.subset, np.random.default_rng(config.seed))
+    return ds
+
+
+def _augment(config: cfg.Config, ds):
+    if config.augment == "auto":
+        return None                                              # the dataset's recommendation
+    if config.augment == "none":
+        return False
+    pad = max(1, ds.image_shape[1] // 8)                         # 4 pixels on 32x32, 3 on 28x28
+    return Augment(pad=pad, flip=config.augment == "crop-flip")
+
+
+def _optimizer(config: cfg.Config, model):
+    if config.optimizer == "sgd":
+        return SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+    return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _schedule(config: cfg.Config, optimizer, steps_per_epoch: int):
+    """(schedule or None, "batch" | "epoch")."""
+    if config.schedule == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=config.epochs), "epoch"
+    if config.schedule == "onecycle":
+        return OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+                          pct_start=0.3), "batch"
+    return None, "epoch"
+
+
+def _history(saved: dict, epochs: int) -> History:
+    history = History()
+    for e in range(epochs):
+        history.append(e, {k: v[e] for k, v in saved.items()})
+    return history
+
+
+def _describe_data(ds, loaders) -> dict:
+    return {"dataset": ds.name, "source": ds.source, "classes": list(ds.classes),
+            "image_shape": list(ds.image_shape), "train": loaders.train.num_samples,
+            "val": loaders.val.num_samples if loaders.val is not None else 0,
+            "test": loaders.test.num_samples,
+            "augment": None if loaders.augment is None else {"pad": loaders.augment.pad,
+                                                               "flip": loaders.augment.flip},
+            "normalization": {k: v.tolist() for k, v in loaders.normalizer.to_dict().items()}}
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+def run(args) -> int:
+    say = (lambda *a, **k: None) if args.quiet else print
+    t_start, load_start = time.perf_counter(), _loadavg()
+    try:
+        resume = _read_resume(args.resume) if args.resume else None
+        config = (cfg.resumed(args, resume["extra"]["config"], resume["epoch"]) if resume
+                  else cfg.fresh(args))
+        out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        RunDir.check(out)
+        ds = _load_dataset(config, args.data_dir, say)
+        data_ss, model_ss = np.random.SeedSequence(config.seed).spawn(2)
+        data_rng, model_rng = np.random.default_rng(data_ss), np.random.default_rng(model_ss)
+        loaders = data.make_loaders(ds, batch_size=config.batch_size, rng=data_rng,
+                                    val_fraction=config.val_split, augment=_augment(config, ds),
+                                    eval_batch_size=EVAL_BATCH)
+        if resume:
+            saved = resume["extra"]["data"]
+            if list(ds.classes) != saved["classes"] or list(ds.image_shape) != saved["image_shape"]:
+                raise ValueError(f"tinycnn train --resume: the dataset {config.dataset!r} now has classes "
+                                 f"{list(ds.classes)} and images {ds.image_shape}, the run had {saved['classes']} "
+                                 f"and {tuple(saved['image_shape'])}")
+            record = resume["extra"]["model"]
+            model = zoo.from_record(record, model_rng)
+        else:
+            record = zoo.describe(config.model, ds.image_shape, ds.num_classes)
+            model = zoo.build(config.model, ds.image_shape, ds.num_classes, model_rng)
+        optimizer = _optimizer(config, model)
+        schedule, schedule_per = _schedule(config, optimizer, len(loaders.train))
+        first_epoch, history = 0, History()
+        if resume:
+            load_checkpoint(args.resume, model, optimizer, data_rng)
+            if schedule is not None:
+                schedule.load_state_dict(resume["extra"]["schedule"])
+            first_epoch = int(resume["epoch"])
+            history = _history(resume["extra"]["history"], first_epoch)
+    except (cfg.ConfigError, RunDirError, DataError, ValueError, ImportError) as err:
+        print(f"tinycnn train: error: {err}", file=sys.stderr)
+        return 2
+
+    stats = layer_stats(model.build(ds.image_shape), 1, 4)
+    data_info = _describe_data(ds, loaders)
+    say(f"dataset {ds.name}: {data_info['train']} training, {data_info['val']} validation and "
+        f"{data_info['test']} test images of {'x'.join(map(str, ds.image_shape))} (C x H x W), "
+        f"{ds.num_classes} classes; from {ds.source}")
+    say(f"model {config.model}: {sum(s.params for s in stats):,} parameters, "
+        f"{sum(s.macs for s in stats) / 1e6:.2f} M multiply-adds per image")
+    if not args.quiet:
+        model.summary(batch_size=config.batch_size)
+    say(f"training: {config.optimizer} lr {config.lr:g} ({config.schedule} schedule), weight decay "
+        f"{config.weight_decay:g}, batch {config.batch_size}, epochs {first_epoch + 1}..{config.epochs}, "
+        f"seed {config.seed}" + (f", resumed from {args.resume}" if resume else ""))
+
+    run_dir = RunDir(out)
+    extra = {"model": record, "config": config.to_dict(), "data": data_info, "tinycnn_version": __version__}
+    done = {"epoch": first_epoch}
+
+    def save(epoch, logs):
+        extra.update(history=history.history, schedule=schedule.state_dict() if schedule else None)
+        save_checkpoint(run_dir.file(CHECKPOINT), model, optimizer, epoch=epoch + 1, rng=data_rng, extra=extra)
+        done["epoch"] = epoch + 1
+
+    trainer = Trainer(model, optimizer, loaders, schedule, schedule_per)
+    try:
+        trainer.run(first_epoch, config.epochs, history=history, verbose=0 if args.quiet else 1, on_epoch_end=save)
+        test = evaluate(model, loaders.test)
+        report = report_dict(test.labels, test.predictions, test.loss, ds.classes)
+        if not args.quiet:
+            say("")
+            say(f"test split, weights after the last epoch ({config.epochs}):")
+            print_report(report, print_fn=say)
+        pictures = _pictures(run_dir, history.history, report, model)
+        metrics = _metrics(config, record, data_info, history, report, stats, pictures, args, t_start,
+                           load_start, first_epoch)
+        _write_json(run_dir.file("metrics.json"), metrics)
+        final = run_dir.commit()
+    except BaseException as err:
+        kept = run_dir.abandon(CHECKPOINT if done["epoch"] > first_epoch else None, done["epoch"])
+        where = (f" The last complete checkpoint (after epoch {done['epoch']}) is kept at {kept}; continue with "
+                 f"`tinycnn train --resume {kept}`." if kept else "")
+        if isinstance(err, NonFiniteLossError):
+            print(f"tinycnn train: error: {err}\nNothing was written to {out}.{where}", file=sys.stderr)
+            return 1
+        if isinstance(err, KeyboardInterrupt):
+            print(f"\ntinycnn train: interrupted. Nothing was written to {out}.{where}", file=sys.stderr)
+            return 130
+        print(f"tinycnn train: failed ({type(err).__name__}); nothing was written to {out}.{where}",
+              file=sys.stderr)
+        raise
+    say("")
+    if pictures["written"]:
+        say(f"pictures: {', '.join(pictures['written'])}")
+    else:
+        say(f"pictures skipped: {pictures['skipped']}")
+    print(f"test accuracy {report['accuracy']:.4f}; wrote {final}/ ({CHECKPOINT}: weights after the last epoch, "
+          f"metrics.json) in {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+def _pictures(run_dir: RunDir, history: dict, report: dict, model) -> dict:
+    if not plots.available():
+        return {"written": [], "skipped": f"matplotlib is not installed; {plots.HINT} to get learning "
+                                          f"curves, the confusion matrix and the first-layer filters"}
+    plots.learning_curves(history, run_dir.file("learning_curves.png"))
+    plots.confusion_matrix(report["confusion_matrix"], report["classes"], run_dir.file("confusion_matrix.png"))
+    first_conv = next(layer for layer in model.layers if hasattr(layer, "kernel_size") and hasattr(layer, "weight"))
+    plots.first_layer_filters(first_conv.weight.data, run_dir.file("first_layer_filters.png"))
+    return {"written": ["learning_curves.png", "confusion_matrix.png", "first_layer_filters.png"], "skipped": None}
+
+
+def _metrics(config, record, data_info, history, report, stats, pictures, args, t_start, load_start,
+             first_epoch) -> dict:
+    h = history.history
+    train_seconds = sum(h.get("seconds", [])[first_epoch:])
+    return {
+        "tinycnn_version": __version__, "options": _options(args),
+        "config": config.to_dict(), "model": {**record, "parameters": sum(s.params for s in stats),
+                                              "macs_per_image": sum(s.macs for s in stats)},
+        "data": {k: v for k, v in data_info.items() if k != "normalization"},
+        "normalization": data_info["normalization"],
+        "checkpoint": {"file": CHECKPOINT, "weights": f"after the last epoch ({config.epochs})"},
+        "history": h, "test": report,
+        "timing": {"train_seconds_this_process": train_seconds,
+                   "wall_seconds_this_process": time.perf_counter() - t_start,
+                   "epochs_this_process": config.epochs - first_epoch,
+                   "resumed_from": args.resume},
+        "machine": {"cpu_count": os.cpu_count(), "load_average_start": load_start,
+                    "load_average_end": _loadavg()},
+        "pictures": pictures,
+    }
+
+
+def _options(args) -> dict:
+    """The parsed command-line options (without the dispatcher's internals)."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
