@@ -113,6 +113,18 @@ def matmul_md(mm: dict) -> list[str]:
     return lines + [""]
 
 
+def whatif_md(w: dict) -> list[str]:
+    names = list(w["rows"][0]["ms"])
+    lines = [f"## What-if: proposed changes in files the speed work does not own ({w['net']}, batch {w['batch']}, "
+             "training step, ms)", "",
+             "| threads | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for r in w["rows"]:
+        lines.append(f"| {r['threads']} | " + " | ".join(f"{r['ms'][k]:.1f}" for k in names) + " |")
+    return lines + ["", "Variants are benchmark-only subclasses (benchmarks/whatif.py); they train identically "
+                    f"(max weight difference after two steps: {w['max_weight_diff_after_two_steps']:.1e}). "
+                    "See NOTES.md for the proposals.", ""]
+
+
 def write(results: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -131,6 +143,8 @@ def write(results: dict, out_dir: Path) -> tuple[Path, Path]:
         lines += layers_md(results["layers"])
     if "ladder" in results:
         lines += ladder_md(results["ladder"])
+    if "whatif" in results:
+        lines += whatif_md(results["whatif"])
     if "startup" in results:
         lines += startup_md(results["startup"])
     if "memory" in results:

@@ -2,7 +2,8 @@
 
 Sections (all by default): ``train`` (training steps and inference, both nets, batch 64 and 256, one
 thread and all cores), ``layers`` (per-layer forward and backward), ``matmul`` (the machine's float32
-matrix-multiply rate), ``startup`` (first training step in a fresh process, cold and warm Numba
+matrix-multiply rate), ``whatif`` (measured potential of proposed changes in files the speed work
+does not own), ``startup`` (first training step in a fresh process, cold and warm Numba
 cache), ``memory`` (peak memory of a training run, each contender in its own process) and ``ladder``
 (the convolution speed ladder). ``--quick`` shrinks every section to a seconds-long smoke run whose
 numbers mean nothing. Results: ``<out>/latest.md`` and ``<out>/latest.json``.
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ("matmul", "train", "layers", "ladder", "startup", "memory")
+SECTIONS = ("matmul", "train", "layers", "ladder", "whatif", "startup", "memory")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -45,7 +46,7 @@ def run(args) -> int:
 
     t_start = time.perf_counter()
     out_dir = args.out or DEFAULT_OUT
-    sections = args.sections or (("matmul", "train", "layers", "ladder") if args.quick else SECTIONS)
+    sections = args.sections or (("matmul", "train", "layers", "ladder", "whatif") if args.quick else SECTIONS)
     use_torch = throughput.have_torch() and not args.no_torch
     all_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = sorted({1, all_cores}, reverse=True)
@@ -88,6 +89,12 @@ def run(args) -> int:
         from . import ladder
         log("== convolution speed ladder")
         results["ladder"] = ladder.run(batch=1 if q else 8, reps=1 if q else 3, log=log)
+
+    if "whatif" in sections:
+        from . import whatif
+        log("== what-if: proposed changes outside the speed work's files (benchmark-only subclasses)")
+        results["whatif"] = whatif.run(threads, batch=4 if q else 64, rounds=1 if q else 5, reps=1 if q else 4,
+                                       use_torch=use_torch, log=log)
 
     if "startup" in sections:
         from . import startup

@@ -191,3 +191,42 @@ def test_seed_cnn_through_layouts_matches_c_order_network(dtype):
 
     for a, b in zip(run(copy=False), run(copy=True)):
         np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# Elementwise ReLU kernels (tinycnn.kernels.elementwise)
+# --------------------------------------------------------------------------------------------
+
+@given(size=st.integers(0, 300), dtype=DTYPES, seed=SEEDS,
+       specials=st.lists(st.sampled_from([np.nan, 0.0, -0.0, np.inf, -np.inf]), max_size=8))
+def test_relu_kernels_match_references_exactly(size, dtype, seed, specials):
+    from tinycnn.kernels import elementwise as E
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(size).astype(dtype)
+    g = rng.standard_normal(size).astype(dtype)                          # random upstream gradient
+    for i, v in enumerate(specials[:size]):
+        x[rng.integers(size)] = v
+        g[rng.integers(size)] = v if i % 2 else g[0]
+    y, positive = E.relu_forward(x)
+    y_ref, positive_ref = E.relu_forward_reference(x)
+    assert y.dtype == x.dtype and positive.dtype == np.bool_
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(y_ref))     # -0.0 vs +0.0 too
+    np.testing.assert_array_equal(positive, positive_ref)
+    gx = E.relu_backward(positive, g)
+    gx_ref = E.relu_backward_reference(positive, g)
+    np.testing.assert_array_equal(gx, gx_ref)
+    np.testing.assert_array_equal(np.signbit(gx), np.signbit(gx_ref))
+
+
+def test_elementwise_kernels_sit_beside_same_signature_references():
+    import inspect
+
+    from tinycnn.kernels import elementwise as E
+
+    for name in ("relu_forward", "relu_backward"):
+        fast = getattr(E, name)
+        fast = getattr(fast, "py_func", fast)                          # the Python source under the JIT
+        ref = getattr(E, f"{name}_reference")
+        assert list(inspect.signature(fast).parameters) == list(inspect.signature(ref).parameters)

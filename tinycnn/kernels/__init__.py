@@ -4,6 +4,22 @@ A kernel knows nothing of layers: it takes arrays and integers and returns array
 Every ``*_reference`` function is the specification; the fast kernel of the same name without the
 suffix must agree with it (``tests/test_kernels.py`` checks that on shapes drawn by hypothesis).
 """
+import os
+
+import numba
+
+# Threading layer. Numba's default on this kind of install is OpenMP, whose idle threads spin-wait
+# after each parallel kernel; OpenBLAS's threads spin-wait too. On a machine with few cores the two
+# pools then take turns stealing each other's cores: a seed-CNN training step at batch 4 went from
+# 3 ms (one thread) to 540 ms (two threads) on the 2-core benchmark machine under load, and the
+# quiet-machine kernels ran 2-10x slower after a matrix multiply (benchmarks/NOTES.md). With Numba's
+# own "workqueue" layer neither happened (measured, same NOTES). It is chosen here unless the user picked a layer with
+# NUMBA_THREADING_LAYER, and it only takes effect if no parallel Numba code has run yet in this
+# process. Caveat (Numba's): workqueue does not allow parallel kernels to be launched from several
+# Python threads at once; set NUMBA_THREADING_LAYER=omp (or tbb) for that.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
 from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
 from .pool import (

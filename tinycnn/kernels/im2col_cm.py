@@ -14,9 +14,10 @@ In that layout the convolution needs no transpose copies at all::
 columns); only where the input is read from differs. ``im2col_cm`` writes into a caller-given ``out``
 so Conv2D can reuse one workspace from step to step.
 
-Speed notes (see benchmarks/NOTES.md): for each row the run of output columns that reads real pixels
-(not padding) is worked out once, so the inner loop is a branch-free, unit-stride copy that LLVM
-vectorizes; padding is written as zeros around it.
+Speed notes (benchmarks/NOTES.md): ``im2col_cm`` keeps one loop per output row with the padding test
+inside it (LLVM turns it into masked vector loads); splitting each row into zeros / copy / zeros was
+measured 2x slower, because rows are short (13-30 columns here) and three short loops cost more than
+one. ``col2im_cm`` does the split the other way round (valid range first), which measured faster.
 """
 from __future__ import annotations
 
@@ -67,8 +68,6 @@ def im2col_cm(xc, kh, kw, sh, sw, ph, pw, out):
         ci = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
-        lo, hi = _valid_columns(ow, w, j, sw, pw)
-        iw0 = lo * sw - pw + j                        # input column read by output column lo
         for b in range(n):
             for y in range(oh):
                 ih = y * sh - ph + i
@@ -77,16 +76,12 @@ def im2col_cm(xc, kh, kw, sh, sw, ph, pw, out):
                     for xo in range(ow):
                         out[r, base + xo] = 0.0
                     continue
-                for xo in range(lo):
-                    out[r, base + xo] = 0.0
-                if sw == 1:
-                    for t in range(hi - lo):
-                        out[r, base + lo + t] = xc[ci, b, ih, iw0 + t]
-                else:
-                    for t in range(hi - lo):
-                        out[r, base + lo + t] = xc[ci, b, ih, iw0 + t * sw]
-                for xo in range(hi, ow):
-                    out[r, base + xo] = 0.0
+                for xo in range(ow):
+                    iw = xo * sw - pw + j
+                    if iw < 0 or iw >= w:
+                        out[r, base + xo] = 0.0
+                    else:
+                        out[r, base + xo] = xc[ci, b, ih, iw]
     return out
 
 
