@@ -233,3 +233,19 @@ def test_check_layer_refuses_float32_parameters():
     layer = tc.Dense(3, 2, rng=np.random.default_rng(0))          # float32 by default
     with pytest.raises(TypeError, match=r"gradcheck Dense\(3, 2\): finite differences need float64"):
         check_layer(layer, np.zeros((1, 3)), rng=np.random.default_rng(0))
+
+
+def test_check_layer_refuses_a_float32_input_even_for_a_float64_layer():
+    import numpy as np
+    import pytest
+
+    import tinycnn as tc
+    from tinycnn.gradcheck import adjoint_check, check_layer
+
+    rng = np.random.default_rng(0)
+    layer = tc.Dense(3, 2, dtype=np.float64, rng=rng)
+    x32 = rng.standard_normal((2, 3)).astype(np.float32)
+    with pytest.raises(TypeError, match="input dtype float32"):
+        check_layer(layer, x32, rng=rng)
+    with pytest.raises(TypeError, match="input dtype float32"):
+        adjoint_check(layer, x32, rng=rng)

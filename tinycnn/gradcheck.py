@@ -125,8 +125,9 @@ def check_layer(layer, x, *, rng, h: float = 1e-6, tol: float = 1e-7, before_for
     a dropout layer's random generator so every evaluation uses the same mask). ``adjoint=True`` adds
     one dot-product row per tensor (``adjoint x``, ``adjoint weight``, ...; see ``adjoint_check``).
     """
-    x = np.array(x, dtype=np.float64, copy=True)
-    _require_float64(layer, x)
+    x = np.asarray(x)
+    _require_float64(layer, x)                           # before any cast: a float32 input must be refused
+    x = np.array(x, copy=True)
     prep = before_forward or (lambda: None)
 
     prep()
@@ -170,8 +171,9 @@ def adjoint_check(layer, x, *, rng, h: float = 1e-6, before_forward=None, wrt: s
     give a dot product near 0. A wrong J^T u still shows: random vectors make the error about
     1/sqrt(size) of that scale, orders of magnitude above the ~1e-10 of a correct float64 layer.
     """
-    x = np.array(x, dtype=np.float64, copy=True)
-    _require_float64(layer, x)
+    x = np.asarray(x)
+    _require_float64(layer, x)                           # before any cast: a float32 input must be refused
+    x = np.array(x, copy=True)
     prep = before_forward or (lambda: None)
     params = layer.named_parameters()
     if wrt != "x" and wrt not in params:
