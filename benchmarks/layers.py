@@ -127,9 +127,16 @@ def bench_one(name, kind, args, in_shape, batch, rounds, reps, use_torch) -> lis
     return rows
 
 
-def run(batch: int, rounds: int, reps: int, use_torch: bool, log) -> list[dict]:
+QUICK = ("seed conv2 32->64 k3", "lenet conv1 1->32 k3 p1", "MaxPool 2 (seed)", "Dense 512->10",
+         "softmax cross-entropy")
+
+
+def run(batch: int, rounds: int, reps: int, use_torch: bool, log, names=None) -> list[dict]:
+    """Rows of median milliseconds per contender; ``names`` picks a subset of LAYERS (quick mode)."""
     rows = []
     for name, kind, args, in_shape in LAYERS:
+        if names is not None and name not in names:
+            continue
         for r in bench_one(name, kind, args, in_shape, batch, rounds, reps, use_torch):
             rows.append(r)
             log(f"  {r['layer']:26s} {r['pass']:8s} " + "  ".join(f"{k} {v:7.2f} ms" for k, v in r["ms"].items()))

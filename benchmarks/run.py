@@ -49,11 +49,13 @@ def run(args) -> int:
     sections = args.sections or (("matmul", "train", "layers", "ladder", "whatif") if args.quick else SECTIONS)
     use_torch = throughput.have_torch() and not args.no_torch
     all_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = sorted({1, all_cores}, reverse=True)
+    # quick: one thread only; on a busy machine, thread pools waiting for each other make 2-thread runs
+    # take seconds, and the smoke run measures nothing anyway
+    threads = [1] if args.quick else sorted({1, all_cores}, reverse=True)
     q = args.quick
 
     def log(msg):
-        print(msg, flush=True)
+        print(f"[{time.perf_counter() - t_start:6.1f} s] {msg}", flush=True)
 
     facts = machine.facts()
     log(f"machine: {facts['cpu']}, {facts['usable_cpus']} cores; BLAS: {machine.blas_summary(facts)}")
@@ -72,18 +74,19 @@ def run(args) -> int:
         log("== training steps and inference")
         nets = list(NETS.values())
         batches = [4] if q else [64, 256]
-        results["agreement"] = {info.name: throughput.agreement(info, 8, use_torch) for info in nets}
+        results["agreement"] = {info.name: throughput.agreement(info, 2 if q else 8, use_torch) for info in nets}
         for name, agr in results["agreement"].items():
             log(f"  agreement {name}: {agr}")
         reps = {4: 1, 64: 5, 256: 2}
-        results["train"] = throughput.run(nets, batches, [all_cores] if q else threads, ("train", "infer"),
+        results["train"] = throughput.run(nets[:1] if q else nets, batches, threads,
+                                          ("train", "infer"),
                                           rounds=1 if q else 5, reps=reps, use_torch=use_torch, log=log)
 
     if "layers" in sections:
         from . import layers
         log("== per-layer forward and backward")
         results["layers"] = layers.run(batch=4 if q else 64, rounds=1 if q else 5, reps=1 if q else 5,
-                                       use_torch=use_torch, log=log)
+                                       use_torch=use_torch, log=log, names=layers.QUICK if q else None)
 
     if "ladder" in sections:
         from . import ladder
@@ -93,7 +96,7 @@ def run(args) -> int:
     if "whatif" in sections:
         from . import whatif
         log("== what-if: proposed changes outside the speed work's files (benchmark-only subclasses)")
-        results["whatif"] = whatif.run(threads, batch=4 if q else 64, rounds=1 if q else 5, reps=1 if q else 4,
+        results["whatif"] = whatif.run([1] if q else threads, batch=4 if q else 64, rounds=1 if q else 5, reps=1 if q else 4,
                                        use_torch=use_torch, log=log)
 
     if "startup" in sections:

@@ -1,0 +1,45 @@
+"""The benchmark suite runs end to end in its quick mode (`tinycnn bench --quick`). No speed is asserted:
+only that every section produces its results, that the contenders compute the same function, and that
+each rung of the convolution ladder agrees with the one before."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "__main__.py").is_file(), reason="no benchmarks/ folder in this checkout")
+def test_bench_quick_runs_every_quick_section(tmp_path):
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-m", "tinycnn", "bench", "--quick", "--out", str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    md = (tmp_path / "latest.md").read_text()
+    assert results["quick"] is True and "Quick smoke run" in md
+    for section in ("matmul", "train", "layers", "ladder", "whatif"):
+        assert section in results, section
+    contenders = {"tinycnn", "numpy"} | ({"pytorch"} if results["torch"] else set())
+    for rec in results["train"]:
+        assert set(rec["contenders"]) == contenders
+        assert all(c["images_per_s"] > 0 for c in rec["contenders"].values())
+    # All contenders start from the same weights and compute the same function. Scale of the check:
+    # float32 rounding of a network whose layers sum n_l terms each is about sum_l 2 * n_l * u relative
+    # (first order, Higham's gamma_n; u = 2**-24), i.e. 1.7e-4 for the seed CNN and 4.1e-4 for LeNet,
+    # while a wrong layer, weight or order gives differences of order 1.
+    from benchmarks.nets import NETS
+    u = 2.0 ** -24
+    for net, per in results["agreement"].items():
+        n_terms = sum(s[1] * s[3] ** 2 + 1 if s[0] == "conv" else s[1] + 1
+                      for s in NETS[net].spec if s[0] in ("conv", "dense"))
+        bound = 2 * n_terms * u
+        for name, d in per.items():
+            assert max(d["logits"], d["loss"], d["weights_after_step"]) <= bound, (net, name, d, bound)
+    assert all(r["agrees"].startswith(("yes", "(first")) for r in results["ladder"]["rungs"]), results["ladder"]
+    assert results["whatif"]["max_weight_diff_after_two_steps"] == 0.0
+    blas = [p for p in results["machine"]["threadpools"] if p["user_api"] == "blas"]
+    assert blas, "threadpoolctl found no BLAS"
