@@ -76,7 +76,8 @@ def add_arguments(parser) -> None:
                         help="learning-rate schedule: constant, cosine (per epoch) or onecycle (per batch)")
     parser.add_argument("--weight-decay", type=float, help="L2 penalty added to the gradients")
     parser.add_argument("--augment", choices=cfg.AUGMENT, help="auto (the dataset's default: crop+flip for "
-                        "CIFAR, none for digits), none, crop (random crop with zero padding), crop-flip")
+                        "CIFAR, none for digits), none, crop (random crop after zero padding by 4 pixels, "
+                        "2 below 32x32), crop-flip (and a random horizontal flip)")
     parser.add_argument("--seed", type=int, help="seeds the validation split, shuffling, augmentation, "
                         "initial weights and dropout (default 0)")
     parser.add_argument("--val-split", type=float, help="fraction of the training images held out for "
@@ -141,7 +142,7 @@ def _augment(config: cfg.Config, ds):
         return None                                              # the dataset's recommendation
     if config.augment == "none":
         return False
-    pad = max(1, ds.image_shape[1] // 8)                         # 4 pixels on 32x32, 3 on 28x28
+    pad = 4 if min(ds.image_shape[1:]) >= 32 else 2              # shift by up to 4 pixels on CIFAR, 2 on MNIST
     return Augment(pad=pad, flip=config.augment == "crop-flip")
 
 

@@ -1,0 +1,40 @@
+"""The rows of the README's accuracy table: each is one ``tinycnn train`` command and its target.
+
+``args`` are exactly what follows ``tinycnn train`` in the README (``{data}`` stands for the
+``--data-dir`` folder; the embedded row needs none). Targets are issue 4's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str                     # results.json key and command-line name
+    title: str                   # the table's first column
+    args: tuple                  # after `tinycnn train`; "{data}" is replaced by the data folder
+    target: float                # test accuracy to reach
+    budget_s: float | None       # time budget (seconds), or None
+    budget_of: str = "wall"      # what the budget limits: "wall" (the whole command) or "train" (training only)
+    note: str = ""
+
+
+ROWS = (
+    Row("embedded", "embedded default (MNIST subset, 15,000 train / 5,000 test), lenet", (),
+        0.97, 120.0, "wall", "offline, no arguments: the newcomer's first command"),
+    Row("mnist", "MNIST, lenet", ("--dataset", "mnist", "--data-dir", "{data}", "--model", "lenet",
+                                  "--epochs", "12", "--augment", "crop"),
+        0.992, None),
+    Row("fashion_mnist", "Fashion-MNIST, vgg-bn", ("--dataset", "fashion_mnist", "--data-dir", "{data}",
+                                                   "--model", "vgg-bn", "--epochs", "8"),
+        0.91, None),
+    Row("cifar10_seed_keras", "CIFAR-10, the seed's Keras CNN (seed-keras)",
+        ("--dataset", "cifar10", "--data-dir", "{data}", "--model", "seed-keras"),
+        0.70, None, note="CIFAR-10 copy decoded from JPEG (lossy): expect 2-3 points below the originals"),
+    Row("cifar10_vgg_bn", "CIFAR-10, vgg-bn (the stronger network)",
+        ("--dataset", "cifar10", "--data-dir", "{data}", "--model", "vgg-bn", "--val-split", "0.02"),
+        0.80, 900.0, "train",
+        note="CIFAR-10 copy decoded from JPEG (lossy): expect 2-3 points below the originals"),
+)
+
+BY_KEY = {row.key: row for row in ROWS}

@@ -1,0 +1,233 @@
+"""Run the accuracy table's rows and record what they measured.
+
+    python -m benchmarks.accuracy                      # every row (about an hour on 2 quiet cores)
+    python -m benchmarks.accuracy embedded mnist       # chosen rows
+    python -m benchmarks.accuracy --list               # the rows and their commands
+
+Each row runs ``tinycnn train <its arguments> --out <folder>`` in a child process, exactly as the
+README shows it, with the machine's environment unchanged. Recorded per run, in ``results.json``
+(every run is kept, newest last) and the table ``results.md`` (the newest run of each row):
+
+    test accuracy (from the run's metrics.json), target, reached or not
+    wall seconds of the whole command (start-up, data loading, training, test, pictures) and the
+    training seconds alone (the sum of the epochs' training passes)
+    epochs, images per second of training, the git commit, the date
+    the 1-minute load average before, during (sampled every 5 s: mean and max) and after the run
+
+The machine is shared: a row does not start while the 1-minute load average is above ``--max-load``
+(default 2.5) unless ``--force`` is given; the recorded load says how quiet it really was.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .rows import BY_KEY, ROWS
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RESULTS_JSON = HERE / "results.json"
+RESULTS_MD = HERE / "results.md"
+
+
+def default_data_dir() -> str | None:
+    """$TINYCNN_DATA_DIR, else <repo>/../shared/datasets when it exists, else None (download)."""
+    env = os.environ.get("TINYCNN_DATA_DIR")
+    if env:
+        return env
+    shared = REPO.parent / "shared" / "datasets"
+    return str(shared) if shared.is_dir() else None
+
+
+def load1() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every`` seconds in a background thread."""
+
+    def __init__(self, every: float = 5.0):
+        self.every, self.samples = every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            value = load1()
+            if value is not None:
+                self.samples.append(value)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        s = self.samples
+        return {"mean": round(sum(s) / len(s), 2) if s else None, "max": max(s) if s else None, "samples": len(s)}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def command(row, data_dir) -> list[str]:
+    if any("{data}" in a for a in row.args) and data_dir is None:
+        # no folder with the files: drop --data-dir and let tinycnn download into its cache
+        args, skip = [], False
+        for a in row.args:
+            if skip:
+                skip = False
+            elif a == "--data-dir":
+                skip = True
+            else:
+                args.append(a)
+        return ["tinycnn", "train", *args]
+    return ["tinycnn", "train", *(a.replace("{data}", data_dir or "") for a in row.args)]
+
+
+def tinycnn_executable() -> list[str]:
+    exe = shutil.which("tinycnn")
+    return [exe] if exe else [sys.executable, "-m", "tinycnn"]
+
+
+def run_row(row, data_dir, keep: Path | None) -> dict:
+    cmd = command(row, data_dir)
+    out_root = keep or Path(tempfile.mkdtemp(prefix=f"tinycnn-acc-{row.key}-"))
+    out = out_root / f"{row.key}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"\n=== {row.key}: {' '.join(cmd)}", flush=True)
+    before = load1()
+    t0 = time.perf_counter()
+    with LoadSampler() as sampler:
+        done = subprocess.run([*tinycnn_executable(), *cmd[1:], "--out", str(out)], cwd=REPO)
+    wall = time.perf_counter() - t0
+    result = {
+        "row": row.key, "title": row.title, "command": " ".join(cmd), "target": row.target,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
+        "exit_status": done.returncode, "wall_seconds": round(wall, 1),
+        "load_average_1min": {"before": before, "during": sampler.summary(), "after": load1()},
+        "cpu_count": os.cpu_count(),
+        "blas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+        "note": row.note,
+    }
+    if done.returncode == 0:
+        metrics = json.loads((out / "metrics.json").read_text())
+        h = metrics["history"]
+        result.update(
+            accuracy=metrics["test"]["accuracy"], reached=metrics["test"]["accuracy"] >= row.target,
+            epochs=len(h["loss"]), train_seconds=round(sum(h["seconds"]), 1),
+            images_per_s=round(sum(h["images_per_s"]) / len(h["images_per_s"])),
+            model=metrics["model"]["name"], macs_per_image=metrics["model"]["macs_per_image"],
+            config=metrics["config"])
+        budget_used = result["wall_seconds"] if row.budget_of == "wall" else result["train_seconds"]
+        result["budget"] = (None if row.budget_s is None else
+                            {"seconds": row.budget_s, "of": row.budget_of, "met": budget_used <= row.budget_s})
+    if keep is None:
+        shutil.rmtree(out_root, ignore_errors=True)
+    else:
+        result["out"] = str(out)
+    return result
+
+
+def read_results() -> list:
+    return json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else []
+
+
+def write_results(runs: list) -> None:
+    tmp = RESULTS_JSON.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(runs, indent=1) + "\n")
+    os.replace(tmp, RESULTS_JSON)
+    tmp = RESULTS_MD.with_suffix(".md.tmp")
+    tmp.write_text(markdown(runs))
+    os.replace(tmp, RESULTS_MD)
+
+
+def _minutes(seconds) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def markdown(runs: list) -> str:
+    latest = {}
+    for r in runs:
+        latest[r["row"]] = r
+    lines = ["# Accuracy runs (newest run of each row; every run is in results.json)", "",
+             "Written by `python -m benchmarks.accuracy`. Load: the 1-minute load average of the 2-core "
+             "machine before / mean during / max during the run (above ~2 means other work shared the cores).",
+             "", "| row | command | test accuracy | target | wall time | training time | epochs | img/s | "
+             "load before / mean / max | date, commit |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for row in ROWS:
+        r = latest.get(row.key)
+        if r is None:
+            lines.append(f"| {row.title} | `{' '.join(command(row, '../shared/datasets'))}` | not run yet | "
+                         f"{row.target:.1%} | | | | | | |")
+            continue
+        load = r["load_average_1min"]
+        acc = (f"**{r['accuracy']:.2%}**" + ("" if r["reached"] else " (below target)")
+               if "accuracy" in r else f"failed (exit {r['exit_status']})")
+        lines.append(f"| {r['title']} | `{r['command']}` | {acc} | {r['target']:.1%} | {_minutes(r['wall_seconds'])} "
+                     f"| {_minutes(r.get('train_seconds'))} | {r.get('epochs', '-')} | {r.get('images_per_s', '-')} "
+                     f"| {load['before']} / {load['during']['mean']} / {load['during']['max']} "
+                     f"| {r['date'][:10]}, {r['commit']} |")
+    notes = sorted({r.get("note") for r in latest.values() if r.get("note")})
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("rows", nargs="*", help=f"rows to run (default all): {', '.join(BY_KEY)}")
+    parser.add_argument("--data-dir", default=default_data_dir(),
+                        help="folder with mnist/, fashion_mnist/, cifar10/ (default: $TINYCNN_DATA_DIR or "
+                             "../shared/datasets beside the repository; without one, tinycnn downloads)")
+    parser.add_argument("--max-load", type=float, default=2.5,
+                        help="do not start a row while the 1-minute load average is above this (default 2.5)")
+    parser.add_argument("--force", action="store_true", help="run even on a busy machine (the load is recorded)")
+    parser.add_argument("--keep", type=Path, help="keep each run's --out folder under this folder")
+    parser.add_argument("--list", action="store_true", help="print the rows and their commands, run nothing")
+    args = parser.parse_args(argv)
+    unknown = [r for r in args.rows if r not in BY_KEY]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {', '.join(BY_KEY)}")
+    chosen = [BY_KEY[k] for k in args.rows] if args.rows else list(ROWS)
+    if args.list:
+        for row in chosen:
+            print(f"{row.key:20} target {row.target:.1%}  {' '.join(command(row, args.data_dir))}")
+        return 0
+    status = 0
+    for row in chosen:
+        load = load1()
+        if load is not None and load > args.max_load and not args.force:
+            print(f"=== {row.key}: NOT RUN: the 1-minute load average is {load} > {args.max_load}; the "
+                  f"machine is busy and the time would not mean much (--force runs anyway)")
+            status = 3
+            continue
+        result = run_row(row, args.data_dir, args.keep)
+        write_results(read_results() + [result])
+        print(f"=== {row.key}: accuracy {result.get('accuracy', 'n/a')}, wall {result['wall_seconds']} s, "
+              f"load {result['load_average_1min']}")
+        status = status or (0 if result.get("reached") else 1)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
