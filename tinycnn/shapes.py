@@ -3,8 +3,9 @@
 Shapes here are PER SAMPLE (the batch axis left off): a CIFAR image is (3, 32, 32), a flat feature
 vector (2048,). ``infer_shapes(layers, (C, H, W))`` walks the stack with each layer's
 ``output_shape(in_shape)`` (Conv2D, the pools, Flatten, Dense, Softmax have one, and raise a clear
-error when the input cannot fit). A layer without ``output_shape`` (ReLU, Sigmoid, ...) is taken to
-keep the shape, which the first real forward confirms.
+error when the input cannot fit). A layer without ``output_shape`` (ReLU, Sigmoid, Tanh) is taken to
+keep the shape; a custom layer that changes the shape must define ``output_shape``, or the check
+here goes wrong for the layers after it (their own forward still rejects a misfit, less helpfully).
 
 When a layer rejects its input, the error says which layer (index and repr), what it expected and got
 (the layer's own message), where the offending shape comes from (e.g. "the Flatten at layer 6 of the
