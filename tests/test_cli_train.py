@@ -5,6 +5,11 @@ run of the same settings is interrupted after epoch 1 and resumed, and must end 
 weights. Expected values are computed here by an independent path (the network rebuilt with
 ``zoo.load_model``, images normalised by hand with the saved mean/std, ``Sequential.predict``),
 never copied from the command's output.
+
+Everything runs with one BLAS and one Numba thread: on the shared 2-core machine, busy with other
+work, spinning worker threads made these small runs several times slower (a 2-epoch run: 22 s with
+the default threads at load average ~7). Results do not depend on it (the resume test compares two
+runs with the same thread count); only the time does.
 """
 import json
 import os
@@ -23,6 +28,22 @@ from tinycnn.cli import main
 from tinycnn.commands import _epochs
 
 SMALL = ["--subset", "400", "--epochs", "2", "--batch-size", "32"]
+ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:                    # the optional "bench" extra: default BLAS threads
+        yield
+    else:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    numba.set_num_threads(before)
 
 
 def leftovers(parent, name):
@@ -97,7 +118,7 @@ def test_evaluate_in_a_subprocess_matches_an_independent_computation(base_run, t
     exe = shutil.which("tinycnn")
     cmd = [exe] if exe else [sys.executable, "-m", "tinycnn"]
     done = subprocess.run([*cmd, "evaluate", str(ckpt), "--dataset", f"folder:{tmp_path / 'digits'}"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD_ENV})
     assert done.returncode == 0, done.stderr
     found = re.search(r"test accuracy (\d\.\d{4}) \((\d+) / (\d+) images\)", done.stdout)
     assert found, done.stdout
@@ -219,6 +240,8 @@ def test_out_that_is_not_empty_is_refused(tmp_path, capsys):
     assert os.listdir(tmp_path / "full") == ["notes.txt"]
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_a_diverging_run_stops_and_leaves_nothing(tmp_path, capsys):
     """A real non-finite loss (SGD at lr 1e30 overflows in the second step), not a simulated one."""
     status = main(["train", "--subset", "200", "--epochs", "1", "--optimizer", "sgd", "--lr", "1e30",

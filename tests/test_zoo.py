@@ -98,7 +98,24 @@ def test_vgg_bn_structure_and_parameter_count():
     assert mnist.layers[-1].in_features == 256
 
 
-def test_vgg_bn_learns_a_small_batch():
+@pytest.fixture
+def one_thread():
+    """One BLAS and one Numba thread: on the busy shared 2-core machine spinning worker threads made
+    these tiny steps ~10x slower (1.4 s vs 0.02 s per step); results do not depend on it."""
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+    else:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    numba.set_num_threads(before)
+
+
+def test_vgg_bn_learns_a_small_batch(one_thread):
     """Six SGD steps on 8 fixed images lower the loss clearly (the network trains at all; seeds 0..4
     all end below 0.03 from above 1.4)."""
     r = rng(3)
