@@ -9,7 +9,8 @@ Sections: exports; constructors and shapes; dtypes end to end; Parameter and gra
 layers vs torch on drawn shapes (Conv2D, MaxPool2D, AvgPool2D, Dense, activations, Flatten, loss);
 Sequential (call, parameters, state_dict keys, strict loading, torch interop both ways, whole-model
 gradients); SGD / Adam trajectories vs torch.optim; initialisation statistics; train/eval; the
-Keras-style front end; the seed's shape bug.
+Keras-style front end (fused trailing softmax, eval mode in evaluate/predict); the seed's shape bug;
+named errors on bad input.
 
 Run: python -m pytest tests/test_contract.py -q
 """
