@@ -63,7 +63,7 @@ def main(data_dir=DEFAULT_DATA, n_train=700, n_test=300, epochs=3, batch_size=16
         model.summary(batch_size=batch_size)
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, validation_split=0.1,
                         verbose=verbose)
-    result = model.evaluate(x_test, y_test)
+    result = model.evaluate(x_test, y_test, return_dict=True)
     probabilities = model.predict(x_test[:5])                           # (5, 10), rows sum to 1
     if verbose:
         print(f"test: {result}  (chance accuracy 0.100)")

@@ -172,7 +172,7 @@ def test_validation_numbers_equal_evaluate_after_the_epoch_and_validation_data_o
     xv, yv = tiny_data(9, 7)
     model = tiny_model(1).compile("adam", metrics=["accuracy"], lr=0.01)
     history = model.fit(x, y, epochs=2, batch_size=8, validation_split=0.5, validation_data=(xv, yv), verbose=0)
-    after = model.evaluate(xv, yv, batch_size=4)
+    after = model.evaluate(xv, yv, batch_size=4, return_dict=True)
     assert history.history["val_loss"][-1] == pytest.approx(after["loss"], rel=4 * gamma(9, np.float64))
     assert history.history["val_accuracy"][-1] == after["accuracy"]
     assert sorted(history.history) == ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]
@@ -182,7 +182,7 @@ def test_validation_numbers_equal_evaluate_after_the_epoch_and_validation_data_o
 def test_evaluate_equals_the_loss_and_accuracy_computed_by_hand():
     x, y = tiny_data(10, 8)
     model = tiny_model(2).compile("sgd", metrics=["accuracy", "top_2_accuracy"])
-    result = model.evaluate(x, y, batch_size=3)
+    result = model.evaluate(x, y, batch_size=3, return_dict=True)
     logits = tc.Sequential(*model.layers[:-1])(x)
     logp = logits - logits.max(1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
@@ -208,7 +208,7 @@ def test_keras_style_training_learns_and_pytorch_style_loop_still_works_after_it
     model = tiny_model(5, dtype=np.float32).compile("adam", metrics=["accuracy"], lr=0.02)
     history = model.fit(x, y, epochs=8, batch_size=10, verbose=0)
     assert history.history["loss"][-1] < 0.6 * history.history["loss"][0]
-    assert model.evaluate(x, y)["accuracy"] > 0.8                        # chance: 1/3
+    assert model.evaluate(x, y, return_dict=True)["accuracy"] > 0.8                        # chance: 1/3
     # The same model in a hand-written PyTorch-style step (its Softmax removed for the logits)
     logits_model = tc.Sequential(*model.layers[:-1])
     opt = tc.SGD(model.parameters(), lr=0.05)
@@ -254,3 +254,14 @@ def test_non_finite_loss_names_epoch_and_step_and_skips_that_update():
     assert len(snapshots) == 2
     for key, value in snapshots[-1].items():        # weights AND batch-norm running stats of step 2
         np.testing.assert_array_equal(model.state_dict()[key], value, err_msg=key)
+
+
+def test_evaluate_returns_what_keras_returns():
+    x, y = tiny_data(10, 8)
+    plain = tiny_model(2).compile("sgd")
+    loss_only = plain.evaluate(x, y)
+    assert isinstance(loss_only, float) and loss_only == plain.evaluate(x, y, return_dict=True)["loss"]
+    model = tiny_model(2).compile("sgd", metrics=["accuracy", "top_2_accuracy"])
+    as_dict = model.evaluate(x, y, return_dict=True)
+    loss, acc, top2 = model.evaluate(x, y)                                # Keras: [loss, *metrics]
+    assert [loss, acc, top2] == [as_dict["loss"], as_dict["accuracy"], as_dict["top_2_accuracy"]]

@@ -107,9 +107,11 @@ class Sequential:
                             validation_split=validation_split, validation_data=validation_data,
                             shuffle=shuffle, callbacks=callbacks, verbose=verbose, rng=rng)
 
-    def evaluate(self, x, y, batch_size=32, verbose=0) -> dict:
-        """Loss and metrics on ``(x, y)`` in eval mode, e.g. ``{"loss": 0.9, "accuracy": 0.7}``."""
-        return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose)
+    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
+        """Loss and metrics on ``(x, y)`` in eval mode, as Keras returns them: the loss alone when no
+        metrics were compiled, else ``[loss, metric1, ...]``; ``return_dict=True`` gives
+        ``{"loss": 0.9, "accuracy": 0.7}``."""
+        return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict)
 
     def predict(self, x, batch_size=32) -> np.ndarray:
         """Class probabilities (N, K), in eval mode; softmax applied exactly once."""

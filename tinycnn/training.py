@@ -386,14 +386,21 @@ def _evaluate(model, c: Compiled, x, y, batch_size) -> dict:
     return {"loss": loss_sum / len(x), **{m.name: float(m.fn(y_idx, probs)) for m in c.metrics}}
 
 
-def evaluate(model, x, y, *, batch_size=32, verbose=0) -> dict:
-    """Loss and compiled metrics on ``(x, y)``, in eval mode: ``{"loss": ..., "accuracy": ...}``."""
+def evaluate(model, x, y, *, batch_size=32, verbose=0, return_dict=False):
+    """Loss and compiled metrics on ``(x, y)``, in eval mode.
+
+    Keras's convention: the loss (a float) when no metrics were compiled, else the list
+    ``[loss, metric1, ...]`` in compile order; ``return_dict=True`` gives ``{"loss": ..., "accuracy": ...}``.
+    """
     c = _compiled(model, "evaluate")
     result = _evaluate(model, c, x, y, _positive(batch_size, "batch_size", "evaluate"))
     if verbose:
         from .progress import format_logs
         print(f"evaluate: {len(x)} samples - {format_logs(result)}")
-    return result
+    if return_dict:
+        return result
+    values = list(result.values())                       # "loss" first, then the metrics in order
+    return values[0] if len(values) == 1 else values
 
 
 def predict(model, x, *, batch_size=32) -> np.ndarray:
