@@ -165,7 +165,7 @@ def vgg_bn(input_shape, num_classes, rng, width: int = 32, dropout: float = 0.25
 
 
 MODELS = {
-    "lenet": ModelEntry(lenet, "two conv stages (32, 64), one dense layer; the default",
+    "lenet": ModelEntry(lenet, "two conv stages (32, 64), one dense layer",
                         Recipe(optimizer="adam", lr=2e-3, schedule="onecycle", epochs=3, batch_size=64)),
     "seed-keras": ModelEntry(seed_keras, "the seed article's Keras CNN (32, 64, 128 filters, no padding)",
                              Recipe(optimizer="adam", lr=2e-3, schedule="onecycle", epochs=20, batch_size=64)),

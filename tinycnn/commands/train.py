@@ -30,13 +30,14 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__, data, plots, zoo
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..data import Augment, DataError
+from ..data import Augment
 from ..optim import SGD, Adam
 from ..schedules import CosineAnnealingLR, OneCycleLR
 from ..shapes import layer_stats
@@ -44,7 +45,7 @@ from ..training import History, NonFiniteLossError
 from . import _train_config as cfg
 from ._epochs import Trainer, evaluate
 from ._report import print_report, report_dict
-from ._run_dir import RunDir, RunDirError
+from ._run_dir import RunDir
 
 CHECKPOINT = "checkpoint.npz"
 EVAL_BATCH = 256
@@ -181,57 +182,86 @@ def _describe_data(ds, loaders) -> dict:
 
 # -- the run ----------------------------------------------------------------------------------------
 
+@dataclass
+class Setup:
+    """Everything a run needs before its first step (``_setup``)."""
+    config: cfg.Config
+    out: Path
+    ds: object                          # tinycnn.data.Dataset
+    loaders: object                     # tinycnn.data.Loaders
+    data_rng: np.random.Generator       # validation split, shuffling, augmentation
+    record: dict                        # zoo.describe(...) of the network
+    model: object
+    optimizer: object
+    schedule: object                    # a tinycnn.schedules object or None
+    schedule_per: str                   # "batch" or "epoch"
+    first_epoch: int                    # 0 for a new run, the checkpoint's epoch when resuming
+    history: History
+
+
+def _setup(args, say) -> Setup:
+    """Settings, data, network, optimizer and schedule; with --resume, their saved states.
+    Raises ValueError / ImportError (and their subclasses) with a message for the user."""
+    resume = _read_resume(args.resume) if args.resume else None
+    config = cfg.resumed(args, resume["extra"]["config"], resume["epoch"]) if resume else cfg.fresh(args)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    RunDir.check(out)
+    ds = _load_dataset(config, args.data_dir, say)
+    data_ss, model_ss = np.random.SeedSequence(config.seed).spawn(2)
+    data_rng, model_rng = np.random.default_rng(data_ss), np.random.default_rng(model_ss)
+    loaders = data.make_loaders(ds, batch_size=config.batch_size, rng=data_rng, val_fraction=config.val_split,
+                                augment=_augment(config, ds), eval_batch_size=EVAL_BATCH)
+    if resume:
+        saved = resume["extra"]["data"]
+        if list(ds.classes) != saved["classes"] or list(ds.image_shape) != saved["image_shape"]:
+            raise ValueError(f"tinycnn train --resume: the dataset {config.dataset!r} now has classes "
+                             f"{list(ds.classes)} and images {ds.image_shape}, the run had {saved['classes']} "
+                             f"and {tuple(saved['image_shape'])}")
+        record = resume["extra"]["model"]
+        model = zoo.from_record(record, model_rng)
+    else:
+        record = zoo.describe(config.model, ds.image_shape, ds.num_classes)
+        model = zoo.build(config.model, ds.image_shape, ds.num_classes, model_rng)
+    optimizer = _optimizer(config, model)
+    schedule, schedule_per = _schedule(config, optimizer, len(loaders.train))
+    first_epoch, history = 0, History()
+    if resume:        # after building the schedule, whose first step sets the rate (see tinycnn.schedules)
+        load_checkpoint(args.resume, model, optimizer, data_rng)
+        if schedule is not None:
+            schedule.load_state_dict(resume["extra"]["schedule"])
+        first_epoch = int(resume["epoch"])
+        history = _history(resume["extra"]["history"], first_epoch)
+    return Setup(config, out, ds, loaders, data_rng, record, model, optimizer, schedule, schedule_per,
+                 first_epoch, history)
+
+
+def _announce(s: Setup, stats, data_info, args, say) -> None:
+    config, ds = s.config, s.ds
+    say(f"dataset {ds.name}: {data_info['train']} training, {data_info['val']} validation and "
+        f"{data_info['test']} test images of {'x'.join(map(str, ds.image_shape))} (C x H x W), "
+        f"{ds.num_classes} classes; from {ds.source}")
+    say(f"model {config.model}: {sum(st.params for st in stats):,} parameters, "
+        f"{sum(st.macs for st in stats) / 1e6:.2f} M multiply-adds per image")
+    if not args.quiet:
+        s.model.summary(batch_size=config.batch_size)
+    say(f"training: {config.optimizer} lr {config.lr:g} ({config.schedule} schedule), weight decay "
+        f"{config.weight_decay:g}, batch {config.batch_size}, epochs {s.first_epoch + 1}..{config.epochs}, "
+        f"seed {config.seed}" + (f", resumed from {args.resume}" if args.resume else ""))
+
+
 def run(args) -> int:
     say = (lambda *a, **k: None) if args.quiet else print
     t_start, load_start = time.perf_counter(), _loadavg()
     try:
-        resume = _read_resume(args.resume) if args.resume else None
-        config = (cfg.resumed(args, resume["extra"]["config"], resume["epoch"]) if resume
-                  else cfg.fresh(args))
-        out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        RunDir.check(out)
-        ds = _load_dataset(config, args.data_dir, say)
-        data_ss, model_ss = np.random.SeedSequence(config.seed).spawn(2)
-        data_rng, model_rng = np.random.default_rng(data_ss), np.random.default_rng(model_ss)
-        loaders = data.make_loaders(ds, batch_size=config.batch_size, rng=data_rng,
-                                    val_fraction=config.val_split, augment=_augment(config, ds),
-                                    eval_batch_size=EVAL_BATCH)
-        if resume:
-            saved = resume["extra"]["data"]
-            if list(ds.classes) != saved["classes"] or list(ds.image_shape) != saved["image_shape"]:
-                raise ValueError(f"tinycnn train --resume: the dataset {config.dataset!r} now has classes "
-                                 f"{list(ds.classes)} and images {ds.image_shape}, the run had {saved['classes']} "
-                                 f"and {tuple(saved['image_shape'])}")
-            record = resume["extra"]["model"]
-            model = zoo.from_record(record, model_rng)
-        else:
-            record = zoo.describe(config.model, ds.image_shape, ds.num_classes)
-            model = zoo.build(config.model, ds.image_shape, ds.num_classes, model_rng)
-        optimizer = _optimizer(config, model)
-        schedule, schedule_per = _schedule(config, optimizer, len(loaders.train))
-        first_epoch, history = 0, History()
-        if resume:
-            load_checkpoint(args.resume, model, optimizer, data_rng)
-            if schedule is not None:
-                schedule.load_state_dict(resume["extra"]["schedule"])
-            first_epoch = int(resume["epoch"])
-            history = _history(resume["extra"]["history"], first_epoch)
-    except (cfg.ConfigError, RunDirError, DataError, ValueError, ImportError) as err:
+        s = _setup(args, say)
+    except (ValueError, ImportError) as err:        # ConfigError, RunDirError, DataError, zoo and checkpoint errors
         print(f"tinycnn train: error: {err}", file=sys.stderr)
         return 2
-
+    config, ds, loaders, model, optimizer, schedule = s.config, s.ds, s.loaders, s.model, s.optimizer, s.schedule
+    record, first_epoch, history, out, data_rng = s.record, s.first_epoch, s.history, s.out, s.data_rng
     stats = layer_stats(model.build(ds.image_shape), 1, 4)
     data_info = _describe_data(ds, loaders)
-    say(f"dataset {ds.name}: {data_info['train']} training, {data_info['val']} validation and "
-        f"{data_info['test']} test images of {'x'.join(map(str, ds.image_shape))} (C x H x W), "
-        f"{ds.num_classes} classes; from {ds.source}")
-    say(f"model {config.model}: {sum(s.params for s in stats):,} parameters, "
-        f"{sum(s.macs for s in stats) / 1e6:.2f} M multiply-adds per image")
-    if not args.quiet:
-        model.summary(batch_size=config.batch_size)
-    say(f"training: {config.optimizer} lr {config.lr:g} ({config.schedule} schedule), weight decay "
-        f"{config.weight_decay:g}, batch {config.batch_size}, epochs {first_epoch + 1}..{config.epochs}, "
-        f"seed {config.seed}" + (f", resumed from {args.resume}" if resume else ""))
+    _announce(s, stats, data_info, args, say)
 
     run_dir = RunDir(out)
     extra = {"model": record, "config": config.to_dict(), "data": data_info, "tinycnn_version": __version__}
@@ -242,7 +272,7 @@ def run(args) -> int:
         save_checkpoint(run_dir.file(CHECKPOINT), model, optimizer, epoch=epoch + 1, rng=data_rng, extra=extra)
         done["epoch"] = epoch + 1
 
-    trainer = Trainer(model, optimizer, loaders, schedule, schedule_per)
+    trainer = Trainer(model, optimizer, loaders, schedule, s.schedule_per)
     try:
         trainer.run(first_epoch, config.epochs, history=history, verbose=0 if args.quiet else 1, on_epoch_end=save)
         test = evaluate(model, loaders.test)
