@@ -1,12 +1,13 @@
 """Peak memory of a training run: each contender alone in its own process.
 
-Method: ``python -m benchmarks.child`` imports one engine, builds the network and the batch, and reads
-its peak resident set size (Linux ``VmHWM`` from /proc/self/status; not ``ru_maxrss``, which a
-child inherits from its parent across fork and exec) as the base; it then runs
-5 training steps (forward, loss, backward, SGD momentum) and reads the peak again. "Peak increase" is
-the memory the training itself needed (activations, caches, gradients, optimizer state, workspaces);
-"peak RSS" also counts the engine's libraries (PyTorch's are larger than NumPy + Numba's). tinycnn's
-kernels load from a Numba cache warmed by one throw-away run first, so compiler memory is not counted.
+Method: ``python -m benchmarks.child ... --warmup`` imports one engine and runs one training step at
+batch 1 (compiled kernels loaded, libraries initialised), then builds the network and batch, resets
+the peak resident set size to the current one (Linux: ``/proc/self/clear_refs``) and reads it as the
+base; it runs 5 training steps (forward, loss, backward, SGD momentum) and reads the peak (``VmHWM``
+from /proc/self/status; not ``ru_maxrss``, which a child inherits from its parent across fork and
+exec). "Peak increase" is the memory the training itself needed (activations, caches, gradients,
+optimizer state, workspaces); "peak RSS" also counts the engine's libraries (PyTorch's are larger
+than NumPy + Numba's). tinycnn's kernels come from a Numba cache warmed by one throw-away run first.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def run(batches: list[int], use_torch: bool, log, nets=("seed_cnn", "lenet"), st
         for net in nets:
             for batch in batches:
                 for name in contenders:
-                    r = child(name, net, batch, steps, env)
+                    r = child(name, net, batch, steps, env, warmup=True)
                     runs.append(r)
                     log(f"  {net:8s} batch {batch:3d} {name:8s} peak {r['peak_mib']:6.0f} MiB, "
                         f"base {r['base_mib']:6.0f} MiB, increase {r['peak_mib'] - r['base_mib']:6.0f} MiB")

@@ -19,11 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def child(contender: str, net: str, batch: int, steps: int, env_extra: dict | None = None) -> dict:
+def child(contender: str, net: str, batch: int, steps: int, env_extra: dict | None = None,
+          warmup: bool = False) -> dict:
     env = dict(os.environ)
     env.update(env_extra or {})
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "benchmarks.child", contender, net, str(batch), str(steps)],
+    argv = [sys.executable, "-m", "benchmarks.child", contender, net, str(batch), str(steps)]
+    out = subprocess.run(argv + (["--warmup"] if warmup else []),
                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
