@@ -24,7 +24,7 @@ How the code below makes this fast (measured in benchmarks/NOTES.md):
 * The bias rides in the matrix multiply: ``cols`` gets one extra row of ones and ``w2d`` the bias as
   an extra column, so ``out = [w2d | b] @ [cols; 1]`` and the last column of ``g2d @ cols.T`` is
   ``db``. No separate pass over the output or the gradient.
-* ``cols`` is a workspace reused from one forward to the next when the shape repeats.
+* ``cols`` and ``dcols`` are workspaces reused from one step to the next when the shape repeats.
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class Conv2D(Layer):
                                                 fan_in, self.dtype))
         self.bias = Parameter(kaiming_uniform(rng, (self.out_channels,), fan_in, self.dtype)) if bias else None
         self._cache: ConvCache | None = None
-        self._cols_workspace: np.ndarray | None = None
+        self._workspaces: dict[str, np.ndarray] = {}
 
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -110,7 +110,7 @@ class Conv2D(Layer):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         k = c * kh * kw
         xc = to_channel_major(x)                                       # (C, N, H, W): free if already so
-        cols = self._workspace((k + (self.bias is not None), n * oh * ow))   # (C*KH*KW [+1], N*OH*OW)
+        cols = self._workspace("cols", (k + (self.bias is not None), n * oh * ow))   # (C*KH*KW [+1], N*OH*OW)
         kernels.im2col_cm(xc, kh, kw, sh, sw, ph, pw, cols[:k])
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         if self.bias is not None:
@@ -133,7 +133,8 @@ class Conv2D(Layer):
         if self.bias is not None:
             self.bias.grad = dw[:, k].copy()                           # = g2d.sum(axis=1), via the ones row
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
-        dcols = w2d.T @ g2d                                            # (C*KH*KW, N*OH*OW)
+        dcols = self._workspace("dcols", (k, g2d.shape[1]))           # (C*KH*KW, N*OH*OW)
+        np.matmul(w2d.T, g2d, out=dcols)
         dxc = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw)   # (C, N, H, W)
         return dxc.transpose(1, 0, 2, 3)                               # (N, C, H, W) view
 
@@ -144,10 +145,12 @@ class Conv2D(Layer):
             return x
         return check_input(self, x, 4, "(N, C, H, W)", self.dtype)
 
-    def _workspace(self, shape):
-        """The im2col matrix, reused from the last forward when the shape is the same (it is only ever
-        read by the backward of that last forward, so overwriting it is safe)."""
-        ws = self._cols_workspace
+    def _workspace(self, name, shape):
+        """A scratch array reused from call to call while its shape repeats: ``"cols"`` (the im2col
+        matrix, read only by the backward of the forward that filled it) and ``"dcols"`` (consumed by
+        col2im within one backward). Large arrays (> 32 MB, e.g. at batch 256) would otherwise come
+        fresh from the operating system, page by page, on every step."""
+        ws = self._workspaces.get(name)
         if ws is None or ws.shape != shape:
-            ws = self._cols_workspace = np.empty(shape, dtype=self.dtype)
+            ws = self._workspaces[name] = np.empty(shape, dtype=self.dtype)
         return ws
