@@ -26,6 +26,7 @@ def facts() -> dict:
 
     info = {
         "cpu": cpu_model(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": sys.version.split()[0],

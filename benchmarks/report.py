@@ -15,6 +15,10 @@ def _ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def _load(la):
+    return "n/a" if la is None else "/".join(f"{v:.1f}" for v in la)
+
+
 def machine_md(m: dict) -> list[str]:
     removed = m["blas_env_removed_for_this_run"]
     lines = ["## Machine", "",
@@ -23,6 +27,9 @@ def machine_md(m: dict) -> list[str]:
              f"- Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']} "
              f"(threading layer {m['numba_threading_layer']}, {m['numba_threads']} threads), "
              f"PyTorch {m.get('torch') or 'not installed'}, tinycnn {m.get('tinycnn', '?')}",
+             f"- Load average (1, 5, 15 min) at start {_load(m.get('load_average_at_start'))}, at end "
+             f"{_load(m.get('load_average_at_end'))}: anything near or above the core count means other "
+             "processes shared the cores and the two-thread figures are unreliable",
              f"- Environment: {'removed ' + ', '.join(f'{k}={v}' for k, v in removed.items()) if removed else 'unchanged'}"
              " for this run (see benchmarks/blas_env.py)", ""]
     return lines
@@ -120,6 +127,11 @@ def whatif_md(w: dict) -> list[str]:
              "| threads | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
     for r in w["rows"]:
         lines.append(f"| {r['threads']} | " + " | ".join(f"{r['ms'][k]:.1f}" for k in names) + " |")
+    if w.get("splits"):
+        sp = w["splits"]
+        lines += ["", f"Split of the {sp['cores']} cores between the thread pools (shipped tinycnn, training step, ms):", "",
+                  "| " + " | ".join(sp["ms"]) + " |", "|" + "---:|" * len(sp["ms"]),
+                  "| " + " | ".join(f"{v:.1f}" for v in sp["ms"].values()) + " |"]
     return lines + ["", "Variants are benchmark-only subclasses (benchmarks/whatif.py); they train identically "
                     f"(max weight difference after two steps: {w['max_weight_diff_after_two_steps']:.1e}). "
                     "See NOTES.md for the proposals.", ""]

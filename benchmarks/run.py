@@ -110,6 +110,7 @@ def run(args) -> int:
         results["memory"] = memory.run(batches=[64, 256], use_torch=use_torch, log=log)
 
     results["suite_seconds"] = time.perf_counter() - t_start
+    results["machine"]["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     md, js = report.write(results, out_dir)
     log(f"wrote {md} and {js} ({results['suite_seconds']:.0f} s)")
     return 0

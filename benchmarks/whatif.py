@@ -10,6 +10,9 @@ timed interleaved against the shipped layers on the seed CNN training step:
   input (nobody uses it; PyTorch skips it because the input does not require grad). Needs Sequential
   (tinycnn/model.py) to tell its first layer, e.g. ``layer.backward(g, need_input_grad=False)``.
 
+It also times the shipped step under each split of the cores between Numba's and OpenBLAS's thread
+pools (both pools all cores; Numba 1; BLAS 1), the "deliberate split" the issue asks about.
+
 The subclasses compute the same values as the shipped layers (the ReLU kernels are property-tested
 against np.maximum / np.where in tests/test_fast_kernels.py); they exist to put a measured number on
 each proposal in NOTES.md.
@@ -104,6 +107,24 @@ def check_same_values(info, batch):
     return max(float(np.max(np.abs(states[0][k] - states[1][k]))) for k in states[0])
 
 
+def split_variants(step, cores: int) -> dict:
+    """The shipped step under each split of ``cores`` between Numba's and OpenBLAS's thread pools."""
+    import numba
+    from threadpoolctl import ThreadpoolController
+
+    ctl = ThreadpoolController()
+
+    def with_split(numba_threads, blas_threads):
+        def run():
+            numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+            with ctl.limit(limits=blas_threads, user_api="blas"):
+                step()
+        return run
+
+    return {f"Numba {a} + BLAS {b} threads": with_split(a, b)
+            for a, b in ((cores, cores), (1, cores), (cores, 1))}
+
+
 def run(threads: list[int], batch: int, rounds: int, reps: int, use_torch: bool, log, net: str = "seed_cnn") -> dict:
     info = NETS[net]
     diff = check_same_values(info, min(batch, 8))
@@ -114,7 +135,7 @@ def run(threads: list[int], batch: int, rounds: int, reps: int, use_torch: bool,
     }
     if use_torch:
         fns["pytorch"] = contenders(info, batch, "train", True)["pytorch"]
-    out = {"net": net, "batch": batch, "max_weight_diff_after_two_steps": diff, "rows": []}
+    out = {"net": net, "batch": batch, "max_weight_diff_after_two_steps": diff, "rows": [], "splits": None}
     log(f"  variants train identically: max |weight difference| after two steps = {diff:.1e}")
     for n in threads:
         with thread_count(n):
@@ -122,4 +143,9 @@ def run(threads: list[int], batch: int, rounds: int, reps: int, use_torch: bool,
         row = {"threads": n, "ms": {k: 1e3 * median(v) for k, v in times.items()}}
         out["rows"].append(row)
         log(f"  {n} thread(s): " + "  ".join(f"{k} {v:.1f} ms" for k, v in row["ms"].items()))
+    cores = max(threads)
+    if cores > 1:                   # the deliberate split of the cores between the two thread pools
+        times = interleave(split_variants(variant_step(info, batch, False, False)[0], cores), rounds, reps)
+        out["splits"] = {"cores": cores, "ms": {k: 1e3 * median(v) for k, v in times.items()}}
+        log("  thread splits: " + "  ".join(f"{k} {v:.1f} ms" for k, v in out["splits"]["ms"].items()))
     return out
