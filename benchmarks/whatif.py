@@ -6,6 +6,8 @@ timed interleaved against the shipped layers on the seed CNN training step:
 * ``fused ReLU``: ReLU through ``tinycnn.kernels.elementwise`` (one pass forward, a branch-free select
   backward) instead of ``np.maximum`` + ``x > 0`` and ``np.where``. Needs a change in
   tinycnn/layers/activation.py.
+* ``ReLU/pool fused`` (on top of the two above): each ReLU followed by MaxPool2D(2) replaced by one
+  fused pass each way (``benchmarks/fused.py``). Needs Sequential to recognise the pattern.
 * ``no input gradient for layer 0``: the first Conv2D skips computing the gradient of the network's
   input (nobody uses it; PyTorch skips it because the input does not require grad). Needs Sequential
   (tinycnn/model.py) to tell its first layer, e.g. ``layer.backward(g, need_input_grad=False)``.
@@ -77,9 +79,28 @@ def _skip_first_input_grad(model):
     return model
 
 
-def variant_step(info, batch, fused_relu: bool, skip_input_grad: bool):
+def _fuse_relu_pool(layers):
+    """Replace each ReLU followed by MaxPool2D(2) (stride 2, no padding) by one fused layer."""
+    from .fused import FusedReLUMaxPool2x2
+
+    out, i = [], 0
+    while i < len(layers):
+        a, b = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        if (isinstance(a, tc.ReLU) and isinstance(b, tc.MaxPool2D) and b.kernel_size == (2, 2)
+                and b.stride == (2, 2) and b.padding == (0, 0)):
+            out.append(FusedReLUMaxPool2x2())
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
+def variant_step(info, batch, fused_relu: bool, skip_input_grad: bool, fuse_pool: bool = False):
     x, labels = make_batch(info, batch)
     model = build_tinycnn(info.spec, np.random.default_rng(0))
+    if fuse_pool:
+        model.layers = _fuse_relu_pool(model.layers)
     if fused_relu:
         model.layers = [FusedReLU() if isinstance(layer, tc.ReLU) else layer for layer in model.layers]
     if skip_input_grad:
@@ -98,13 +119,13 @@ def variant_step(info, batch, fused_relu: bool, skip_input_grad: bool):
 
 def check_same_values(info, batch):
     """The variants must train exactly like the shipped layers: compare weights after two steps."""
-    states = []
-    for fused, skip in ((False, False), (True, True)):
-        step, model = variant_step(info, batch, fused, skip)
+    params = []
+    for flags in ((False, False, False), (True, True, False), (True, True, True)):
+        step, model = variant_step(info, batch, *flags)
         step()
         step()
-        states.append(model.state_dict())
-    return max(float(np.max(np.abs(states[0][k] - states[1][k]))) for k in states[0])
+        params.append([p.data for p in model.parameters()])
+    return max(float(np.max(np.abs(a - b))) for other in params[1:] for a, b in zip(params[0], other))
 
 
 def split_variants(step, cores: int) -> dict:
@@ -132,6 +153,7 @@ def run(threads: list[int], batch: int, rounds: int, reps: int, use_torch: bool,
         "tinycnn as shipped": variant_step(info, batch, False, False)[0],
         "+ fused ReLU": variant_step(info, batch, True, False)[0],
         "+ fused ReLU + no layer-0 input grad": variant_step(info, batch, True, True)[0],
+        "+ both + ReLU/pool fused": variant_step(info, batch, True, True, True)[0],
     }
     if use_torch:
         fns["pytorch"] = contenders(info, batch, "train", True)["pytorch"]
