@@ -144,3 +144,21 @@ def random_state(spec, rng) -> dict[str, np.ndarray]:
         state[f"{i}.weight"] = rng.uniform(-bound, bound, shape).astype(np.float32)
         state[f"{i}.bias"] = rng.uniform(-bound, bound, out).astype(np.float32)
     return state
+
+
+def reduction_lengths(info: NetInfo, batch: int) -> list[int]:
+    """Length of every sum a training step forms, per conv/dense layer: forward (fan-in + 1 for the
+    bias), weight gradient (batch x output positions) and input gradient (fan-out x kernel area).
+    The scale of float32 disagreement between two correct engines is about 2 * u * their total."""
+    c, h, w = info.input_shape
+    out = []
+    for s in info.spec:
+        if s[0] == "conv":
+            _, cin, cout, k, p = s
+            h, w = h + 2 * p - k + 1, w + 2 * p - k + 1
+            out += [cin * k * k + 1, batch * h * w, cout * k * k]
+        elif s[0] == "maxpool":
+            h, w = h // s[1], w // s[1]
+        elif s[0] == "dense":
+            out += [s[1] + 1, batch, s[2]]
+    return out

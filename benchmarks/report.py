@@ -59,12 +59,13 @@ def train_md(records: list[dict], matmul: dict | None) -> list[str]:
 
 def agreement_md(agr: dict) -> list[str]:
     lines = ["## Do the contenders compute the same function?", "",
-             "Max relative difference to tinycnn from identical weights (batch 8, float32).", "",
-             "| net | contender | logits | first loss | weights after one SGD step |", "|---|---|---:|---:|---:|"]
+             "Max relative difference to tinycnn (max |difference| / max |tinycnn's value| per tensor) from "
+             "identical weights and batch (batch 8, float32).", "",
+             "| net | contender | logits | loss | parameter gradients |", "|---|---|---:|---:|---:|"]
     for net, per in agr.items():
         for name, d in per.items():
             lines.append(f"| {net} | {NAMES[name]} | {d['logits']:.1e} | {d['loss']:.1e} | "
-                         f"{d['weights_after_step']:.1e} |")
+                         f"{d['gradients']:.1e} |")
     return lines + [""]
 
 

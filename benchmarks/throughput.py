@@ -3,7 +3,7 @@
 A training step is: forward, softmax cross-entropy, backward, SGD with momentum 0.9 (lr 0.01), on one
 fixed float32 batch. Inference is one forward pass (torch under ``inference_mode``). Before timing,
 ``agreement`` checks that the contenders, loaded with the same weights, give the same logits and the
-same first-step loss and updated weights, so the race is between implementations of one function.
+same first-step loss and parameter gradients, so the race is between implementations of one function.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int 
 
 
 def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
-    """Max relative differences to tinycnn of logits, first loss and weights after one SGD step."""
+    """Max relative differences to tinycnn of the logits, the loss and every parameter gradient."""
     x, labels = make_batch(info, batch)
     model = build_tinycnn(info.spec, np.random.default_rng(0))
     state = model.state_dict()
@@ -86,8 +86,7 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
     logits = np.array(model(x), dtype=np.float64)                  # (N, classes)
     loss = loss_fn(model(x), labels)
     model.backward(loss_fn.backward())
-    tc.SGD(model.parameters(), lr=LR, momentum=MOMENTUM).step()
-    after = model.state_dict()
+    grads = {k: p.grad for k, p in model.named_parameters().items()}      # "0.weight", ... as torch
 
     def rel(a, b):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -96,13 +95,14 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
     out = {}
     n_logits = build_numpy(info.spec, state).forward(x)
     net = build_numpy(info.spec, state)
-    n_loss = npe.train_step(net, npe.SGDMomentum(net, LR, MOMENTUM), x, labels)
-    n_after = {}
+    n_loss, n_grad = npe.softmax_cross_entropy(net.forward(x), labels)
+    net.backward(n_grad)
+    n_grads = {}
     for i, layer in enumerate(net.layers):
         if layer.params:
-            n_after[f"{i}.weight"], n_after[f"{i}.bias"] = layer.params
+            n_grads[f"{i}.weight"], n_grads[f"{i}.bias"] = layer.grads
     out["numpy"] = {"logits": rel(n_logits, logits), "loss": abs(n_loss - loss) / abs(loss),
-                    "weights_after_step": max(rel(n_after[k], after[k]) for k in after)}
+                    "gradients": max(rel(n_grads[k], grads[k]) for k in grads)}
     if use_torch:
         import torch
         import torch.nn.functional as F
@@ -112,11 +112,10 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
         t_logits = tmodel(tx)
         t_loss = F.cross_entropy(t_logits, tl)
         t_loss.backward()
-        torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM).step()
-        t_after = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
+        t_grads = {k: p.grad.numpy() for k, p in tmodel.named_parameters()}
         out["pytorch"] = {"logits": rel(t_logits.detach().numpy(), logits),
                           "loss": abs(t_loss.item() - loss) / abs(loss),
-                          "weights_after_step": max(rel(t_after[k], after[k]) for k in after)}
+                          "gradients": max(rel(t_grads[k], grads[k]) for k in grads)}
     return out
 
 
