@@ -135,8 +135,16 @@ def bounds(x, w, b, g, s, p):
             2 * gamma(m) * adw, 2 * gamma(m) * adb)
 
 
-def run(batch: int, reps: int, log, shape=(32, 64, 15, 3, 1, 0)) -> dict:
-    """Time every rung on one convolution (default: the seed CNN's second, C=32 -> O=64 on 15x15)."""
+def run(batch: int, reps: int, log, shape=(32, 64, 15, 3, 1, 0), threads: int = 1) -> dict:
+    """Time every rung on one convolution (default: the seed CNN's second, C=32 -> O=64 on 15x15),
+    on one thread by default: the ladder shows what each idea buys on one core."""
+    from .timing import thread_count
+
+    with thread_count(threads):
+        return _run(batch, reps, log, shape, threads)
+
+
+def _run(batch, reps, log, shape, threads):
     c, o, hw, k, s, p = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, c, hw, hw), dtype=np.float32)
@@ -171,7 +179,8 @@ def run(batch: int, reps: int, log, shape=(32, 64, 15, 3, 1, 0)) -> dict:
              "agrees": agrees}
         rungs.append(r)
         log(f"  {name:32s} forward {r['forward_ms']:9.2f} ms  backward {r['backward_ms']:9.2f} ms  {agrees}")
-    return {"shape": f"Conv2D {c}->{o}, kernel {k}, stride {s}, padding {p}, input {batch}x{c}x{hw}x{hw}, float32",
+    return {"shape": f"Conv2D {c}->{o}, kernel {k}, stride {s}, padding {p}, input {batch}x{c}x{hw}x{hw}, float32, "
+                      f"{threads} thread{'s' if threads > 1 else ''}",
             "rungs": rungs,
             "check": "Each rung is checked against the rung before on output, input gradient, weight gradient "
                      "and bias gradient, within the derived float32 bound 2*gamma_n*A (see benchmarks/ladder.py)."}

@@ -91,7 +91,7 @@ def run(args) -> int:
     if "ladder" in sections:
         from . import ladder
         log("== convolution speed ladder")
-        results["ladder"] = ladder.run(batch=1 if q else 8, reps=1 if q else 15, log=log)
+        results["ladder"] = ladder.run(batch=1 if q else 32, reps=1 if q else 15, log=log)
 
     if "whatif" in sections:
         from . import whatif
