@@ -273,3 +273,36 @@ def test_without_matplotlib_one_line_says_how_to_get_pictures(tmp_path, monkeypa
     lines = [ln for ln in text.splitlines() if "pip install" in ln]
     assert len(lines) == 1 and "tinycnn[plot]" in lines[0]
     assert sorted(os.listdir(tmp_path / "np")) == ["checkpoint.npz", "metrics.json"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGTERM")
+def test_a_killed_training_process_keeps_its_last_checkpoint(tmp_path):
+    """A real `tinycnn train` process gets SIGTERM once its first epoch is saved: it exits 130, --out
+    does not exist, no staging folder is left, and the last complete checkpoint (epoch 1, or a later
+    one if an epoch ended before the signal arrived) is kept and loadable. 50 epochs are asked for so
+    that the run cannot end first."""
+    import signal
+    import time
+    exe = shutil.which("tinycnn")
+    cmd = [exe] if exe else [sys.executable, "-m", "tinycnn"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "train", "--subset", "3000", "--epochs", "50", "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **ONE_THREAD_ENV})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(tmp_path.glob(".killed.partial-*/checkpoint.npz")):   # epoch 1 saved: now in epoch 2
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted by signal" in err and "--resume" in err
+    assert leftovers(tmp_path, "killed") == []
+    kept = list(tmp_path.glob("killed.epoch*.npz"))
+    assert len(kept) == 1, kept
+    epoch = int(re.fullmatch(r"killed\.epoch(\d+)\.npz", kept[0].name).group(1))
+    assert 1 <= epoch < 50 and read_checkpoint(kept[0])["meta"]["epoch"] == epoch
+    model, _ = zoo.load_model(kept[0])
+    assert model.layers[0].weight.data.shape == (32, 1, 3, 3)

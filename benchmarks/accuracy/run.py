@@ -15,7 +15,10 @@ README shows it, with the machine's environment unchanged. Recorded per run, in 
     the 1-minute load average before, during (sampled every 5 s: mean and max) and after the run
 
 The machine is shared: a row does not start while the 1-minute load average is above ``--max-load``
-(default 2.5) unless ``--force`` is given; the recorded load says how quiet it really was.
+(default 2.5), or while other processes keep more than ``--max-busy`` cores busy (default 0.5,
+measured from /proc/stat over 5 seconds just before the start: the load average lags a minute
+behind, so a benchmark that has just started does not show in it yet), unless ``--force`` is given.
+The recorded load says how quiet it really was.
 """
 from __future__ import annotations
 
@@ -53,6 +56,24 @@ def load1() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
+
+
+def busy_cores(seconds: float = 5.0) -> float | None:
+    """How many cores were busy (not idle, not waiting for I/O) during the next ``seconds``, from
+    /proc/stat; None where there is no /proc/stat."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]     # user nice system idle iowait irq ...
+        return sum(values), values[3] + values[4]
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 == total0:
+        return 0.0
+    return round((1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1), 2)
 
 
 class LoadSampler:
@@ -110,7 +131,7 @@ def tinycnn_executable() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "tinycnn"]
 
 
-def run_row(row, data_dir, keep: Path | None) -> dict:
+def run_row(row, data_dir, keep: Path | None, busy_before=None) -> dict:
     cmd = command(row, data_dir)
     out_root = keep or Path(tempfile.mkdtemp(prefix=f"tinycnn-acc-{row.key}-"))
     out = out_root / f"{row.key}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -125,6 +146,7 @@ def run_row(row, data_dir, keep: Path | None) -> dict:
         "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
         "exit_status": done.returncode, "wall_seconds": round(wall, 1),
         "load_average_1min": {"before": before, "during": sampler.summary(), "after": load1()},
+        "busy_cores_before": busy_before,
         "cpu_count": os.cpu_count(),
         "blas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
         "note": row.note,
@@ -201,6 +223,9 @@ def main(argv=None) -> int:
                              "../shared/datasets beside the repository; without one, tinycnn downloads)")
     parser.add_argument("--max-load", type=float, default=2.5,
                         help="do not start a row while the 1-minute load average is above this (default 2.5)")
+    parser.add_argument("--max-busy", type=float, default=0.5,
+                        help="do not start a row while other processes keep more than this many cores busy "
+                             "(default 0.5)")
     parser.add_argument("--force", action="store_true", help="run even on a busy machine (the load is recorded)")
     parser.add_argument("--keep", type=Path, help="keep each run's --out folder under this folder")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands, run nothing")
@@ -215,13 +240,15 @@ def main(argv=None) -> int:
         return 0
     status = 0
     for row in chosen:
-        load = load1()
-        if load is not None and load > args.max_load and not args.force:
-            print(f"=== {row.key}: NOT RUN: the 1-minute load average is {load} > {args.max_load}; the "
-                  f"machine is busy and the time would not mean much (--force runs anyway)")
+        load, busy = load1(), busy_cores()
+        too_busy = ((load is not None and load > args.max_load) or (busy is not None and busy > args.max_busy))
+        if too_busy and not args.force:
+            print(f"=== {row.key}: NOT RUN: the machine is busy (1-minute load average {load}, limit "
+                  f"{args.max_load}; {busy} cores busy in the last 5 s, limit {args.max_busy}); the time "
+                  f"would not mean much (--force runs anyway)")
             status = 3
             continue
-        result = run_row(row, args.data_dir, args.keep)
+        result = run_row(row, args.data_dir, args.keep, busy)
         write_results(read_results() + [result])
         print(f"=== {row.key}: accuracy {result.get('accuracy', 'n/a')}, wall {result['wall_seconds']} s, "
               f"load {result['load_average_1min']}")

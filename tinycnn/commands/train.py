@@ -26,9 +26,12 @@ split, shuffling, augmentation) and the model stream (initial weights, dropout m
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +183,24 @@ def _describe_data(ds, loaders) -> dict:
             "normalization": {k: v.tolist() for k, v in loaders.normalizer.to_dict().items()}}
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While training, SIGTERM (``kill``, a job scheduler) stops the run as Ctrl-C does: the staging
+    folder is removed and the last complete checkpoint kept. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -274,7 +295,9 @@ def run(args) -> int:
 
     trainer = Trainer(model, optimizer, loaders, schedule, s.schedule_per)
     try:
-        trainer.run(first_epoch, config.epochs, history=history, verbose=0 if args.quiet else 1, on_epoch_end=save)
+        with _sigterm_as_interrupt():
+            trainer.run(first_epoch, config.epochs, history=history, verbose=0 if args.quiet else 1,
+                        on_epoch_end=save)
         test = evaluate(model, loaders.test)
         report = report_dict(test.labels, test.predictions, test.loss, ds.classes)
         if not args.quiet:
@@ -294,7 +317,8 @@ def run(args) -> int:
             print(f"tinycnn train: error: {err}\nNothing was written to {out}.{where}", file=sys.stderr)
             return 1
         if isinstance(err, KeyboardInterrupt):
-            print(f"\ntinycnn train: interrupted. Nothing was written to {out}.{where}", file=sys.stderr)
+            why = f" by {err.args[0]}" if err.args else ""
+            print(f"\ntinycnn train: interrupted{why}. Nothing was written to {out}.{where}", file=sys.stderr)
             return 130
         print(f"tinycnn train: failed ({type(err).__name__}); nothing was written to {out}.{where}",
               file=sys.stderr)
