@@ -227,6 +227,9 @@ def main(argv=None) -> int:
                         help="do not start a row while other processes keep more than this many cores busy "
                              "(default 0.5)")
     parser.add_argument("--force", action="store_true", help="run even on a busy machine (the load is recorded)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="MINUTES",
+                        help="wait up to this long (checking every 30 s) for the machine to be quiet before "
+                             "each row, instead of skipping it")
     parser.add_argument("--keep", type=Path, help="keep each run's --out folder under this folder")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands, run nothing")
     args = parser.parse_args(argv)
@@ -240,8 +243,14 @@ def main(argv=None) -> int:
         return 0
     status = 0
     for row in chosen:
-        load, busy = load1(), busy_cores()
-        too_busy = ((load is not None and load > args.max_load) or (busy is not None and busy > args.max_busy))
+        give_up = time.monotonic() + 60 * args.wait
+        while True:
+            load, busy = load1(), busy_cores()
+            too_busy = ((load is not None and load > args.max_load) or (busy is not None and busy > args.max_busy))
+            if not too_busy or args.force or time.monotonic() >= give_up:
+                break
+            print(f"=== {row.key}: waiting for a quiet machine (load {load}, {busy} cores busy)", flush=True)
+            time.sleep(25)
         if too_busy and not args.force:
             print(f"=== {row.key}: NOT RUN: the machine is busy (1-minute load average {load}, limit "
                   f"{args.max_load}; {busy} cores busy in the last 5 s, limit {args.max_busy}); the time "
