@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.skipif(not (ROOT / "benchmarks" / "__main__.py").is_file(), reason="no benchmarks/ folder in this checkout")
 def test_bench_quick_runs_every_quick_section(tmp_path):
+    pytest.importorskip("threadpoolctl", reason="the benchmark suite needs threadpoolctl: pip install -e '.[bench]'")
     env = dict(os.environ)
     out = subprocess.run([sys.executable, "-m", "tinycnn", "bench", "--quick", "--out", str(tmp_path)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
