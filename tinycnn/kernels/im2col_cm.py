@@ -10,14 +10,16 @@ In that layout the convolution needs no transpose copies at all::
     backward: g as (O, N*OH*OW) is a free view of a channel-major gradient;
     dcols = w2d.T @ g;  dxc = col2im_cm(dcols): (C, N, H, W)
 
-``cols`` is the same matrix as ``im2col(x)`` of ``im2col.py`` builds from NCHW input (same rows, same
+``cols`` is the same matrix that ``im2col`` (im2col.py) builds from NCHW input (same rows, same
 columns); only where the input is read from differs. ``im2col_cm`` writes into a caller-given ``out``
 so Conv2D can reuse one workspace from step to step.
 
-Speed notes (benchmarks/NOTES.md): ``im2col_cm`` keeps one loop per output row with the padding test
-inside it (LLVM turns it into masked vector loads); splitting each row into zeros / copy / zeros was
-measured 2x slower, because rows are short (13-30 columns here) and three short loops cost more than
-one. ``col2im_cm`` does the split the other way round (valid range first), which measured faster.
+Speed notes (benchmarks/NOTES.md, one thread, seed-CNN shapes at batch 64): ``im2col_cm`` keeps one
+loop per output row with the padding test inside it, like ``im2col``, and runs as fast as it;
+splitting each row into zeros / copy / zeros was measured 2x slower, because rows are short (13-30
+columns here) and three short loops cost more than one. ``col2im_cm`` works out each row's valid
+range first; against ``col2im`` it measured 2.8 vs 4.2 ms at the 32->64 layer, 1.0 vs 0.8 ms and
+0.75 vs 0.67 ms at the other two.
 """
 from __future__ import annotations
 
