@@ -7,7 +7,8 @@
   same outputs and gradients whatever the memory layout of their input and upstream gradient
   (C order, channel-major, Fortran order), and Conv2D with the bias folded into its matrix multiply
   agrees with the plain im2col computation within the derived reduction bound (tolerances.py).
-* Any elementwise kernels in ``tinycnn.kernels.elementwise`` agree with their references.
+* ``im2col_cm`` / ``col2im_cm`` agree with their references (exactly / within the reduction bound).
+* The elementwise ReLU kernels in ``tinycnn.kernels.elementwise`` agree with their references exactly.
 """
 import numpy as np
 import pytest
@@ -49,6 +50,49 @@ def test_maxpool_2x2_fast_path_matches_reference_exactly(n, c, h, w, sh, sw, dty
     y_ref, argmax_ref = K.maxpool2d_forward_reference(x, 2, 2, sh, sw, 0, 0)
     np.testing.assert_array_equal(y, y_ref)                            # NaN == NaN here
     np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+# --------------------------------------------------------------------------------------------
+# Channel-major im2col / col2im (tinycnn/kernels/im2col_cm.py)
+# --------------------------------------------------------------------------------------------
+
+cm_windows = st.fixed_dictionaries({
+    "n": st.integers(1, 3), "c": st.integers(1, 4), "kh": st.integers(1, 4), "kw": st.integers(1, 4),
+    "sh": st.integers(1, 3), "sw": st.integers(1, 3), "ph": st.integers(0, 3), "pw": st.integers(0, 3),
+    "extra_h": st.integers(0, 5), "extra_w": st.integers(0, 5),
+})
+
+
+def _cm_args(win):
+    ph, pw = min(win["ph"], win["kh"] - 1), min(win["pw"], win["kw"] - 1)
+    h = max(1, win["kh"] - 2 * ph) + win["extra_h"]
+    w = max(1, win["kw"] - 2 * pw) + win["extra_w"]
+    oh = (h + 2 * ph - win["kh"]) // win["sh"] + 1
+    ow = (w + 2 * pw - win["kw"]) // win["sw"] + 1
+    return h, w, (win["kh"], win["kw"], win["sh"], win["sw"], ph, pw), oh, ow
+
+
+@given(win=cm_windows, dtype=DTYPES, seed=SEEDS)
+def test_im2col_cm_matches_reference_exactly(win, dtype, seed):
+    h, w, args, oh, ow = _cm_args(win)
+    n, c = win["n"], win["c"]
+    xc = np.random.default_rng(seed).standard_normal((c, n, h, w)).astype(dtype)
+    shape = (c * args[0] * args[1], n * oh * ow)
+    cols = K.im2col_cm(xc, *args, np.full(shape, np.nan, dtype=dtype))     # every entry must be written
+    np.testing.assert_array_equal(cols, K.im2col_cm_reference(xc, *args, np.empty(shape, dtype=dtype)))
+
+
+@given(win=cm_windows, dtype=DTYPES, seed=SEEDS)
+def test_col2im_cm_matches_reference(win, dtype, seed):
+    h, w, args, oh, ow = _cm_args(win)
+    n, c = win["n"], win["c"]
+    kh, kw, sh, sw = args[:4]
+    cols = np.random.default_rng(seed).standard_normal((c * kh * kw, n * oh * ow)).astype(dtype)
+    dxc = K.col2im_cm(cols, c, n, h, w, *args)
+    abs_sum = K.col2im_cm_reference(np.abs(cols).astype(np.float64), c, n, h, w, *args)
+    overlap = -(-kh // sh) * -(-kw // sw)                                   # windows per input pixel, at most
+    assert_close_reduction(dxc, K.col2im_cm_reference(cols, c, n, h, w, *args), overlap, dtype, abs_sum,
+                           name="col2im_cm")
 
 
 # --------------------------------------------------------------------------------------------
