@@ -1,0 +1,671 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Tutorial 6: making it fast
+#
+# Tutorial 1 showed that a convolution can be written as four nested loops, or as *im2col* followed by
+# one matrix multiply. Both compute the same numbers. This tutorial measures how differently fast they
+# are, and explains why, by climbing a *speed ladder* for one convolution layer:
+#
+# 1. **loops**: Python loops over every output value, NumPy for each window's sum;
+# 2. **NumPy im2col**: copy every window into a column of a matrix with a few NumPy slices, then one
+#    matrix multiply;
+# 3. **Numba im2col**: the same, with the copy done by a compiled loop (tinycnn's `kernels.im2col`);
+# 4. **tinycnn's fast path**: the `Conv2D` layer as it ships;
+#
+# and, when it is installed, **PyTorch**'s convolution as a yardstick. Each rung is checked to compute
+# the same numbers as the rung before (within a rounding bound derived from the sum's length, not a tuned
+# tolerance), and timed on this machine. The four reasons that come up on the way are the ones that
+# decide the speed of most numerical code: **interpreter overhead**, **memory traffic**,
+# **matrix-multiply efficiency** and **threads**.
+#
+# A word on the timings. They are medians of repeated runs, taken on a 2-core machine that other
+# programs may share, so the load average is printed next to them. The page asserts only what holds on
+# any machine (the numbers agree; the loops are more than 10 times slower than im2col), never a precise
+# time: read the times as orders of magnitude.
+
+# %%
+import os
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+
+import matplotlib.pyplot as plt
+import numba
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import tinycnn as tc
+from tinycnn import kernels
+
+from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
+
+try:
+    import torch
+except ImportError:            # the tutorial runs without PyTorch; only its rung is skipped
+    torch = None
+
+rng = np.random.default_rng(6)
+print("mode:", "fast" if FAST else "full")
+blas = next((p for p in threadpool_info() if p["user_api"] == "blas"), {})
+print(f"cores: {os.cpu_count()}, BLAS: {blas.get('internal_api')} {blas.get('version')} "
+      f"(kernels for {blas.get('architecture')}), Numba {numba.__version__}, "
+      f"PyTorch {torch.__version__ if torch else 'not installed'}"
+      + (f" (CPU capability it uses: {torch.backends.cpu.get_cpu_capability()})" if torch else ""))
+print("load average (1, 5, 15 min) at the start: %.1f %.1f %.1f" % os.getloadavg())
+
+# %% [markdown]
+# ## 1. The layer, and how to time it
+#
+# The layer is the second convolution of the seed article's CNN: 32 input channels, 64 filters of
+# size 3 × 3, on 15 × 15 feature maps, no padding, stride 1, so the output is 13 × 13. Its work is
+# counted in *multiply-adds*: each of the N · 64 · 13 · 13 outputs is a sum of 32 · 3 · 3 = 288
+# products. A multiply-add is two floating-point operations (FLOPs), which is how the speeds of matrix
+# multiplies are quoted.
+#
+# Two small tools. `threads(n)` sets how many threads every pool may use: NumPy's BLAS (through
+# threadpoolctl), Numba's and PyTorch's. `median_time` runs a function once untimed (which compiles
+# Numba code and warms the caches), then `reps` times, and returns the median: the median ignores the
+# runs that another program happened to interrupt.
+#
+# Which clock? The wall clock (`time.perf_counter`) counts everything, including the time this program
+# sat waiting for a core while other programs ran: on a shared machine that inflates every time by a
+# varying amount. The CPU-time clock (`time.process_time`) counts only the time the cores actually
+# spent on this program, summed over its threads. For work on **one thread** the CPU time is what the
+# computation costs and is far steadier under load, so the ladder below uses it. For comparing one
+# thread with two it would be wrong (two threads spend at least as much CPU time as one; what they can
+# save is wall time), so section 9 uses the wall clock.
+
+# %%
+N = 2 if FAST else 32                   # images in the batch
+C, O, HW, K = 32, 64, 15, 3             # in channels, out channels, input height = width, kernel size
+OHW = HW - K + 1                        # output height = width: (15 - 3) // 1 + 1 = 13
+REPS = 3 if FAST else 25                # timed repeats of a fast rung
+LOOP_REPS = 1 if FAST else 3            # the loops take seconds per run in full mode
+
+x = rng.standard_normal((N, C, HW, HW), dtype=np.float32)                  # (N, C, H, W)
+w = (rng.standard_normal((O, C, K, K)) / np.sqrt(C * K * K)).astype(np.float32)   # (O, C, KH, KW)
+b = (0.1 * rng.standard_normal(O)).astype(np.float32)                      # (O,)
+
+MACS = N * O * OHW * OHW * C * K * K     # multiply-adds of one forward pass
+print(f"input {x.shape}, weights {w.shape}, output ({N}, {O}, {OHW}, {OHW})")
+print(f"{MACS:,} multiply-adds = {2 * MACS / 1e6:.1f} MFLOP per forward pass")
+
+
+@contextmanager
+def threads(n):
+    """Let BLAS, Numba and PyTorch use n threads inside the block."""
+    old_numba = numba.get_num_threads()
+    old_torch = torch.get_num_threads() if torch else None
+    with threadpool_limits(limits=n, user_api="blas"):
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        if torch:
+            torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(old_numba)
+            if torch:
+                torch.set_num_threads(old_torch)
+
+
+def median_time(fn, reps, clock=time.process_time):
+    """Median time of fn() in seconds by ``clock`` (CPU time by default), over reps calls after one untimed call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = clock()
+        fn()
+        times.append(clock() - start)
+    return float(np.median(times))
+
+
+# %% [markdown]
+# ## 2. Rung 1: loops
+#
+# The definition, as directly as NumPy allows: for every image, filter and output position, take the
+# 32 × 3 × 3 window under the filter, multiply it by the filter and sum. The four loops run in Python,
+# the 288 products of one window in NumPy.
+
+# %%
+def conv_loops(x, w, b):
+    """Cross-correlation by loops. x: (N, C, H, W), w: (O, C, KH, KW), b: (O,) -> (N, O, OH, OW)."""
+    n, _, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    y = np.empty((n, o, h - kh + 1, wd - kw + 1), dtype=x.dtype)
+    for i in range(n):
+        for f in range(o):
+            for r in range(h - kh + 1):
+                for c in range(wd - kw + 1):
+                    window = x[i, :, r:r + kh, c:c + kw]                       # (C, KH, KW)
+                    y[i, f, r, c] = np.sum(window * w[f]) + b[f]
+    return y
+
+
+with threads(1):
+    y_loops = conv_loops(x, w, b)
+    t_loops = median_time(lambda: conv_loops(x, w, b), LOOP_REPS)
+calls = N * O * OHW * OHW
+print(f"loops: {t_loops * 1e3:.1f} ms for {calls:,} windows = {t_loops / calls * 1e6:.2f} µs per window, "
+      f"{t_loops / MACS * 1e9:.1f} ns per multiply-add")
+
+# %% [markdown]
+# Each window is only 288 multiply-adds, which a CPU core can do in well under a tenth of a microsecond.
+# What costs microseconds is everything around them: Python looks up `x`, builds a slice object, creates
+# a view, calls into NumPy, which allocates the product `window * w[f]`, then sums it, and Python boxes
+# the result and stores it. That is **interpreter overhead**: a fixed cost per operation, paid once per
+# window, that is far larger than the arithmetic of the window.
+#
+# To see the scale, here is one window summed three ways: a pure Python loop over the 288 products (no
+# NumPy at all), the NumPy expression above, and the time that window's share of work would take in a
+# matrix multiply (measured in section 5).
+
+# %%
+win = x[0, :, 0:K, 0:K].astype(np.float64)          # (C, KH, KW), one window
+filt = w[0].astype(np.float64)
+win_list, filt_list = win.ravel().tolist(), filt.ravel().tolist()
+
+
+def window_pure_python():
+    s = 0.0
+    for a, c in zip(win_list, filt_list):
+        s += a * c
+    return s
+
+
+def window_numpy():
+    return np.sum(win * filt)
+
+
+assert abs(window_pure_python() - window_numpy()) <= rounding_bound(C * K * K, np.sum(np.abs(win * filt)))
+t_py = median_time(window_pure_python, 20 if FAST else 2000)
+t_np = median_time(window_numpy, 20 if FAST else 2000)
+print(f"one window, pure Python: {t_py * 1e6:.2f} µs ({t_py / (C * K * K) * 1e9:.0f} ns per multiply-add)")
+print(f"one window, NumPy:       {t_np * 1e6:.2f} µs (almost all of it the cost of calling NumPy)")
+
+# %% [markdown]
+# Pure Python pays its overhead on every multiply-add; NumPy pays it once per call, but a call costs a
+# few microseconds, so a call that does only 288 multiply-adds is still almost all overhead. The cure is
+# to make **few calls that each do a lot of work**. That is what im2col does.
+#
+# ## 3. Rung 2: im2col in NumPy
+#
+# im2col (tutorial 1 drew it) copies each window into one column of a matrix `cols` with C · KH · KW =
+# 288 rows and N · OH · OW columns. Then the whole convolution is a single matrix multiply of the
+# flattened weights, (64, 288), by `cols`. The copy itself needs no loop over windows: for each of the
+# 9 kernel offsets (i, j), the pixels every window sees at that offset form one strided slice of the
+# input. So nine NumPy slice copies build all of `cols`.
+
+# %%
+def im2col_numpy(x, kh, kw):
+    """x: (N, C, H, W) -> cols: (C*KH*KW, N*OH*OW); row (c, i, j), column (n, oh, ow). Stride 1, no padding."""
+    n, c, h, wd = x.shape
+    oh, ow = h - kh + 1, wd - kw + 1
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = x[:, :, i:i + oh, j:j + ow].transpose(1, 0, 2, 3)   # (C, N, OH, OW)
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def conv_from_cols(cols, w, b, n):
+    """The matrix multiply and the reshape back to (N, O, OH, OW)."""
+    o = w.shape[0]
+    out = w.reshape(o, -1) @ cols + b[:, None]                         # (O, N*OH*OW)
+    return np.ascontiguousarray(out.reshape(o, n, OHW, OHW).transpose(1, 0, 2, 3))
+
+
+def conv_numpy_im2col(x, w, b):
+    return conv_from_cols(im2col_numpy(x, K, K), w, b, x.shape[0])
+
+
+# Is it tinycnn's own NumPy im2col (the reference its Numba kernel is tested against)? Bit for bit:
+assert np.array_equal(im2col_numpy(x, K, K), kernels.im2col_reference(x, K, K, 1, 1, 0, 0))
+
+# %% [markdown]
+# Is rung 2 the same convolution as rung 1? The two add the same 289 terms (288 products and the bias)
+# in different orders, so in float32 they may differ by rounding. How much is allowed is not guessed:
+# a float sum of n terms, in any order, is within γₙ · S of the exact sum (γₙ ≈ n · u, u = 2⁻²⁴ the
+# float32 unit roundoff, S the sum of the terms' absolute values), so two orders are at most 2 γₙ S
+# apart (tests/tolerances.py derives it). S is the same convolution run on |x|, |w| and |b|, in float64.
+
+# %%
+with threads(1):      # (all of the ladder runs on one thread: see section 9 for two)
+    S = conv_numpy_im2col(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                          np.abs(b).astype(np.float64))                # (N, O, OH, OW): sum of |terms|
+    bound = rounding_bound(C * K * K + 1, S, np.float32)
+    y_numpy = conv_numpy_im2col(x, w, b)
+    t_numpy = median_time(lambda: conv_numpy_im2col(x, w, b), REPS)
+assert_agree("rung 2 (NumPy im2col) vs rung 1 (loops)", y_numpy, y_loops, bound)
+print(f"NumPy im2col: {t_numpy * 1e3:.3f} ms, {t_loops / t_numpy:.0f}x faster than the loops")
+assert t_loops > 10 * t_numpy, "im2col should be more than an order of magnitude faster than the loops"
+
+# %% [markdown]
+# Two to three orders of magnitude (about 490 times on the run that made this page), from the same
+# arithmetic: the loops made N · 64 · 169 = 346,112 NumPy calls, im2col makes about a dozen. The price is memory. `cols` holds every input pixel once for each window
+# that contains it, so it is much bigger than the input; and a computer moves bytes far more slowly
+# than it multiplies them. Let us count the bytes against the FLOPs.
+#
+# ## 4. Memory traffic: bytes moved per FLOP
+#
+# For one forward pass: the input x, the `cols` matrix (written by im2col, read by the multiply), the
+# weights and the output. A float32 is 4 bytes.
+
+# %%
+cols = im2col_numpy(x, K, K)                                           # (C*KH*KW, N*OH*OW)
+y_bytes = N * O * OHW * OHW * 4
+print(f"input x:  {x.shape} {x.nbytes / 1e6:8.3f} MB")
+print(f"cols:     {cols.shape} {cols.nbytes / 1e6:8.3f} MB = {cols.nbytes / x.nbytes:.2f} x the input")
+print(f"weights:  {w.shape} {w.nbytes / 1e6:8.3f} MB")
+print(f"output y: ({N}, {O}, {OHW}, {OHW}) {y_bytes / 1e6:8.3f} MB")
+# im2col's growth factor: each of the OH*OW windows copies KH*KW pixels per channel, from H*W pixels.
+assert cols.nbytes / x.nbytes == (K * K * OHW * OHW) / (HW * HW)
+flops = 2 * MACS
+moved_direct = x.nbytes + w.nbytes + y_bytes                           # read x and w once, write y
+moved_im2col = x.nbytes + 2 * cols.nbytes + w.nbytes + y_bytes         # + write cols, read it again
+print(f"FLOPs per byte, if x, w, y each cross memory once: {flops / moved_direct:.0f}")
+print(f"FLOPs per byte, counting cols written and read:    {flops / moved_im2col:.0f}")
+
+# %% [markdown]
+# With a 3 × 3 kernel, `cols` is 9 × 169 / 225 ≈ 6.8 times the input (with padding "same" it would be
+# 9 times). That is the price of im2col: if every number crossed memory once, the convolution would do
+# about 84 FLOPs per byte moved; writing `cols` and reading it back cuts that to about 13. Both are
+# high, because a matrix multiply *reuses* each number it loads many times (each column of `cols`
+# meets all 64 filters, each filter meets every column). This ratio, the *arithmetic intensity*, decides
+# what limits a piece of code: a core does tens of FLOPs in the time it moves a few bytes, so code that
+# does a FLOP or less per byte (the im2col copy itself: none; a ReLU, a max-pool) is limited by memory,
+# and code that does tens of FLOPs per byte, like the multiply, can be limited by arithmetic.
+#
+# Where does rung 2's time go, then? Time its pieces separately: the im2col copy, the matrix multiply,
+# and the final reshuffle into (N, O, OH, OW) order.
+
+# %%
+w2d = w.reshape(O, -1)                                                 # (O, C*KH*KW)
+with threads(1):
+    out2d = w2d @ cols                                                 # (O, N*OH*OW)
+    t_copy_numpy = median_time(lambda: im2col_numpy(x, K, K), REPS)
+    t_copy_numba = median_time(lambda: kernels.im2col(x, K, K, 1, 1, 0, 0), REPS)
+    t_gemm = median_time(lambda: w2d @ cols, REPS)
+    t_bias_reshape = median_time(
+        lambda: np.ascontiguousarray((out2d + b[:, None]).reshape(O, N, OHW, OHW).transpose(1, 0, 2, 3)), REPS)
+print(f"im2col, NumPy slices:    {t_copy_numpy * 1e3:7.3f} ms  ({cols.nbytes / t_copy_numpy / 1e9:.1f} GB/s of cols written)")
+print(f"im2col, Numba kernel:    {t_copy_numba * 1e3:7.3f} ms")
+print(f"matrix multiply:         {t_gemm * 1e3:7.3f} ms  ({flops / t_gemm / 1e9:.1f} GFLOP/s)")
+print(f"bias + NCHW reshuffle:   {t_bias_reshape * 1e3:7.3f} ms")
+
+# %% [markdown]
+# On this page's run the multiply, which does all the arithmetic, took about 1.7 ms, and the im2col
+# copy, which does none, about 0.45 ms: a quarter as long again, for moving 6 MB. The reshuffle of the
+# output into (N, O, OH, OW) order was small here (under 0.1 ms). So rung 2 already spends most of its
+# time in the multiply; what is left to win around it is the copy.
+#
+# ## 5. Matrix-multiply efficiency: this machine's peak
+#
+# How fast can this machine multiply float32 matrices at all? Measure NumPy's BLAS on a large square
+# product, which is the most favourable case (each number loaded is reused n times), and on the
+# convolution's own shape: (64, 288) times (288, N · 169), which is short and wide.
+
+# %%
+SQ = 512 if FAST else 1024
+A = rng.standard_normal((SQ, SQ), dtype=np.float32)
+B = rng.standard_normal((SQ, SQ), dtype=np.float32)
+P = np.empty((SQ, SQ), dtype=np.float32)
+with threads(1):
+    peak = 2 * SQ ** 3 / median_time(lambda: np.matmul(A, B, out=P), REPS) / 1e9
+    if torch:
+        At, Bt, Pt = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(P)
+        peak_torch = 2 * SQ ** 3 / median_time(lambda: torch.matmul(At, Bt, out=Pt), REPS) / 1e9
+gemm_conv_rate = flops / t_gemm / 1e9
+print(f"NumPy, square {SQ}x{SQ} float32 product, 1 thread: {peak:.0f} GFLOP/s   <- the peak used below")
+print(f"NumPy, the convolution's (64, 288) @ (288, {N * OHW * OHW}) product, 1 thread: {gemm_conv_rate:.0f} GFLOP/s "
+      f"= {gemm_conv_rate / peak:.0%} of it")
+if torch:
+    print(f"PyTorch's own matrix multiply (MKL), same square product, 1 thread: {peak_torch:.0f} GFLOP/s")
+
+# The same square product in a fresh Python without the two variables that pin OpenBLAS to AVX2 kernels
+# (see the text below): what NumPy would reach with the CPU's widest instructions.
+PEAK_SCRIPT = f"""
+import time, numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+a = np.ones(({SQ}, {SQ}), np.float32); p = np.empty_like(a)
+with threadpool_limits(1, user_api="blas"):
+    np.matmul(a, a, out=p); ts = []
+    for _ in range({REPS}):
+        t = time.process_time(); np.matmul(a, a, out=p); ts.append(time.process_time() - t)
+arch = [i["architecture"] for i in threadpool_info() if i["user_api"] == "blas"][0]
+print(arch, 2 * {SQ} ** 3 / float(np.median(ts)) / 1e9)
+"""
+
+
+def run_without_blas_pin(script):
+    """Run a Python script in a fresh process without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; its output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          check=True).stdout
+
+
+arch_free, rate_free = run_without_blas_pin(PEAK_SCRIPT).split()
+peak_free = float(rate_free)
+print(f"NumPy without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (kernels for {arch_free}), 1 thread: "
+      f"{peak_free:.0f} GFLOP/s")
+print("load average now: %.1f %.1f %.1f" % os.getloadavg())
+
+# %% [markdown]
+# Three things to read here.
+#
+# * **The peak depends on the instructions the library uses.** This machine's environment sets
+#   `OPENBLAS_CORETYPE=Haswell` (and `OPENBLAS_L2_SIZE`), which makes NumPy's OpenBLAS use its AVX2
+#   kernels although the CPU has AVX-512. AVX-512 instructions work on 16 float32 numbers at once, AVX2
+#   on 8, and the fresh process without those two variables shows it: about twice the rate (237 against
+#   123 GFLOP/s on this page's run). The rungs below all use NumPy as configured, so its 123 GFLOP/s is
+#   the peak they are measured against. (The benchmark suite, `python -m benchmarks`, removes the two
+#   variables; tests keep them.)
+# * **The convolution's own product is nearly as efficient** as the square one here (93 %): its inner
+#   dimension of 288 and its 5,408 columns are still large enough for each loaded number to be reused
+#   many times. No im2col convolution can beat its own matrix multiply, so this rate is the ceiling of rungs 2 to 4.
+# * PyTorch's matrix multiply (Intel's MKL) lands near NumPy's configured rate on this AMD CPU.
+#
+# ## 6. Rung 3: the copy compiled with Numba
+#
+# Rung 3 replaces the NumPy slices by tinycnn's Numba kernel `kernels.im2col`. Numba compiles the
+# Python loops below to machine code the first time they run (and caches the result on disk), so the
+# loops cost what loops cost in C: no interpreter, no temporary arrays. It writes each row of `cols`
+# in one pass, in the order memory is laid out, and `prange` splits the rows between threads.
+
+# %% tags=["same-output"]
+quote(kernels.im2col)
+
+# %%
+def conv_numba_im2col(x, w, b):
+    return conv_from_cols(kernels.im2col(x, K, K, 1, 1, 0, 0), w, b, x.shape[0])
+
+
+with threads(1):
+    y_numba = conv_numba_im2col(x, w, b)
+    t_numba = median_time(lambda: conv_numba_im2col(x, w, b), REPS)
+assert_agree("rung 3 (Numba im2col) vs rung 2 (NumPy im2col)", y_numba, y_numpy, bound)
+print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
+
+# %% [markdown]
+# The two rungs build the same `cols` and call the same matrix multiply, so they agree exactly (a
+# difference of 0), and any speed difference comes from the copy alone. Here the surprise: on one
+# thread the Numba copy is *not* faster than NumPy's (0.66 against 0.45 ms in section 4), and rung 3 is
+# about as fast as rung 2 (0.91 times on this run). NumPy's nine slice copies are already compiled
+# loops; with only nine calls there is no interpreter overhead left to remove, and compiling a loop is
+# no magic beyond that. Numba pays where NumPy cannot express the work as a few large array
+# operations: col2im in the backward pass, where overlapping windows must *add up*, or max-pooling that
+# also records which input won. The benchmark suite's per-layer table (benchmarks/results/latest.md)
+# shows it: max-pool forward and backward take 1.5 and 0.5 ms in tinycnn's Numba kernels against 11.9
+# and 6.1 ms in its plain-NumPy engine.
+#
+# ## 7. Rung 4: tinycnn's fast path
+#
+# `tc.Conv2D` as it ships removes the remaining memory traffic around the multiply (its docstring and
+# benchmarks/NOTES.md have the measurements):
+#
+# * **no reshuffle copy**: the product `w2d @ cols` comes out as (O, N, OH, OW) in memory; the layer
+#   returns it as an (N, O, OH, OW) *view* ("channel-major") instead of copying it, and the next layers
+#   read that layout directly;
+# * **the bias inside the multiply**: `cols` gets an extra row of ones and the weights the bias as an
+#   extra column, so there is no separate pass over the output to add it;
+# * **no fresh memory each call**: `cols` is a workspace reused while the shape stays the same.
+
+# %%
+layer = tc.Conv2D(C, O, K, rng=np.random.default_rng(0))
+layer.weight.data[...] = w
+layer.bias.data[...] = b
+# Inside a network the previous layer hands over a channel-major view: (N, C, H, W) indices on
+# (C, N, H, W) memory. Build one from x: the same values, laid out as the seed CNN's first block leaves them.
+x_cm = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)   # (N, C, H, W) view
+assert np.array_equal(x_cm, x) and not x_cm.flags.c_contiguous
+with threads(1):
+    y_fast = layer.forward(x_cm)
+    t_fast = median_time(lambda: layer.forward(x_cm), REPS)
+    t_fast_nchw = median_time(lambda: layer.forward(x), REPS)
+print("output:", y_fast.shape, "C-contiguous:", y_fast.flags.c_contiguous,
+      "| its memory in (O, N, OH, OW) order:", y_fast.transpose(1, 0, 2, 3).flags.c_contiguous)
+assert_agree("rung 4 (tc.Conv2D) vs rung 3 (Numba im2col)", y_fast, y_numba, bound)
+print(f"tc.Conv2D, channel-major input (inside a network): {t_fast * 1e3:.3f} ms ({t_numba / t_fast:.2f}x rung 3)")
+print(f"tc.Conv2D, plain NCHW input (one transposing copy first): {t_fast_nchw * 1e3:.3f} ms")
+
+# The same layer and shapes timed in a fresh process whose NumPy uses OpenBLAS's AVX-512 kernels
+# (section 5); timing only, the numbers computed are those checked above.
+FAST_PATH_SCRIPT = f"""
+import time, numba, numpy as np, tinycnn as tc
+from threadpoolctl import threadpool_limits
+rng = np.random.default_rng(0)
+x = rng.standard_normal(({N}, {C}, {HW}, {HW}), dtype=np.float32)
+x_cm = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+layer = tc.Conv2D({C}, {O}, {K}, rng=rng)
+with threadpool_limits(1, user_api="blas"):
+    numba.set_num_threads(1); layer.forward(x_cm); ts = []
+    for _ in range({REPS}):
+        t = time.process_time(); layer.forward(x_cm); ts.append(time.process_time() - t)
+print(float(np.median(ts)))
+"""
+t_fast_avx512 = float(run_without_blas_pin(FAST_PATH_SCRIPT))
+print(f"tc.Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh process): {t_fast_avx512 * 1e3:.3f} ms")
+
+# %% [markdown]
+# For one forward pass of one layer on one thread, these savings are small next to the multiply: the
+# reshuffle rung 4 avoids took well under 0.1 ms of about 2.3 (section 4), and the fast path came out
+# within a few percent of rungs 2 and 3 (2.40 ms on this run). They add up over a whole network and its
+# backward pass: benchmarks/NOTES.md (section 1.1) measured the layout and bias changes at −3.6 ms per
+# training step in the seed CNN's three convolution backward passes. The line that stands out is the
+# last: the same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.6 ms instead of 2.4. The
+# multiply's instruction set is worth more here than everything else on the ladder after rung 2.
+#
+# And PyTorch, on the same data and the same single thread, as a yardstick (skipped if PyTorch is not
+# installed), once as installed and once with its oneDNN convolution kernels switched off. Both are
+# checked against tinycnn with the same bound.
+
+# %%
+if torch:
+    xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    with threads(1), torch.no_grad():
+        y_torch = torch.nn.functional.conv2d(xt, wt, bt).numpy()
+        t_torch = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)           # (a note about Intel GPUs, not relevant here)
+            with torch.backends.mkldnn.flags(enabled=False):        # PyTorch without oneDNN's kernels
+                y_torch_plain = torch.nn.functional.conv2d(xt, wt, bt).numpy()
+                t_torch_plain = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS)
+    assert_agree("PyTorch vs rung 4 (tc.Conv2D)", y_torch, y_fast, bound)
+    assert_agree("PyTorch without oneDNN vs rung 4 (tc.Conv2D)", y_torch_plain, y_fast, bound)
+    print(f"PyTorch conv2d: {t_torch * 1e3:.3f} ms; with oneDNN switched off: {t_torch_plain * 1e3:.3f} ms")
+else:
+    t_torch = None
+    print("PyTorch is not installed: no PyTorch rung")
+
+# %% [markdown]
+# PyTorch was about 2.3 times faster than tinycnn's fast path on this run (1.04 against 2.40 ms). It
+# reports that it uses AVX-512 code, and its rate (192 GFLOP/s, below) is above what NumPy's BLAS
+# reaches as configured and 81 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off did not slow it
+# down here, so its lead is not one particular convolution algorithm; how PyTorch computes it inside was
+# not taken apart for this page. Most of the gap is the instruction set: tinycnn with AVX-512 BLAS
+# kernels (previous cell) closes more than half of it.
+#
+# ## 8. The ladder in one picture
+#
+# All rungs on one thread, as time per forward pass (log scale: each grid line is ten times the one
+# below) and as GFLOP/s against the machine's peak from section 5.
+
+# %%
+names = ["1 loops", "2 NumPy im2col", "3 Numba im2col", "4 tc.Conv2D"] + (["PyTorch"] if torch else [])
+times = [t_loops, t_numpy, t_numba, t_fast] + ([t_torch] if torch else [])
+rates = [flops / t / 1e9 for t in times]
+
+
+def page_faults_per_call(fn, reps=5):
+    """Minor page faults per call of fn(): pages of fresh memory the operating system had to hand over."""
+    try:
+        import resource                     # Unix only
+    except ImportError:
+        return float("nan")
+    fn()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(reps):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / reps
+
+
+with threads(1):
+    faults = [page_faults_per_call(lambda: conv_loops(x, w, b), 1),
+              page_faults_per_call(lambda: conv_numpy_im2col(x, w, b)),
+              page_faults_per_call(lambda: conv_numba_im2col(x, w, b)),
+              page_faults_per_call(lambda: layer.forward(x_cm))]
+    if torch:
+        with torch.no_grad():
+            faults.append(page_faults_per_call(lambda: torch.nn.functional.conv2d(xt, wt, bt)))
+print(f"{'rung':16s} {'ms':>10s} {'vs loops':>9s} {'GFLOP/s':>8s} {'of peak':>8s} {'ns / multiply-add':>18s} "
+      f"{'page faults / call':>19s}")
+for name, t, r, f in zip(names, times, rates, faults):
+    print(f"{name:16s} {t * 1e3:10.3f} {t_loops / t:8.0f}x {r:8.2f} {r / peak:8.1%} {t / MACS * 1e9:18.4f} {f:19.0f}")
+print("load average now: %.1f %.1f %.1f" % os.getloadavg())
+assert all(t_loops > 10 * t for t in times[1:]), "every im2col rung is > 10x faster than the loops"
+
+colors = ["#b0b0b0", "#6baed6", "#3182bd", "#08519c", "#e6550d"][:len(names)]
+labels = [name.replace(" ", "\n", 1) for name in names]                 # two-line tick labels
+fig, ax = plt.subplots(figsize=(8, 4.5))
+ax.bar(labels, [t * 1e3 for t in times], color=colors)
+ax.set_yscale("log")
+ax.set_ylim(top=max(times) * 1e3 * 4)
+ax.set_ylabel("milliseconds per forward pass (log scale)")
+ax.set_title(f"Conv2D {C}->{O}, 3x3, batch {N} on {HW}x{HW}, 1 thread (CPU time, median)")
+for i, t in enumerate(times):
+    ax.text(i, t * 1e3 * 1.2, f"{t * 1e3:.3g} ms", ha="center", fontsize=9)
+ax.grid(axis="y", which="major", alpha=0.3)
+fig.tight_layout()
+save_figure(fig, "06_ladder_times", "Time per forward pass of each rung, log scale, one thread")
+
+fig, ax = plt.subplots(figsize=(11, 4.5))
+ax.bar(labels, rates, color=colors)
+ax.axhline(peak_free, color="k", linestyle="-.", label=f"NumPy's square product, AVX-512 kernels ({peak_free:.0f})")
+ax.axhline(peak, color="k", linestyle="--", label=f"NumPy's square product, as configured ({peak:.0f})")
+if torch:
+    ax.axhline(peak_torch, color="#e6550d", linestyle="--", label=f"PyTorch's square product ({peak_torch:.0f})")
+ax.axhline(gemm_conv_rate, color="k", linestyle=":", label=f"NumPy, the convolution's own product ({gemm_conv_rate:.0f})")
+ax.set_yscale("log")
+ax.set_ylabel("GFLOP/s (log scale)")
+ax.set_title("GFLOP/s of each rung, 1 thread; in the bars: fraction of NumPy's peak as configured")
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="matrix multiply, 1 thread")
+for i, r in enumerate(rates):
+    inside = r > 10
+    ax.text(i, r * (0.5 if inside else 1.2), f"{r / peak:.1%}", ha="center", fontsize=9,
+            color="white" if inside else "black")
+fig.tight_layout()
+save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine's matrix-multiply rates")
+
+# %% [markdown]
+# Read the two pictures together. The first step, from loops to im2col, is worth two to three orders
+# of magnitude and is all about interpreter overhead: it turns a third of a million small calls into a
+# dozen large ones. The loops reach about a tenth of a percent of the peak; the im2col rungs reach
+# about two thirds of it (65–72 % on this run), and the difference between them is a few percent,
+# within what repeated runs of this page vary by. Their ceiling is the convolution's own product
+# (dotted line, 93 % of the peak): the rest of their time is the im2col copy, the memory traffic of
+# section 4. PyTorch's bar goes above NumPy's peak (dashed) because it uses wider instructions
+# (dash-dotted line: NumPy's own rate with the AVX-512 kernels). The page faults column is 0 for every
+# rung: after the first call, the memory allocator hands back memory the process already has, so at
+# this size a fresh array each call costs no page faults; benchmarks/NOTES.md (section 1.6) found that
+# it did cost time at batch 256, where arrays above 32 MB come fresh from the operating system.
+#
+# ## 9. Threads: 1 versus 2, and oversubscription
+#
+# This machine has two cores. BLAS, Numba and PyTorch can each use both. Time the square product, the
+# fast path and PyTorch with one and with two threads.
+
+# %%
+def time_at(n_threads):
+    with threads(n_threads):
+        res = {"square matrix multiply": median_time(lambda: np.matmul(A, B, out=P), REPS, time.perf_counter),
+               "tc.Conv2D forward": median_time(lambda: layer.forward(x_cm), REPS, time.perf_counter)}
+        if torch:
+            with torch.no_grad():
+                res["PyTorch conv2d"] = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS,
+                                                    time.perf_counter)
+    return res
+
+
+def show(title, one, two):
+    print(f"{title} (load average {os.getloadavg()[0]:.1f})")
+    for key in one:
+        print(f"  {key:24s} 1 thread {one[key] * 1e3:8.3f} ms   2 threads {two[key] * 1e3:8.3f} ms   "
+              f"speed-up {one[key] / two[key]:.2f}x")
+
+
+quiet_1, quiet_2 = time_at(1), time_at(2)
+show("as the machine is now", quiet_1, quiet_2)
+
+# %% [markdown]
+# Two threads can at best halve the time, and only for work that splits evenly and is large enough
+# that starting the threads and waiting for the slower of the two is cheap. On this page's run (load
+# average 2.0: about two cores' worth of other work was already running) the big square product came
+# close to 2× (1.87×) and PyTorch's convolution gained 1.68×; tinycnn's forward gained only 1.17×.
+# Its pieces (the Numba copy, the BLAS multiply, each split and joined separately) are small;
+# benchmarks/NOTES.md (section 1.8) saw the same small gain for whole training steps and lists what
+# was tried, without a settled explanation.
+#
+# Now the failure everyone meets sooner or later: **oversubscription**, more busy threads than cores.
+# Below, one extra busy process (a Python loop that does nothing, started here and stopped right
+# after) competes for the two cores, as another user's job or a second thread pool would. A one-thread
+# computation then shares a core with it at worst; a two-thread computation splits its work in two
+# halves and must wait for *both*, and one of them is always the one queued behind the intruder.
+
+# %%
+hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+try:
+    time.sleep(0.2)                                   # let it start spinning
+    busy_1, busy_2 = time_at(1), time_at(2)
+finally:
+    hog.kill()
+    hog.wait()
+show("with one extra busy process", busy_1, busy_2)
+
+# %% [markdown]
+# Compare the two tables. The one-thread times hardly moved, but the square product went from 1.87×
+# faster on two threads to 0.82×: *slower* on two threads than on one, because every one of its
+# parallel steps waited for the half that was queued behind the intruder. PyTorch's gain shrank from
+# 1.68× to 1.30×; tinycnn's small gain stayed about the same. How much the intruder costs depends on
+# what else the machine runs (this page prints the load so you can judge) and changes from run to run;
+# the numbers are not asserted. On a busier moment, with the load average near 4 before the intruder
+# started, a full-size draft run of this page saw two threads 2 to 30 times *slower* than one for all
+# three, even without it.
+#
+# Inside one program the same thing happens when two thread pools each start one thread per core:
+# NumPy's BLAS pool and Numba's pool (or PyTorch's OpenMP pool) on two cores make four busy threads.
+# It is worst when idle threads *spin* (busy-wait for the next job instead of sleeping for a while), as
+# OpenMP's typically do: after every Numba kernel its threads keep spinning while BLAS wants the cores.
+# benchmarks/NOTES.md measured a training step of the seed CNN at batch 4 going from 3 ms on one
+# thread to 540 ms on two for that reason; tinycnn therefore selects Numba's "workqueue" threading
+# layer, whose threads sleep (see `tinycnn/kernels/__init__.py`). The rules of thumb:
+#
+# * threads across all pools should not exceed the cores (`OPENBLAS_NUM_THREADS`, `NUMBA_NUM_THREADS`,
+#   `torch.set_num_threads`, or threadpoolctl as here);
+# * on a shared or busy machine, one thread is often faster than two and is always more predictable;
+# * measure with the load average in view, and trust medians, not single runs.
+#
+# **What you have seen.** The same convolution, computed four ways that agree to within rounding,
+# spans orders of magnitude in speed. Interpreter overhead is removed by making few calls that each do
+# much work: im2col, about 500 times faster than the loops here. After that the matrix multiply does
+# the arithmetic at nearly the rate BLAS reaches on any product, and what remains is the memory traffic
+# around it (the im2col copy, reshuffles, fresh buffers): for one layer's forward pass the later rungs
+# differ by a few percent, and their savings count over a whole network and its backward pass. The
+# biggest lever left was the multiply's instruction set (AVX-512 against AVX2). Threads help large,
+# evenly split work on an otherwise idle machine, and hurt when there are more busy threads than
+# cores. `python -m benchmarks` measures the same ladder with the backward pass as well
+# (benchmarks/ladder.py), and whole training steps against PyTorch.
+
+# %%
+print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
