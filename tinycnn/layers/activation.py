@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import elementwise
 from .base import Layer
+from .layout import is_channel_major
 
 
 def _check_float(layer, x):
@@ -25,9 +27,35 @@ def _check_float(layer, x):
     return x
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """How an activation lies in memory: C order, or channel-major (C, N, H, W) behind an (N, C, H, W)
+    view. ``flat`` gives its elements in memory order (a view when the array already has that
+    layout, else a copy); ``unflat`` rebuilds an array of the same shape and layout from such a vector."""
+    shape: tuple
+    channel_major: bool
+
+    @classmethod
+    def of(cls, x):
+        return cls(shape=x.shape, channel_major=is_channel_major(x))
+
+    def flat(self, a):
+        if self.channel_major:
+            return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(-1)
+        return np.ascontiguousarray(a).reshape(-1)
+
+    def unflat(self, v):
+        if self.channel_major:
+            n, c = self.shape[:2]
+            return v.reshape(c, n, *self.shape[2:]).transpose(1, 0, 2, 3)
+        return v.reshape(self.shape)
+
+
 @dataclass
 class ReLUCache:
-    positive: np.ndarray      # bool, shape of x: where x > 0 (the gradient passes only there)
+    positive: np.ndarray      # bool: where x > 0 (the gradient passes only there); flat, in x's memory
+                              # order when ``layout`` is set, else shaped like x
+    layout: _Layout | None    # x's shape and memory layout (None: the plain-NumPy path)
 
 
 @dataclass
@@ -49,14 +77,26 @@ class ReLU(Layer):
 
     def forward(self, x):
         x = _check_float(self, x)
-        positive = x > 0                      # False at 0 and at NaN: ReLU'(0) = 0
-        self._cache = ReLUCache(positive=positive)
-        return np.maximum(x, 0, dtype=x.dtype)   # NaN propagates through np.maximum
+        if x.dtype not in (np.float32, np.float64):          # float16, longdouble: plain NumPy
+            positive = x > 0                      # False at 0 and at NaN: ReLU'(0) = 0
+            self._cache = ReLUCache(positive=positive, layout=None)
+            return np.maximum(x, 0, dtype=x.dtype)   # NaN propagates through np.maximum
+        # One fused pass over the memory (tinycnn.kernels.elementwise), in x's own layout: a
+        # channel-major activation from Conv2D stays channel-major (see layers/layout.py).
+        layout = _Layout.of(x)
+        y, positive = elementwise.relu_forward(layout.flat(x))   # y = max(x, 0), positive = x > 0
+        self._cache = ReLUCache(positive=positive, layout=layout)
+        return layout.unflat(y)
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = self._check_grad(grad_y, cache.positive.shape)
-        return np.where(cache.positive, g, g.dtype.type(0))
+        layout = cache.layout
+        if layout is None:
+            g = self._check_grad(grad_y, cache.positive.shape)
+            return np.where(cache.positive, g, g.dtype.type(0))
+        g = self._check_grad(grad_y, layout.shape)
+        # A branch-free select (np.where on a random mask mispredicts a branch per element).
+        return layout.unflat(elementwise.relu_backward(cache.positive, layout.flat(g)))
 
 
 class Sigmoid(Layer):
