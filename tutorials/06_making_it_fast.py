@@ -254,7 +254,8 @@ assert t_loops > 10 * t_numpy, "im2col should be more than an order of magnitude
 
 # %% [markdown]
 # Two to three orders of magnitude (about 490 times on the run that made this page), from the same
-# arithmetic: the loops made N · 64 · 169 = 346,112 NumPy calls, im2col makes about a dozen. The price is memory. `cols` holds every input pixel once for each window
+# arithmetic: the loops made N · 64 · 169 = 346,112 NumPy calls, im2col makes about a dozen. The price
+# is memory. `cols` holds every input pixel once for each window
 # that contains it, so it is much bigger than the input; and a computer moves bytes far more slowly
 # than it multiplies them. Let us count the bytes against the FLOPs.
 #
@@ -374,7 +375,8 @@ print("load average now: %.1f %.1f %.1f" % os.getloadavg())
 #   variables; tests keep them.)
 # * **The convolution's own product is nearly as efficient** as the square one here (93 %): its inner
 #   dimension of 288 and its 5,408 columns are still large enough for each loaded number to be reused
-#   many times. No im2col convolution can beat its own matrix multiply, so this rate is the ceiling of rungs 2 to 4.
+#   many times. No im2col convolution can beat its own matrix multiply, so this rate is the ceiling
+#   of rungs 2 to 4.
 # * PyTorch's matrix multiply (Intel's MKL) lands near NumPy's configured rate on this AMD CPU.
 #
 # ## 6. Rung 3: the copy compiled with Numba
@@ -406,8 +408,9 @@ print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
 # loops; with only nine calls there is no interpreter overhead left to remove, and compiling a loop is
 # no magic beyond that. Numba pays where NumPy cannot express the work as a few large array
 # operations: col2im in the backward pass, where overlapping windows must *add up*, or max-pooling that
-# also records which input won. The benchmark suite's per-layer table (benchmarks/results/latest.md)
-# shows it: max-pool forward and backward take 1.5 and 0.5 ms in tinycnn's Numba kernels against 11.9
+# also records which input won. The benchmark suite's per-layer table (benchmarks/results/latest.md,
+# its run of 2026-11-27 00:41, batch 64, two threads on a shared machine) shows it: max-pool forward
+# and backward take 1.5 and 0.5 ms in tinycnn's Numba kernels against 11.9
 # and 6.1 ms in its plain-NumPy engine.
 #
 # ## 7. Rung 4: tinycnn's fast path
