@@ -11,7 +11,7 @@ with the data instead of being a magic number.
 | check                                        | dtype   | bound                                         |
 |----------------------------------------------|---------|-----------------------------------------------|
 | finite differences (central, h = 1e-6)        | float64 | norm-wise relative error < 1e-7 (issue 2 bar) |
-| adjoint <Jv, u> = <v, J^T u> (central diff.)  | float64 | relative difference < 1e-7                   |
+| adjoint <Jv, u> = <v, J^T u> (central diff.)  | float64 | |lhs-rhs| / max(|Jv||u|, |v||J^T u|) < 1e-7  |
 | tinycnn vs torch, forward and gradients       | float64 | relative 1e-10 of the tensor's max magnitude  |
 | tinycnn vs torch / fast vs reference          | float32 | 2 * gamma_n(u32) * S elementwise              |
 | trajectory (10 steps SGD / Adam) vs torch     | float64 | relative 1e-9 for every loss and weight       |
