@@ -477,10 +477,29 @@ print(f"cols holds {im2col(x, 3, 2, 2, 2, 1, 1).size} numbers for an input of {x
       f"im2col trades memory for one big, fast matrix multiply")
 
 # %% [markdown]
-# That is the whole forward pass of tinycnn's `Conv2D`: `im2col` (a Numba kernel that copies windows in
-# parallel), one matrix multiply, a bias, a transpose back to NCHW. The memory it costs (each pixel is
-# copied up to $K_H K_W / (s_h s_w)$ times) and what it buys (a matrix multiply runs at a large
-# fraction of the machine's peak speed) are the subject of tutorial 6.
+# That is, in substance, the forward pass of tinycnn's `Conv2D`: im2col (a Numba kernel that copies the
+# windows in parallel), then one matrix multiply. Two details differ from `conv2d_im2col`, both for
+# speed. The bias rides inside the matrix multiply: `cols` gets one more row, all ones, and `w2d` the
+# bias as one more column, so `[w2d | b] @ [cols; 1]` is `w2d @ cols + b` in a single call (and in the
+# backward pass, tutorial 2, the bias gradient falls out of the same multiply as the weight gradient).
+# And nothing is transposed back: the product, $(O,\ N \cdot OH \cdot OW)$, already *is* the output laid
+# out as (O, N, OH, OW), so the layer returns the view `out.transpose(1, 0, 2, 3)`: shape
+# (N, O, OH, OW) as usual, memory in *channel-major* order, no copy. ReLU, Sigmoid and pooling keep
+# that layout, and the next `Conv2D` reads it directly (its im2col kernel, `im2col_cm`, takes the
+# (C, N, H, W) memory); the values do not depend on the layout, only the speed does. Both details,
+# checked:
+
+# %%
+cols1 = np.vstack([im2col(x, 3, 2, 2, 2, 1, 1), np.ones((1, 2 * 4 * 4))])   # [cols; 1]: (C*KH*KW + 1, N*OH*OW)
+out = np.hstack([w.reshape(4, -1), b[:, None]]) @ cols1                     # [w2d | b] @ [cols; 1]: (O, N*OH*OW)
+assert_agree("[w2d | b] @ [cols; 1] vs loops", out.reshape(4, 2, 4, 4).transpose(1, 0, 2, 3), y_loops, bound)
+print("Conv2D's (N, O, OH, OW) output is C-contiguous:", y_layer.flags.c_contiguous,
+      "| as (O, N, OH, OW) it is:", y_layer.transpose(1, 0, 2, 3).flags.c_contiguous)
+assert not y_layer.flags.c_contiguous and y_layer.transpose(1, 0, 2, 3).flags.c_contiguous
+
+# %% [markdown]
+# The memory im2col costs (each pixel is copied up to $K_H K_W / (s_h s_w)$ times) and what it buys (a
+# matrix multiply runs at a large fraction of the machine's peak speed) are the subject of tutorial 6.
 #
 # **What you have seen.** The textbook convolution flips the kernel and CNN layers do not; it makes no
 # difference once the kernel is learned (the network learns the flipped kernel). The output size is

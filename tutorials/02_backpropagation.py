@@ -50,6 +50,7 @@ import numpy as np
 
 import tinycnn as tc
 from tinycnn import kernels
+from tinycnn.kernels import elementwise
 from tinycnn.gradcheck import GradcheckReport, check_layer, check_loss, compare, numerical_gradient
 
 from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
@@ -71,12 +72,22 @@ print("mode:", "fast" if FAST else "full")
 # $y = \max(x, 0)$ elementwise. Each output depends only on its own input, so the chain rule has one
 # term: $\partial L / \partial x_i = g_i \cdot \mathrm{ReLU}'(x_i)$, with $\mathrm{ReLU}'(x) = 1$ for
 # $x > 0$ and $0$ for $x < 0$. At exactly $x = 0$ there is no derivative (the slope jumps from 0 to 1);
-# tinycnn, like PyTorch, uses $\mathrm{ReLU}'(0) = 0$. The forward pass remembers where $x > 0$; the
-# backward pass lets the gradient through only there:
+# tinycnn, like PyTorch, uses $\mathrm{ReLU}'(0) = 0$. The forward pass remembers where $x > 0$ (the
+# mask `positive`); the backward pass lets the gradient through only there. Here are those two steps as
+# tinycnn's plain NumPy reference functions, on the activation flattened to one vector:
 
 # %% tags=["same-output"]
-quote(tc.ReLU.forward)
-quote(tc.ReLU.backward)
+quote(elementwise.relu_forward_reference)
+quote(elementwise.relu_backward_reference)
+
+# %% [markdown]
+# `tc.ReLU` does not call these two: it runs their fast twins, `relu_forward` and `relu_backward` in the
+# same file, Numba kernels that compute $y$ and the mask in one pass over the memory and select the
+# gradient without a branch per element. They work on the activation's memory in whatever order it lies
+# (a `Conv2D` output is a channel-major view, section 5), and the test suite checks on random inputs,
+# zeros and NaNs included, that they give exactly what the references give. Taking a maximum and
+# selecting round nothing, so "agree" here means bit for bit, which we check on an input with exact
+# zeros:
 
 # %%
 relu = tc.ReLU()
@@ -86,6 +97,13 @@ relu(x)
 grad_x = relu.backward(g)
 print("x      =", x[0], "\ng      =", g[0].round(3), "\ngrad_x =", grad_x[0].round(3))
 assert grad_x[0, 0] == 0 and grad_x[0, 1] == 0 and grad_x[0, 2] == g[0, 2]   # ReLU'(0) = 0
+
+x = rng.standard_normal((2, 3, 4, 4)).round(1)                  # .round(1) makes some inputs exactly 0
+g = rng.standard_normal(x.shape)
+y_ref, positive = elementwise.relu_forward_reference(x.ravel())
+assert np.array_equal(relu(x).ravel(), y_ref) and np.array_equal(
+    relu.backward(g).ravel(), elementwise.relu_backward_reference(positive, g.ravel()))
+print(f"tc.ReLU vs the references on {x.size} inputs ({np.sum(x == 0)} of them 0): identical, forward and backward")
 
 report = check_layer(tc.ReLU(), away_from_zero((2, 3, 4, 4)), rng=rng)
 print(report)
@@ -211,18 +229,36 @@ assert report.ok
 # out with $s - 1$ zeros between its entries first. (If the stride left rows or columns over at the end,
 # they get zero gradient: add that many zero rows to the spread-out $g$. The shapes below leave none.)
 #
-# tinycnn never builds that second convolution. Its forward pass was `out = w2d @ cols` (tutorial 1), so
-# by the dense-layer rule the gradients are `dW = g2d @ cols.T` and `dcols = w2d.T @ g2d`. `dcols` holds,
-# for every window, the gradient of each pixel *copy*; `col2im` adds each copy back onto the pixel it
-# came from (pixels in several windows collect several contributions). That sum is the backward of the
-# copy that `im2col` made:
+# tinycnn never builds that second convolution. Its forward pass was one matrix multiply (tutorial 1),
+# `out = w2d @ cols`, with the bias folded in: `cols` gets an extra row of ones and `w2d` the bias as an
+# extra column, so `out = [w2d | b] @ [cols; 1]`. By the dense-layer rule the gradients are
+# `dW = g2d @ cols.T` and `dcols = w2d.T @ g2d`, with `g2d` the upstream gradient as an
+# (O, N·OH·OW) matrix. The ones row gives the bias gradient for free: the bias is a weight whose input is
+# always 1, so the last column of `g2d @ cols.T` is `g2d @ 1`, the sum of $g$ over every image and
+# position, which is $\partial L / \partial b$ from above. `dcols` holds, for every window, the gradient
+# of each pixel *copy*; `col2im` adds each copy back onto the pixel it came from (pixels in several
+# windows collect several contributions). That sum is the backward of the copy that `im2col` made.
+#
+# Three things in the code below are there for speed, not for the mathematics. The layout: `Conv2D`
+# returns its output as a *channel-major* view, shape (N, O, OH, OW) but laid out in memory as
+# (O, N, OH, OW), which is exactly the matrix `out`, so no transpose is copied. ReLU and pooling keep
+# that layout, forward and backward, so the gradient coming back usually has it too and
+# `to_channel_major(g)` is then a free reshape to `g2d` (it copies only a gradient in ordinary NCHW
+# order). The scratch buffer: `np.matmul(..., out=dcols)` writes `dcols` into one buffer that all
+# `Conv2D` layers share, instead of a fresh large array on every step. And `col2im_cm`: a parallel
+# Numba `col2im` that writes the channel-major (C, N, H, W) gradient, which the layer returns as an
+# (N, C, H, W) view. Rather than that loop nest, read its plain NumPy reference,
+# `col2im_reference` (one strided slice per kernel offset, added onto the padded image): the test suite
+# checks on random shapes that `col2im_cm` agrees with it up to the order of the additions, and below
+# we compute the layer's input gradient again with it.
 
 # %% tags=["same-output"]
 quote(tc.Conv2D.backward)
 quote(kernels.col2im_reference)
 
 # %% [markdown]
-# Two routes, then, to the same $\partial L / \partial x$: tinycnn's `col2im(W^T g)`, and a convolution
+# Two routes, then, to the same $\partial L / \partial x$: tinycnn's `col2im(W^T g)` (spelled out below with
+# `col2im_reference`, the function quoted above), and a convolution
 # of $g$ with the flipped, channel-swapped kernel, which we can build from tinycnn's own `Conv2D`. We
 # check they agree for padding 0 (the "full" convolution), padding 1 and stride 2, with a non-square
 # kernel so that a mix-up of height and width could not hide. Each entry is a sum of $O K_H K_W$
@@ -237,11 +273,11 @@ for stride, padding in [(1, (0, 0)), (1, (1, 0)), (2, (1, 0))]:
     g = rng.standard_normal(y.shape)                      # a random upstream gradient
     grad_x = conv.backward(g)                             # (N, C, H, W)
 
-    # the im2col route, spelled out: col2im(W^T g)
+    # the im2col route, spelled out with the plain reference: col2im(W^T g)
     n, o, oh, ow = y.shape
     g2d = g.transpose(1, 0, 2, 3).reshape(o, -1)          # (O, N*OH*OW)
     w2d = conv.weight.data.reshape(o, -1)                 # (O, C*KH*KW)
-    via_col2im = kernels.col2im(np.ascontiguousarray(w2d.T @ g2d), 2, 3, 7, 6, 3, 2, stride, stride, *padding)
+    via_col2im = kernels.col2im_reference(w2d.T @ g2d, 2, 3, 7, 6, 3, 2, stride, stride, *padding)  # (N, C, H, W)
 
     # the convolution route: spread g out by the stride, pad by K-1-p, cross-correlate with the flipped kernel
     g_spread = np.zeros((n, o, (oh - 1) * stride + 1, (ow - 1) * stride + 1))
@@ -255,12 +291,14 @@ for stride, padding in [(1, (0, 0)), (1, (1, 0)), (2, (1, 0))]:
     S = back(np.abs(g_spread))                            # sum of |terms| for every entry
     print(f"stride {stride}, padding {padding}:")
     bound = rounding_bound(4 * 3 * 2, S)                  # O * KH * KW terms per entry
-    assert_agree("   Conv2D.backward vs col2im(W^T g)       ", grad_x, via_col2im, bound)
+    assert_agree("   Conv2D.backward vs col2im_reference(W^T g)", grad_x, via_col2im, bound)
     assert_agree("   Conv2D.backward vs conv of g with flip(W)", grad_x, via_convolution, bound)
 
 # %% [markdown]
 # And the weight gradient is the cross-correlation of the input with $g$, summed over the batch. For
-# stride 1 and no padding, with the loop written straight from the formula:
+# stride 1 and no padding, with the loop written straight from the formula, and the bias gradient that
+# came out of the same matrix multiply through the ones row, against $g$ summed over images and
+# positions:
 
 # %%
 conv = tc.Conv2D(3, 4, (3, 2), dtype=np.float64, rng=rng)
@@ -277,6 +315,8 @@ for m in range(3):
         S[:, :, m, n] = np.einsum("noij,ncij->oc", np.abs(g), np.abs(window))
 assert_agree("conv.weight.grad vs sum over (n, i, j) of g[n, o, i, j] * x[n, c, i+m, j+n]",
              conv.weight.grad, dW, rounding_bound(x.shape[0] * oh * ow, S))
+assert_agree("conv.bias.grad   vs sum over (n, i, j) of g[n, o, i, j]", conv.bias.grad, g.sum(axis=(0, 2, 3)),
+             rounding_bound(x.shape[0] * oh * ow, np.abs(g).sum(axis=(0, 2, 3))))
 
 # %% [markdown]
 # Finally, the numerical check of the layer as a whole, on a setting with stride, padding and a
