@@ -18,7 +18,9 @@ The machine is shared: a row does not start while the 1-minute load average is a
 (default 2.5), or while other processes keep more than ``--max-busy`` cores busy (default 0.5,
 measured from /proc/stat over 5 seconds just before the start: the load average lags a minute
 behind, so a benchmark that has just started does not show in it yet), unless ``--force`` is given.
-The recorded load says how quiet it really was.
+The recorded load says how quiet it really was. ``--threads 1`` runs tinycnn on one core (one BLAS
+and one Numba thread): on a machine where another process holds a core it measures accuracy without
+the two fighting over both cores; the thread count is recorded and shown in the table.
 """
 from __future__ import annotations
 
@@ -131,7 +133,7 @@ def tinycnn_executable() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "tinycnn"]
 
 
-def run_row(row, data_dir, keep: Path | None, busy_before=None) -> dict:
+def run_row(row, data_dir, keep: Path | None, busy_before=None, threads: int | None = None) -> dict:
     cmd = command(row, data_dir)
     out_root = keep or Path(tempfile.mkdtemp(prefix=f"tinycnn-acc-{row.key}-"))
     out = out_root / f"{row.key}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -139,7 +141,11 @@ def run_row(row, data_dir, keep: Path | None, busy_before=None) -> dict:
     before = load1()
     t0 = time.perf_counter()
     with LoadSampler() as sampler:
-        done = subprocess.run([*tinycnn_executable(), *cmd[1:], "--out", str(out)], cwd=REPO)
+        env = dict(os.environ)
+        if threads is not None:          # BLAS and Numba thread pools of the child
+            env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                       NUMBA_NUM_THREADS=str(threads))
+        done = subprocess.run([*tinycnn_executable(), *cmd[1:], "--out", str(out)], cwd=REPO, env=env)
     wall = time.perf_counter() - t0
     result = {
         "row": row.key, "title": row.title, "command": " ".join(cmd), "target": row.target,
@@ -147,8 +153,8 @@ def run_row(row, data_dir, keep: Path | None, busy_before=None) -> dict:
         "exit_status": done.returncode, "wall_seconds": round(wall, 1),
         "load_average_1min": {"before": before, "during": sampler.summary(), "after": load1()},
         "busy_cores_before": busy_before,
-        "cpu_count": os.cpu_count(),
-        "blas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+        "cpu_count": os.cpu_count(), "threads": threads or "default (all cores)",
+        "thread_env": {k: v for k, v in env.items() if k.startswith(("OPENBLAS_", "OMP_", "NUMBA_NUM"))},
         "note": row.note,
     }
     if done.returncode == 0:
@@ -194,19 +200,20 @@ def markdown(runs: list) -> str:
     lines = ["# Accuracy runs (newest run of each row; every run is in results.json)", "",
              "Written by `python -m benchmarks.accuracy`. Load: the 1-minute load average of the 2-core "
              "machine before / mean during / max during the run (above ~2 means other work shared the cores).",
-             "", "| row | command | test accuracy | target | wall time | training time | epochs | img/s | "
-             "load before / mean / max | date, commit |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+             "", "| row | command | test accuracy | target | wall time | training time | epochs | img/s | threads | "
+             "load before / mean / max | date, commit |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for row in ROWS:
         r = latest.get(row.key)
         if r is None:
             lines.append(f"| {row.title} | `{' '.join(command(row, '../shared/datasets'))}` | not run yet | "
-                         f"{row.target:.1%} | | | | | | |")
+                         f"{row.target:.1%} | | | | | | | |")
             continue
         load = r["load_average_1min"]
         acc = (f"**{r['accuracy']:.2%}**" + ("" if r["reached"] else " (below target)")
                if "accuracy" in r else f"failed (exit {r['exit_status']})")
         lines.append(f"| {r['title']} | `{r['command']}` | {acc} | {r['target']:.1%} | {_minutes(r['wall_seconds'])} "
                      f"| {_minutes(r.get('train_seconds'))} | {r.get('epochs', '-')} | {r.get('images_per_s', '-')} "
+                     f"| {r.get('threads', 'default (all cores)')} "
                      f"| {load['before']} / {load['during']['mean']} / {load['during']['max']} "
                      f"| {r['date'][:10]}, {r['commit']} |")
     notes = sorted({r.get("note") for r in latest.values() if r.get("note")})
@@ -230,6 +237,8 @@ def main(argv=None) -> int:
     parser.add_argument("--wait", type=float, default=0.0, metavar="MINUTES",
                         help="wait up to this long (checking every 30 s) for the machine to be quiet before "
                              "each row, instead of skipping it")
+    parser.add_argument("--threads", type=int, help="run tinycnn with this many BLAS and Numba threads "
+                        "(default: the libraries' own choice, all cores); recorded with the result")
     parser.add_argument("--keep", type=Path, help="keep each run's --out folder under this folder")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands, run nothing")
     args = parser.parse_args(argv)
@@ -257,7 +266,7 @@ def main(argv=None) -> int:
                   f"would not mean much (--force runs anyway)")
             status = 3
             continue
-        result = run_row(row, args.data_dir, args.keep, busy)
+        result = run_row(row, args.data_dir, args.keep, busy, args.threads)
         write_results(read_results() + [result])
         print(f"=== {row.key}: accuracy {result.get('accuracy', 'n/a')}, wall {result['wall_seconds']} s, "
               f"load {result['load_average_1min']}")
