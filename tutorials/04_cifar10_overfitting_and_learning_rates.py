@@ -399,6 +399,7 @@ fig, ax = plt.subplots(figsize=(7, 4))
 for label, s in short.items():
     ax.plot(np.arange(1, len(s["val_acc"]) + 1), s["val_acc"], "o-", label=f"{label} ({s['lr']:.1e})")
 ax.axhline(0.1, color="grey", linestyle=":", label="chance (10 classes)")
+ax.set_xticks(np.arange(1, SHORT_EPOCHS + 1))
 ax.set(xlabel="epoch", ylabel="validation accuracy", title=f"{SHORT_EPOCHS} epochs at three learning rates",
        ylim=(0, max(0.8, max(max(s["val_acc"]) for s in short.values()) + 0.05)))
 ax.legend()
