@@ -34,22 +34,6 @@ from tolerances import (ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_r
 SEEDS = st.integers(0, 2**32 - 1)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Run torch on one intra-op thread here, and put the count back afterwards.
-
-    Measured on the shared 2-core machine under load: a (4, 6, 5, 5) torch.batch_norm call took ~16 ms
-    with the session's 2 threads (spin-waiting for a busy core) against ~20 us with one. The results
-    do not depend on it: torch's CPU kernels used here reduce each channel in one thread's loop.
-    """
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def shapes(min_values: int = 2):
