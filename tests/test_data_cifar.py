@@ -1,6 +1,5 @@
 """CIFAR python archives: reading, the restricted unpickler, and broken archives."""
 import gzip
-import io
 import pickle
 
 import numpy as np
