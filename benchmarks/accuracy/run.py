@@ -193,6 +193,12 @@ def _minutes(seconds) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+def _shown(cmd: str) -> str:
+    """The command as the README shows it: the shared data folder as ../shared/datasets."""
+    shared = str(REPO.parent / "shared" / "datasets")
+    return cmd.replace(shared, "../shared/datasets")
+
+
 def markdown(runs: list) -> str:
     latest = {}
     for r in runs:
@@ -211,7 +217,7 @@ def markdown(runs: list) -> str:
         load = r["load_average_1min"]
         acc = (f"**{r['accuracy']:.2%}**" + ("" if r["reached"] else " (below target)")
                if "accuracy" in r else f"failed (exit {r['exit_status']})")
-        lines.append(f"| {r['title']} | `{r['command']}` | {acc} | {r['target']:.1%} | {_minutes(r['wall_seconds'])} "
+        lines.append(f"| {r['title']} | `{_shown(r['command'])}` | {acc} | {r['target']:.1%} | {_minutes(r['wall_seconds'])} "
                      f"| {_minutes(r.get('train_seconds'))} | {r.get('epochs', '-')} | {r.get('images_per_s', '-')} "
                      f"| {r.get('threads', 'default (all cores)')} "
                      f"| {load['before']} / {load['during']['mean']} / {load['during']['max']} "
