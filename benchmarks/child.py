@@ -78,7 +78,7 @@ def main(argv) -> None:
 
             def step():
                 loss_fn(model(x), labels)
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), input_grad=False)
                 opt.step()
         elif contender == "pytorch":
             tmodel = build_torch(info.spec, state)

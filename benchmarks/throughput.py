@@ -43,7 +43,7 @@ def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int 
     if mode == "train":
         def tinycnn_step():
             loss_fn(model(x), labels)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)
             opt.step()
         fns["tinycnn"] = tinycnn_step
     else:
@@ -85,7 +85,7 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
     loss_fn = tc.SoftmaxCrossEntropy()
     logits = np.array(model(x), dtype=np.float64)                  # (N, classes)
     loss = loss_fn(model(x), labels)
-    model.backward(loss_fn.backward())
+    model.backward(loss_fn.backward(), input_grad=False)
     grads = {k: p.grad for k, p in model.named_parameters().items()}      # "0.weight", ... as torch
 
     def rel(a, b):

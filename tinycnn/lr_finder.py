@@ -170,7 +170,7 @@ def lr_range_test(model, loss_fn, x, y, *, optimizer_factory, start_lr=1e-7, end
             if value > diverge_factor * best:
                 reason = "diverged"
                 break
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)
             opt.step()
     finally:
         model.load_state_dict(saved_state)

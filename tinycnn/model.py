@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import shapes
+from . import backprop, shapes
 from . import training as fit_api
 from .layers.base import Layer, Parameter
 
@@ -86,10 +86,11 @@ class Sequential:
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_y):
-        for layer in reversed(self.layers):
-            grad_y = layer.backward(grad_y)
-        return grad_y
+    def backward(self, grad_y, input_grad=True):
+        """grad_y: gradient of the loss w.r.t. the output -> gradient w.r.t. the input; every parameter's
+        ``.grad`` is written on the way. ``input_grad=False`` (what ``fit`` and ``tinycnn train`` use)
+        returns None and skips the work whose only product is the input gradient (``tinycnn.backprop``)."""
+        return backprop.backward_through(self.layers, grad_y, input_grad)
 
     # -- Keras-style front end (machinery in tinycnn.training) ---------------------------------------
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import backprop
 from . import metrics as M
 from .layers.softmax import Softmax
 from .losses import SoftmaxCrossEntropy, log_softmax
@@ -334,9 +335,8 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_split=0.0, validatio
                     _restore_buffers(buffers)
                     raise NonFiniteLossError(epoch + 1, epochs, step + 1, steps, global_step, loss,
                                              float(c.optimizer.lr))
-                grad = c.loss_fn.backward()                                        # (B, K)
-                for layer in reversed(layers):
-                    grad = layer.backward(grad)
+                # parameters' gradients only: the input gradient is never used here
+                backprop.backward_through(layers, c.loss_fn.backward(), input_grad=False)
                 c.optimizer.step()
                 meter.add(loss, y_idx[idx], logits)
                 running = meter.running()

@@ -7,7 +7,7 @@ normalised batch by batch. One step, for a batch xb: float32 (B, C, H, W), yb: i
     optimizer.zero_grad()
     logits = model.forward(xb)                      # (B, K), train mode
     loss   = loss_fn.forward(logits, yb)            # mean softmax cross-entropy; NaN/inf stops here
-    model.backward(loss_fn.backward())              # every parameter's .grad
+    model.backward(loss_fn.backward(), input_grad=False)   # every parameter's .grad (no input grad)
     optimizer.step();  schedule.step() if it runs per batch
 
 Per epoch the logs are fit's: "loss" and "accuracy" (running over the epoch's batches, train mode),
@@ -88,7 +88,7 @@ class Trainer:
             loss = self.loss_fn.forward(logits, yb)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(epoch + 1, epochs, step + 1, steps, global_step, loss, float(opt.lr))
-            model.backward(self.loss_fn.backward())
+            model.backward(self.loss_fn.backward(), input_grad=False)
             opt.step()
             if self.schedule is not None and self.schedule_per == "batch":
                 self.schedule.step()

@@ -43,6 +43,11 @@ class Layer:
     """Base class. Subclasses implement ``forward`` and ``backward``."""
 
     training: bool = True
+    # True when ``backward(grad_y, input_grad=False)`` is accepted: the layer then writes its
+    # parameters' gradients only and returns None (Sequential asks that of a network's first layer,
+    # whose input gradient nobody reads during training, as PyTorch skips it for an input that does
+    # not require grad).
+    can_skip_input_grad: bool = False
 
     def forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -123,7 +123,11 @@ class Conv2D(Layer):
         self._cache = ConvCache(cols=cols, x_shape=x.shape, y_shape=y.shape)
         return y
 
-    def backward(self, grad_y):
+    can_skip_input_grad = True
+
+    def backward(self, grad_y, input_grad=True):
+        """grad_y: (N, O, OH, OW) -> grad_x: (N, C, H, W), or None with ``input_grad=False``: then only
+        the weight and bias gradients are formed (the first layer of a network needs no more)."""
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.y_shape)
         n, c, h, w = cache.x_shape
@@ -134,6 +138,8 @@ class Conv2D(Layer):
         self.weight.grad = np.ascontiguousarray(dw[:, :k]).reshape(self.weight.data.shape)
         if self.bias is not None:
             self.bias.grad = dw[:, k].copy()                           # = g2d.sum(axis=1), via the ones row
+        if not input_grad:
+            return None
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         dcols = _scratch(self.dtype, (k, g2d.shape[1]))                # (C*KH*KW, N*OH*OW)
         np.matmul(w2d.T, g2d, out=dcols)

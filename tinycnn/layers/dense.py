@@ -90,7 +90,10 @@ class Dense(Layer):
             y += self.bias.data
         return y
 
-    def backward(self, grad_y):
+    can_skip_input_grad = True
+
+    def backward(self, grad_y, input_grad=True):
+        """grad_y: (N, out) -> grad_x: (N, in), or None with ``input_grad=False`` (weights only)."""
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, (cache.x.shape[0], self.out_features))
         # C order whatever the caller's layout: g.sum's summation order depends on the memory layout
@@ -98,4 +101,6 @@ class Dense(Layer):
         self.weight.grad = g.T @ cache.x            # (out, in)
         if self.bias is not None:
             self.bias.grad = g.sum(axis=0)          # (out,)
+        if not input_grad:
+            return None
         return g @ self.weight.data                 # (N, in)
