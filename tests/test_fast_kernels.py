@@ -274,3 +274,57 @@ def test_elementwise_kernels_sit_beside_same_signature_references():
         fast = getattr(fast, "py_func", fast)                          # the Python source under the JIT
         ref = getattr(E, f"{name}_reference")
         assert list(inspect.signature(fast).parameters) == list(inspect.signature(ref).parameters)
+
+
+# --------------------------------------------------------------------------------------------
+# Output arrays given by the caller (the layers pass recycled, uninitialised arrays)
+# --------------------------------------------------------------------------------------------
+
+def _garbage(shape, dtype):
+    """An output array full of NaN: a kernel that forgets to write (or zero) an element shows it."""
+    a = np.empty(shape, dtype=dtype)
+    a[...] = np.nan if np.dtype(dtype).kind == "f" else 7
+    return a
+
+
+@given(win=cm_windows, dtype=DTYPES, seed=SEEDS)
+def test_kernels_write_into_given_outputs_exactly_as_they_allocate(win, dtype, seed):
+    rng = np.random.default_rng(seed)
+    h, w, args, oh, ow = _cm_args(win)
+    n, c = win["n"], win["c"]
+    kh, kw = args[0], args[1]
+    # col2im_cm, fast and reference
+    dcols = rng.standard_normal((c * kh * kw, n * oh * ow)).astype(dtype)
+    for fn in (K.col2im_cm, K.col2im_cm_reference):
+        out = _garbage((c, n, h, w), dtype)
+        got = fn(dcols, c, n, h, w, *args, out=out)
+        assert got is out or np.shares_memory(got, out)
+        np.testing.assert_array_equal(out, fn(dcols, c, n, h, w, *args))
+    # max pooling forward / backward (the padding must be at most half the window)
+    pargs = (kh, kw, args[2], args[3], min(args[4], kh // 2), min(args[5], kw // 2))
+    poh = (h + 2 * pargs[4] - kh) // pargs[2] + 1
+    pow_ = (w + 2 * pargs[5] - kw) // pargs[3] + 1
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    g = rng.standard_normal((n, c, poh, pow_)).astype(dtype)
+    for fwd, bwd in ((K.maxpool2d_forward, K.maxpool2d_backward),
+                     (K.maxpool2d_forward_reference, K.maxpool2d_backward_reference)):
+        y_out, a_out = _garbage((n, c, poh, pow_), dtype), _garbage((n, c, poh, pow_), np.int64)
+        fwd(x, *pargs, y_out, a_out)
+        y_ref, a_ref = fwd(x, *pargs)
+        np.testing.assert_array_equal(y_out, y_ref)
+        np.testing.assert_array_equal(a_out, a_ref)
+        gx_out = _garbage((n, c, h, w), dtype)
+        bwd(g, a_ref, h, w, gx_out)
+        np.testing.assert_array_equal(gx_out, bwd(g, a_ref, h, w))
+    # ReLU
+    v = rng.standard_normal(n * c * h * w).astype(dtype)
+    for fwd, bwd in ((K.elementwise.relu_forward, K.elementwise.relu_backward),
+                     (K.elementwise.relu_forward_reference, K.elementwise.relu_backward_reference)):
+        y_out, p_out = _garbage(v.shape, dtype), np.ones(v.shape, np.bool_)
+        fwd(v, y_out, p_out)
+        y_ref, p_ref = fwd(v)
+        np.testing.assert_array_equal(y_out, y_ref)
+        np.testing.assert_array_equal(p_out, p_ref)
+        gx_out = _garbage(v.shape, dtype)
+        bwd(p_ref, v, gx_out)
+        np.testing.assert_array_equal(gx_out, bwd(p_ref, v))

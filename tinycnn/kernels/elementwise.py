@@ -6,6 +6,9 @@ order (``a.reshape(-1)`` of a C-contiguous array, or of a channel-major array's 
     relu_forward(x) -> (y, positive):  y = max(x, 0) (NaN stays NaN), positive = x > 0   one pass
     relu_backward(positive, g) -> gx:  gx = g where positive, else 0 (ReLU'(0) = 0)      one pass
 
+Each takes optional output arrays (``y=``, ``positive=``, ``out=``: flat, of the right length and
+dtype) to write into instead of allocating; the layers pass recycled buffers (``layers/buffers.py``).
+
 Why (benchmarks/NOTES.md): ``np.where(positive, g, 0)`` on a mask that is true about half the time,
 in no pattern, runs a branch per element that the CPU mispredicts: 6.8 ms for the 1.8 M elements of
 the seed CNN's first activation at batch 64, against ~0.3 ms for a branch-free select. And the
@@ -18,22 +21,29 @@ import numpy as np
 from .._jit import jit, prange
 
 
-def relu_forward_reference(x):
+def relu_forward_reference(x, y=None, positive=None):
     """x: (n,) -> (y: (n,) max(x, 0) with NaN kept, positive: bool (n,) x > 0). Plain NumPy."""
-    return np.maximum(x, x.dtype.type(0)), x > 0
+    y = np.maximum(x, x.dtype.type(0), out=y)
+    positive = np.greater(x, 0, out=positive)
+    return y, positive
 
 
-def relu_backward_reference(positive, g):
+def relu_backward_reference(positive, g, out=None):
     """positive: bool (n,), g: (n,) -> (n,) g where positive else 0. Plain NumPy."""
-    return np.where(positive, g, g.dtype.type(0))
+    if out is None:
+        return np.where(positive, g, g.dtype.type(0))
+    out[...] = np.where(positive, g, g.dtype.type(0))
+    return out
 
 
 @jit(parallel=True)
-def relu_forward(x):
+def relu_forward(x, y=None, positive=None):
     """x: (n,) -> (y, positive), one pass, parallel over the elements."""
     n = x.shape[0]
-    y = np.empty(n, dtype=x.dtype)
-    positive = np.empty(n, dtype=np.bool_)
+    if y is None:
+        y = np.empty(n, dtype=x.dtype)
+    if positive is None:
+        positive = np.empty(n, dtype=np.bool_)
     for i in prange(n):
         v = x[i]
         p = v > 0
@@ -43,10 +53,11 @@ def relu_forward(x):
 
 
 @jit(parallel=True)
-def relu_backward(positive, g):
+def relu_backward(positive, g, out=None):
     """positive: bool (n,), g: (n,) -> (n,), a select with no branch, parallel over the elements."""
     n = g.shape[0]
-    out = np.empty(n, dtype=g.dtype)
+    if out is None:
+        out = np.empty(n, dtype=g.dtype)
     for i in prange(n):
         out[i] = g[i] if positive[i] else 0.0
     return out

@@ -39,9 +39,14 @@ def im2col_cm_reference(xc, kh, kw, sh, sw, ph, pw, out):
     return out
 
 
-def col2im_cm_reference(cols, c, n, h, w, kh, kw, sh, sw, ph, pw):
-    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W), summing overlapping windows. Plain NumPy."""
-    return np.ascontiguousarray(col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw).transpose(1, 0, 2, 3))
+def col2im_cm_reference(cols, c, n, h, w, kh, kw, sh, sw, ph, pw, out=None):
+    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W), summing overlapping windows; written into ``out``
+    (C-contiguous (C, N, H, W)) when given. Plain NumPy."""
+    dxc = col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw).transpose(1, 0, 2, 3)
+    if out is None:
+        return np.ascontiguousarray(dxc)
+    out[...] = dxc
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,14 +93,16 @@ def im2col_cm(xc, kh, kw, sh, sw, ph, pw, out):
 
 
 @jit(parallel=True)
-def col2im_cm(cols, c, n, h, w, kh, kw, sh, sw, ph, pw):
-    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W). One thread per (channel, image) plane: no races."""
+def col2im_cm(cols, c, n, h, w, kh, kw, sh, sw, ph, pw, out=None):
+    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W), written into ``out`` (C-contiguous) when given.
+    One thread per (channel, image) plane: no races; each plane is zeroed by its own thread."""
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
-    dxc = np.zeros((c, n, h, w), dtype=cols.dtype)
+    dxc = np.empty((c, n, h, w), dtype=cols.dtype) if out is None else out
     for p in prange(c * n):
         ci = p // n
         b = p % n
+        dxc[ci, b] = 0.0
         for i in range(kh):
             for j in range(kw):
                 r = (ci * kh + i) * kw + j

@@ -28,13 +28,13 @@ from .im2col import conv_output_size
 # Plain references (Python loops: slow, obviously right).
 # ----------------------------------------------------------------------------------------------
 
-def maxpool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
-    """x: (N, C, H, W) -> (y: (N, C, OH, OW), argmax: int64 (N, C, OH, OW))."""
+def maxpool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, y=None, argmax=None):
+    """x: (N, C, H, W) -> (y: (N, C, OH, OW), argmax: int64 (N, C, OH, OW)), into y/argmax if given."""
     n, c, h, w = x.shape
     oh = conv_output_size(h, kh, sh, ph)
     ow = conv_output_size(w, kw, sw, pw)
-    y = np.empty((n, c, oh, ow), dtype=x.dtype)
-    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    y = np.empty((n, c, oh, ow), dtype=x.dtype) if y is None else y
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64) if argmax is None else argmax
     for b in range(n):
         for ci in range(c):
             for yo in range(oh):
@@ -51,14 +51,17 @@ def maxpool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
     return y, argmax
 
 
-def maxpool2d_backward_reference(grad_y, argmax, h, w):
-    """grad_y, argmax: (N, C, OH, OW) -> grad_x: (N, C, H, W)."""
+def maxpool2d_backward_reference(grad_y, argmax, h, w, grad_x=None):
+    """grad_y, argmax: (N, C, OH, OW) -> grad_x: (N, C, H, W), into grad_x if given."""
     n, c = grad_y.shape[:2]
-    grad_x = np.zeros((n, c, h * w), dtype=grad_y.dtype)
+    flat = np.zeros((n, c, h * w), dtype=grad_y.dtype)
     for b in range(n):
         for ci in range(c):
-            np.add.at(grad_x[b, ci], argmax[b, ci].ravel(), grad_y[b, ci].ravel())
-    return grad_x.reshape(n, c, h, w)
+            np.add.at(flat[b, ci], argmax[b, ci].ravel(), grad_y[b, ci].ravel())
+    if grad_x is None:
+        return flat.reshape(n, c, h, w)
+    grad_x[...] = flat.reshape(n, c, h, w)
+    return grad_x
 
 
 def avgpool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
@@ -90,8 +93,9 @@ def avgpool2d_backward_reference(grad_y, h, w, kh, kw, sh, sw, ph, pw):
 # ----------------------------------------------------------------------------------------------
 
 @jit(parallel=True)
-def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
-    """x: (N, C, H, W) -> (y: (N, C, OH, OW), argmax: int64 (N, C, OH, OW)).
+def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, y=None, argmax=None):
+    """x: (N, C, H, W) -> (y: (N, C, OH, OW), argmax: int64 (N, C, OH, OW)), written into ``y`` and
+    ``argmax`` when given.
 
     2 x 2 windows without padding (``MaxPool2D(2)``, the common case) take an unrolled path: with a
     window only two pixels wide, the general loops below spend more time on loop bookkeeping than on
@@ -100,8 +104,10 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     n, c, h, w = x.shape
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
-    y = np.empty((n, c, oh, ow), dtype=x.dtype)
-    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    if y is None:
+        y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    if argmax is None:
+        argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     if kh == 2 and kw == 2 and ph == 0 and pw == 0:
         for p in prange(n * c):
             b = p // c
@@ -152,20 +158,24 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
 
 
 @jit(parallel=True)
-def maxpool2d_backward(grad_y, argmax, h, w):
-    """grad_y, argmax: (N, C, OH, OW) -> grad_x: (N, C, H, W).
+def maxpool2d_backward(grad_y, argmax, h, w, grad_x=None):
+    """grad_y, argmax: (N, C, OH, OW) -> grad_x: (N, C, H, W), written into ``grad_x`` (C-contiguous)
+    when given.
 
     Writes through a flat (N, C, H*W) view so the winner's index k = ih*W + iw is used as it is:
     splitting it into k // W, k % W costs two integer divisions per output (measured 2x slower)."""
     n, c, oh, ow = grad_y.shape
-    grad_x = np.zeros((n, c, h * w), dtype=grad_y.dtype)
+    if grad_x is None:
+        grad_x = np.empty((n, c, h, w), dtype=grad_y.dtype)
+    flat = grad_x.reshape(n, c, h * w)                  # (N, C, H*W) view
     for p in prange(n * c):
         b = p // c
         ci = p % c
+        flat[b, ci] = 0.0                               # each plane zeroed by the thread that fills it
         for yo in range(oh):
             for xo in range(ow):
-                grad_x[b, ci, argmax[b, ci, yo, xo]] += grad_y[b, ci, yo, xo]
-    return grad_x.reshape(n, c, h, w)
+                flat[b, ci, argmax[b, ci, yo, xo]] += grad_y[b, ci, yo, xo]
+    return grad_x
 
 
 @jit(parallel=True)

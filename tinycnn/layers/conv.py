@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
+from . import buffers
 from .base import Layer, Parameter, check_input, float_dtype, kaiming_uniform, pair, positive_int
 from .layout import is_channel_major, to_channel_major
 
@@ -118,7 +119,8 @@ class Conv2D(Layer):
         if self.bias is not None:
             cols[k] = 1                                                # the bias's input: always 1
             w2d = np.concatenate([w2d, self.bias.data[:, None]], axis=1)   # (O, C*KH*KW + 1)
-        out = w2d @ cols                                               # (O, N*OH*OW) = (O, N, OH, OW)
+        out = np.matmul(w2d, cols, out=buffers.empty((self.out_channels, n * oh * ow), self.dtype))
+        # out: (O, N*OH*OW) = (O, N, OH, OW) in memory, a recycled array (layers/buffers.py)
         y = out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)   # (N, O, OH, OW) view
         self._cache = ConvCache(cols=cols, x_shape=x.shape, y_shape=y.shape)
         return y
@@ -143,7 +145,8 @@ class Conv2D(Layer):
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         dcols = _scratch(self.dtype, (k, g2d.shape[1]))                # (C*KH*KW, N*OH*OW)
         np.matmul(w2d.T, g2d, out=dcols)
-        dxc = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw)   # (C, N, H, W)
+        dxc = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
+                                out=buffers.empty((c, n, h, w), self.dtype))   # (C, N, H, W)
         return dxc.transpose(1, 0, 2, 3)                               # (N, C, H, W) view
 
     def _input(self, x):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
+from . import buffers
 from .base import Layer, check_input, pair
 from .conv import output_size_or_raise
 from .layout import is_channel_major, to_channel_major
@@ -104,7 +105,12 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x):
         planes, cm = self._prepare(x)                                  # (A, B, H, W)
-        y, argmax = kernels.maxpool2d_forward(planes, *self.kernel_size, *self.stride, *self.padding)
+        a, b = planes.shape[:2]
+        _, oh, ow = self.output_shape(self._unplanes(planes, cm).shape[1:])
+        self._cache = None                                             # its argmax can be recycled now
+        y, argmax = kernels.maxpool2d_forward(planes, *self.kernel_size, *self.stride, *self.padding,
+                                              buffers.empty((a, b, oh, ow), planes.dtype),
+                                              buffers.empty((a, b, oh, ow), np.int64))
         y = self._unplanes(y, cm)                                      # (N, C, OH, OW)
         self._cache = MaxPoolCache(argmax=argmax, x_shape=self._unplanes(planes, cm).shape,
                                    y_shape=y.shape, channel_major=cm)
@@ -114,7 +120,8 @@ class MaxPool2D(_Pool2D):
         cache = self._need_cache(self._cache)
         g = self._grad(grad_y, cache.y_shape, cache.channel_major)    # (A, B, OH, OW)
         _, _, h, w = cache.x_shape
-        return self._unplanes(kernels.maxpool2d_backward(g, cache.argmax, h, w), cache.channel_major)
+        gx = kernels.maxpool2d_backward(g, cache.argmax, h, w, buffers.empty((*g.shape[:2], h, w), g.dtype))
+        return self._unplanes(gx, cache.channel_major)
 
 
 class AvgPool2D(_Pool2D):
