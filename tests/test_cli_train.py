@@ -306,3 +306,22 @@ def test_a_killed_training_process_keeps_its_last_checkpoint(tmp_path):
     assert 1 <= epoch < 50 and read_checkpoint(kept[0])["meta"]["epoch"] == epoch
     model, _ = zoo.load_model(kept[0])
     assert model.layers[0].weight.data.shape == (32, 1, 3, 3)
+
+
+def test_an_interrupt_wrapped_by_numba_still_counts_as_an_interrupt():
+    """A signal handled inside Numba's Python callback surfaces as SystemError caused by the
+    KeyboardInterrupt (seen with SIGTERM during a parallel kernel's launch)."""
+    from tinycnn.commands.train import _interruption
+
+    def wrapped():
+        try:
+            raise KeyboardInterrupt("signal 15")
+        except KeyboardInterrupt as ki:
+            raise SystemError("error return without exception set") from ki
+
+    try:
+        wrapped()
+    except SystemError as err:
+        assert _interruption(err).args == ("signal 15",)
+    assert _interruption(SystemError("unrelated")) is None
+    assert _interruption(ValueError("x")) is None

@@ -328,3 +328,64 @@ def test_kernels_write_into_given_outputs_exactly_as_they_allocate(win, dtype, s
         gx_out = _garbage(v.shape, dtype)
         bwd(p_ref, v, gx_out)
         np.testing.assert_array_equal(gx_out, bwd(p_ref, v))
+
+
+# --------------------------------------------------------------------------------------------
+# The split matrix multiply (tinycnn/kernels/gemm.py)
+# --------------------------------------------------------------------------------------------
+
+@given(m=st.integers(1, 70), k=st.integers(1, 700), p=st.integers(1, 1500), dtype=DTYPES, seed=SEEDS,
+       threads=st.sampled_from([1, 2]), transposed_b=st.booleans(), big=st.booleans())
+def test_split_matmul_matches_reference(m, k, p, dtype, seed, threads, transposed_b, big):
+    """Column, row and K splits (MIN_WORK lowered so that small products split too) agree with
+    np.matmul within 2 gamma_K S, and every element of ``out`` is written."""
+    import numba
+    from tinycnn.kernels import gemm as mm
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    # b as the layers pass it: C order, or the transpose of a C-ordered (P, K) array (cols.T)
+    b = (rng.standard_normal((p, k)).astype(dtype).T if transposed_b
+         else rng.standard_normal((k, p)).astype(dtype))
+    out = np.full((m, p), np.nan, dtype=dtype)
+    old, old_min = numba.get_num_threads(), mm.MIN_WORK
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    mm.MIN_WORK = 0 if big else old_min
+    try:
+        got = K.matmul(a, b, out)
+    finally:
+        numba.set_num_threads(old)
+        mm.MIN_WORK = old_min
+    assert got is out
+    expected = K.matmul_reference(a, b, np.empty((m, p), dtype=dtype))
+    abs_sum = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    assert_close_reduction(out, expected, k, dtype, abs_sum, name="matmul")
+
+
+def test_split_matmul_restores_the_blas_thread_count():
+    import numba
+    from threadpoolctl import threadpool_info
+    from tinycnn.kernels import gemm as mm
+    if numba.config.NUMBA_NUM_THREADS < 2 or mm._blas_controllers() is None:
+        pytest.skip("needs 2 threads and threadpoolctl")
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        a = np.ones((64, 300), np.float32)
+        b = np.ones((300, 4000), np.float32)
+        out = K.matmul(a, b, np.empty((64, 4000), np.float32))
+    finally:
+        numba.set_num_threads(old)
+    np.testing.assert_array_equal(out, 300.0)
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+@pytest.mark.parametrize("m,k,p", [(64, 289, 3000),    # columns split (a convolution's forward)
+                                   (300, 64, 40),      # rows split
+                                   (32, 5000, 28)])    # K split (a weight gradient)
+def test_each_matmul_split_is_exercised(m, k, p):
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    test_split_matmul_matches_reference.hypothesis.inner_test(
+        m=m, k=k, p=p, dtype=np.float32, seed=1, threads=2, transposed_b=True, big=True)

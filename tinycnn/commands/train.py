@@ -201,6 +201,21 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _interruption(err: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C, or SIGTERM through the handler above) behind ``err``, if any.
+
+    A signal's handler runs in the main thread wherever it happens to be, and that can be inside a
+    Python callback that Numba's compiled code makes while launching a parallel kernel: Numba then
+    reports a SystemError whose cause is the KeyboardInterrupt. Either way it is an interruption."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -316,8 +331,9 @@ def run(args) -> int:
         if isinstance(err, NonFiniteLossError):
             print(f"tinycnn train: error: {err}\nNothing was written to {out}.{where}", file=sys.stderr)
             return 1
-        if isinstance(err, KeyboardInterrupt):
-            why = f" by {err.args[0]}" if err.args else ""
+        interrupt = _interruption(err)
+        if interrupt is not None:
+            why = f" by {interrupt.args[0]}" if interrupt.args else ""
             print(f"\ntinycnn train: interrupted{why}. Nothing was written to {out}.{where}", file=sys.stderr)
             return 130
         print(f"tinycnn train: failed ({type(err).__name__}); nothing was written to {out}.{where}",

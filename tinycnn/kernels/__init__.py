@@ -22,6 +22,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
 from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
+from .gemm import matmul, matmul_reference
 from .pool import (
     avgpool2d_backward,
     avgpool2d_backward_reference,
@@ -37,6 +38,7 @@ __all__ = [
     "conv_output_size",
     "im2col", "im2col_reference", "col2im", "col2im_reference",
     "im2col_cm", "im2col_cm_reference", "col2im_cm", "col2im_cm_reference",
+    "matmul", "matmul_reference",
     "maxpool2d_forward", "maxpool2d_forward_reference",
     "maxpool2d_backward", "maxpool2d_backward_reference",
     "avgpool2d_forward", "avgpool2d_forward_reference",

@@ -25,7 +25,10 @@ How the code below makes this fast (measured in benchmarks/NOTES.md):
   an extra column, so ``out = [w2d | b] @ [cols; 1]`` and the last column of ``g2d @ cols.T`` is
   ``db``. No separate pass over the output or the gradient.
 * ``cols`` is a per-layer workspace reused from one step to the next when the shape repeats; ``dcols``
-  comes from one scratch buffer shared by all layers (it never outlives one backward).
+  comes from one scratch buffer shared by all layers (it never outlives one backward); ``out`` and
+  the input gradient are recycled arrays (``buffers.py``): no fresh pages on every step.
+* The three products go through ``kernels.matmul``, which splits each over tinycnn's threads with
+  BLAS single-threaded, so no BLAS worker spins on a core the next kernel needs (``kernels/gemm.py``).
 """
 from __future__ import annotations
 
@@ -119,8 +122,8 @@ class Conv2D(Layer):
         if self.bias is not None:
             cols[k] = 1                                                # the bias's input: always 1
             w2d = np.concatenate([w2d, self.bias.data[:, None]], axis=1)   # (O, C*KH*KW + 1)
-        out = np.matmul(w2d, cols, out=buffers.empty((self.out_channels, n * oh * ow), self.dtype))
-        # out: (O, N*OH*OW) = (O, N, OH, OW) in memory, a recycled array (layers/buffers.py)
+        out = buffers.empty((self.out_channels, n * oh * ow), self.dtype)   # (O, N*OH*OW) = (O, N, OH, OW)
+        kernels.matmul(w2d, cols, out)                                 # out = w2d @ cols
         y = out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)   # (N, O, OH, OW) view
         self._cache = ConvCache(cols=cols, x_shape=x.shape, y_shape=y.shape)
         return y
@@ -136,7 +139,8 @@ class Conv2D(Layer):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         k = c * kh * kw
         g2d = to_channel_major(g, self.dtype).reshape(self.out_channels, -1)   # (O, N*OH*OW)
-        dw = g2d @ cache.cols.T                                        # (O, C*KH*KW [+1])
+        dw = np.empty((self.out_channels, cache.cols.shape[0]), self.dtype)   # (O, C*KH*KW [+1])
+        kernels.matmul(g2d, cache.cols.T, dw)                          # dw = g2d @ cols.T
         self.weight.grad = np.ascontiguousarray(dw[:, :k]).reshape(self.weight.data.shape)
         if self.bias is not None:
             self.bias.grad = dw[:, k].copy()                           # = g2d.sum(axis=1), via the ones row
@@ -144,7 +148,7 @@ class Conv2D(Layer):
             return None
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         dcols = _scratch(self.dtype, (k, g2d.shape[1]))                # (C*KH*KW, N*OH*OW)
-        np.matmul(w2d.T, g2d, out=dcols)
+        kernels.matmul(w2d.T, g2d, dcols)                              # dcols = w2d.T @ g2d
         dxc = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
                                 out=buffers.empty((c, n, h, w), self.dtype))   # (C, N, H, W)
         return dxc.transpose(1, 0, 2, 3)                               # (N, C, H, W) view
