@@ -37,6 +37,8 @@ def machine_md(m: dict) -> list[str]:
 
 def train_md(records: list[dict], matmul: dict | None) -> list[str]:
     lines = ["## Training step and inference (images per second; median of interleaved calls)", "",
+             "Each contender's turn starts after a 0.3 s pause, so no engine's idle threads are still "
+             "spinning on a core when the next one starts (benchmarks/timing.py).", "",
              "| net | mode | batch | threads | tinycnn | PyTorch | NumPy im2col | tinycnn / PyTorch "
              "| tinycnn / NumPy | tinycnn GFLOP/s | of matmul peak |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -123,7 +125,7 @@ def matmul_md(mm: dict) -> list[str]:
 
 def whatif_md(w: dict) -> list[str]:
     names = list(w["rows"][0]["ms"])
-    lines = [f"## What-if: proposed changes in files the speed work does not own ({w['net']}, batch {w['batch']}, "
+    lines = [f"## What-if: the shipped step beside variants of it ({w['net']}, batch {w['batch']}, "
              "training step, ms)", "",
              "| threads | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
     for r in w["rows"]:
@@ -133,9 +135,9 @@ def whatif_md(w: dict) -> list[str]:
         lines += ["", f"Split of the {sp['cores']} cores between the thread pools (shipped tinycnn, training step, ms):", "",
                   "| " + " | ".join(sp["ms"]) + " |", "|" + "---:|" * len(sp["ms"]),
                   "| " + " | ".join(f"{v:.1f}" for v in sp["ms"].values()) + " |"]
-    return lines + ["", "Variants are benchmark-only subclasses (benchmarks/whatif.py); they train identically "
-                    f"(max weight difference after two steps: {w['max_weight_diff_after_two_steps']:.1e}). "
-                    "See NOTES.md for the proposals.", ""]
+    return lines + ["", "Variants are defined in benchmarks/whatif.py; all but 'without split matmul' train "
+                    f"bit for bit alike (max weight difference after two steps: "
+                    f"{w['max_weight_diff_after_two_steps']:.1e}). See NOTES.md.", ""]
 
 
 def write(results: dict, out_dir: Path) -> tuple[Path, Path]:

@@ -62,6 +62,9 @@ def run(args) -> int:
     if facts["blas_env_removed_for_this_run"]:
         log(f"(removed for this run: {facts['blas_env_removed_for_this_run']})")
     results = {"quick": q, "machine": facts, "sections": list(sections), "torch": use_torch}
+    from . import timing
+    timing.SETTLE_S = 0.0 if q else timing.SETTLE_S
+    results["settle_s"] = timing.SETTLE_S
 
     if "matmul" in sections:
         from . import matmul
@@ -95,7 +98,7 @@ def run(args) -> int:
 
     if "whatif" in sections:
         from . import whatif
-        log("== what-if: proposed changes outside the speed work's files (benchmark-only subclasses)")
+        log("== what-if: the shipped training step beside variants of it (ablation)")
         results["whatif"] = whatif.run([1] if q else threads, batch=4 if q else 64, rounds=1 if q else 5, reps=1 if q else 4,
                                        use_torch=use_torch, log=log)
 

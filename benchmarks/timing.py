@@ -1,7 +1,8 @@
 """Interleaved timing and thread control, shared by every section of the suite.
 
 ``interleave`` runs each contender's function in rounds: round r starts with contender r (mod n) and
-goes through all of them, each one running one untimed call and then ``reps`` timed calls. Machine
+goes through all of them, each one pausing ``SETTLE_S`` (see below), running one untimed call and
+then ``reps`` timed calls. Machine
 drift (other processes, frequency changes) therefore lands on every contender alike, and the median
 of each contender's timed calls is what is reported.
 """
@@ -13,6 +14,16 @@ from contextlib import contextmanager
 from typing import Callable
 
 
+# Pause before each contender's turn, in seconds. Every engine leaves threads spinning after its
+# work for a while: OpenBLAS's workers ~0.1 s (its THREAD_TIMEOUT), OpenMP's (PyTorch's) as its wait
+# policy says. Without the pause the contender that follows finds the second core taken by the one
+# before: measured on the seed CNN at batch 64 with 2 threads, a tinycnn step took 27.5 ms right after
+# a PyTorch step and 20.7 ms after a 0.3 s pause; a PyTorch LeNet step 31.3 ms right after tinycnn
+# and 18.4 ms after the pause (benchmarks/NOTES.md 1.11). A user runs one engine at a time, so each
+# turn starts from a settled machine. ``run.py`` sets 0 for --quick.
+SETTLE_S = 0.3
+
+
 def interleave(fns: dict[str, Callable[[], object]], rounds: int, reps: int) -> dict[str, list[float]]:
     """name -> list of ``rounds * reps`` wall times in seconds, measured round-robin."""
     names = list(fns)
@@ -21,6 +32,8 @@ def interleave(fns: dict[str, Callable[[], object]], rounds: int, reps: int) -> 
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             fn = fns[name]
+            if SETTLE_S > 0 and len(names) > 1:
+                time.sleep(SETTLE_S)                          # let the previous engine's threads go idle
             fn()                                              # untimed: the switch-over call
             for _ in range(reps):
                 t0 = time.perf_counter()

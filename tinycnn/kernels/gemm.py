@@ -17,9 +17,9 @@ over the same K; with K blocks the sum is regrouped (fixed for a given thread co
 bit for bit). Either way ``tests/test_fast_kernels.py`` checks the result against
 ``matmul_reference`` within the derived reduction bound.
 
-Threads: ``numba.get_num_threads()``, the one knob for all of tinycnn's parallel work. During the
-call the BLAS library's own thread count is set to 1 (threadpoolctl, ~1 µs) and restored after.
-Without threadpoolctl, with one thread, or for small products the call is ``np.matmul`` as it is.
+Threads: ``numba.get_num_threads()``, the one knob for all of tinycnn's parallel work. During every
+call, small products included, the BLAS library's own thread count is set to 1 (threadpoolctl, ~1 µs)
+and restored after, so no BLAS worker is ever woken. Without threadpoolctl the call is ``np.matmul``.
 """
 from __future__ import annotations
 
@@ -40,26 +40,28 @@ def matmul_reference(a, b, out):
 
 def matmul(a, b, out):
     """out = a @ b, written into ``out`` and returned; the blocks of ``out`` computed in parallel."""
+    blas = _blas_controllers()
+    if blas is None:
+        return np.matmul(a, b, out=out)
     threads = numba.get_num_threads()
     m, k = a.shape
     p = b.shape[1]
-    blas = _blas_controllers()
-    if threads < 2 or m * k * p < MIN_WORK or blas is None:
-        return np.matmul(a, b, out=out)
-    if p >= m:                               # split the columns: out[:, s] = a @ b[:, s]
-        blocks = [(a, b[:, s], out[:, s]) for s in _slices(p, threads)]
-    else:                                    # split the rows: out[s] = a[s] @ b
-        blocks = [(a[s], b, out[s]) for s in _slices(m, threads)]
     partials = []
-    if k > 4 * max(m, p):                    # a long reduction (a weight gradient): split K and add up
+    if threads < 2 or m * k * p < MIN_WORK:  # one block, still with BLAS single-threaded: a small
+        blocks = [(a, b, out)]               # product would otherwise wake (and leave spinning) a worker
+    elif k > 4 * max(m, p):                  # a long reduction (a weight gradient): split K and add up
         parts = _slices(k, threads)
         partials = [np.empty_like(out) for _ in parts[1:]]          # (M, P) each: small here
         blocks = [(a[:, s], b[s], o) for s, o in zip(parts, [out] + partials)]
+    elif p >= m:                             # split the columns: out[:, s] = a @ b[:, s]
+        blocks = [(a, b[:, s], out[:, s]) for s in _slices(p, threads)]
+    else:                                    # split the rows: out[s] = a[s] @ b
+        blocks = [(a[s], b, out[s]) for s in _slices(m, threads)]
     saved = [c.get_num_threads() for c in blas]
     for c in blas:
         c.set_num_threads(1)
     try:
-        done = [_Workers.get().submit(blk) for blk in blocks[1:]]
+        done = [_Workers.get().submit(blk) for blk in blocks[1:]] if len(blocks) > 1 else []
         np.matmul(blocks[0][0], blocks[0][1], out=blocks[0][2])      # the calling thread's share
         for d in done:
             d.wait()

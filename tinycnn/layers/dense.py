@@ -4,6 +4,7 @@ Flatten: (N, d1, d2, ...) -> (N, d1*d2*...), in C order (so it matches torch.nn.
 
 Dense:   x: (N, in) -> y = x @ W.T + b: (N, out);  W: (out, in), b: (out,)
          dW = g.T @ x: (out, in);  db = g.sum(0): (out,);  dx = g @ W: (N, in)
+         (the products go through ``kernels.matmul``: BLAS single-threaded, split over tinycnn's threads)
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import kernels
 from .base import Layer, Parameter, check_input, float_dtype, kaiming_uniform, positive_int
 
 
@@ -85,7 +87,7 @@ class Dense(Layer):
         x = check_input(self, x, 2, "(N, in_features)", self.dtype)
         self.output_shape(x.shape[1:])
         self._cache = DenseCache(x=x)
-        y = x @ self.weight.data.T                  # (N, out)
+        y = kernels.matmul(x, self.weight.data.T, np.empty((x.shape[0], self.out_features), self.dtype))  # (N, out)
         if self.bias is not None:
             y += self.bias.data
         return y
@@ -98,9 +100,9 @@ class Dense(Layer):
         g = self._check_grad(grad_y, (cache.x.shape[0], self.out_features))
         # C order whatever the caller's layout: g.sum's summation order depends on the memory layout
         g = np.ascontiguousarray(g, dtype=self.dtype)
-        self.weight.grad = g.T @ cache.x            # (out, in)
+        self.weight.grad = kernels.matmul(g.T, cache.x, np.empty(self.weight.data.shape, self.dtype))  # (out, in)
         if self.bias is not None:
             self.bias.grad = g.sum(axis=0)          # (out,)
         if not input_grad:
             return None
-        return g @ self.weight.data                 # (N, in)
+        return kernels.matmul(g, self.weight.data, np.empty(cache.x.shape, self.dtype))   # (N, in)
