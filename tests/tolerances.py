@@ -19,6 +19,8 @@ with the data instead of being a magic number.
 | sigmoid forward, tinycnn vs torch             | float32 | (E_np + E_torch + 2) * u * sigmoid(x)         |
 | sigmoid backward, tinycnn vs torch            | float32 | (E_np+E_torch+2) u |g| s + 3 u |g s (1-s)|    |
 | softmax cross-entropy loss and gradient       | float32 | first-order running bound, see softmax_ce_atol |
+| softmax cross-entropy gradient vs torch       | float64 | relative 1e-10 of max, plus 8 u / N for the   |
+|                                              |         |   cancellation in p - t (test_contract.py)    |
 | optimizer trajectories (many steps)           | float32 | first-order running bound, see test_optim.py  |
 | layer vs torch, no arithmetic (ReLU, Flatten, | both    | bitwise equal                                 |
 |   max-pool forward, layout variants)          |         |                                               |
