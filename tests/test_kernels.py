@@ -132,8 +132,19 @@ def test_col2im_is_the_adjoint_of_im2col(win, seed):
     assert abs(lhs - rhs) <= reduction_atol(n_terms, np.float64, abs_sum), (lhs, rhs)
 
 
-# Channel-major twins (Conv2D's fast path): the same cols matrix, read from (C, N, H, W) memory.
+# Channel-major twins (Conv2D's fast path): the same cols rows, read from (C, H, W, N) memory, with
+# the columns in (oh, ow, n) order (images fastest) instead of (n, oh, ow).
 needs_cm = pytest.mark.skipif(not hasattr(K, "im2col_cm"), reason="no channel-major kernels in tinycnn.kernels")
+
+
+def images_fastest(cols, win):
+    """(K, N*OH*OW) columns in (n, oh, ow) order -> (K, OH*OW*N) in (oh, ow, n) order."""
+    return cols.reshape(-1, win.n, win.oh, win.ow).transpose(0, 2, 3, 1).reshape(cols.shape[0], -1)
+
+
+def images_slowest(cols, win):
+    """The inverse of images_fastest."""
+    return cols.reshape(-1, win.oh, win.ow, win.n).transpose(0, 3, 1, 2).reshape(cols.shape[0], -1)
 
 
 @needs_cm
@@ -142,13 +153,14 @@ needs_cm = pytest.mark.skipif(not hasattr(K, "im2col_cm"), reason="no channel-ma
 def test_im2col_cm_matches_reference_exactly(win, dtype, seed):
     rng = np.random.default_rng(seed)
     x = random_input(win, dtype, rng)
-    xc = np.ascontiguousarray(x.transpose(1, 0, 2, 3))                 # (C, N, H, W)
+    xs = np.ascontiguousarray(x.transpose(1, 2, 3, 0))                 # (C, H, W, N)
     shape = (win.c * win.kh * win.kw, win.n * win.oh * win.ow)
     out = np.full(shape, np.nan, dtype=dtype)                           # every entry must be written
-    cols = K.im2col_cm(xc, *win.args, out)
+    cols = K.im2col_cm(xs, *win.args, out)
     assert np.shares_memory(cols, out) and cols.shape == shape and cols.dtype == x.dtype
-    np.testing.assert_array_equal(cols, K.im2col_cm_reference(xc, *win.args, np.empty_like(out)))
-    np.testing.assert_array_equal(cols, K.im2col_reference(x, *win.args))   # the NCHW kernel's matrix
+    np.testing.assert_array_equal(cols, K.im2col_cm_reference(xs, *win.args, np.empty_like(out)))
+    # the NCHW kernel's matrix, its columns reordered
+    np.testing.assert_array_equal(cols, images_fastest(K.im2col_reference(x, *win.args), win))
 
 
 @needs_cm
@@ -157,19 +169,48 @@ def test_im2col_cm_matches_reference_exactly(win, dtype, seed):
 def test_col2im_cm_matches_reference(win, dtype, seed):
     rng = np.random.default_rng(seed)
     cols = rng.standard_normal((win.c * win.kh * win.kw, win.n * win.oh * win.ow)).astype(dtype)
-    cm_shape = (win.c, win.n, win.h, win.w)
-    xc = K.col2im_cm(cols, *cm_shape, *win.args)
-    assert xc.shape == cm_shape and xc.dtype == cols.dtype
-    abs_sum = K.col2im_cm_reference(np.abs(cols).astype(np.float64), *cm_shape, *win.args)
-    assert_close_reduction(xc, K.col2im_cm_reference(cols, *cm_shape, *win.args), win.max_overlap, dtype,
+    args = (win.c, win.n, win.h, win.w)
+    xs = K.col2im_cm(cols, *args, *win.args)
+    assert xs.shape == (win.c, win.h, win.w, win.n) and xs.dtype == cols.dtype
+    abs_sum = K.col2im_cm_reference(np.abs(cols).astype(np.float64), *args, *win.args)
+    assert_close_reduction(xs, K.col2im_cm_reference(cols, *args, *win.args), win.max_overlap, dtype,
                            abs_sum, name="col2im_cm")
-    assert_close_reduction(xc.transpose(1, 0, 2, 3), K.col2im(cols, *win.x_shape, *win.args), win.max_overlap,
-                           dtype, abs_sum.transpose(1, 0, 2, 3), name="col2im_cm vs col2im")
+    assert_close_reduction(xs.transpose(3, 0, 1, 2), K.col2im(images_slowest(cols, win), *win.x_shape, *win.args),
+                           win.max_overlap, dtype, abs_sum.transpose(3, 0, 1, 2), name="col2im_cm vs col2im")
+
+
+@needs_cm
+@given(win=windows(pooling=True), dtype=DTYPES, seed=SEEDS, ties=st.booleans(),
+       specials=st.sampled_from(["none", "nan", "-inf"]))
+@with_edge_cases(EDGE_CASES, ties=True, specials="nan")
+def test_maxpool_cm_matches_the_nchw_kernels(win, dtype, seed, ties, specials):
+    """Max pooling on (C, H, W, N) memory: exactly the NCHW kernel's values and winners (ties, NaN,
+    -inf included), and its backward within the reduction bound."""
+    rng = np.random.default_rng(seed)
+    x = random_input(win, dtype, rng, ties=ties)
+    if specials != "none":
+        x[rng.random(x.shape) < 0.2] = np.nan if specials == "nan" else -np.inf
+    xs = np.ascontiguousarray(x.transpose(1, 2, 3, 0))                 # (C, H, W, N)
+    y, argmax = K.maxpool2d_forward_cm(xs, *win.args)
+    y_ref, argmax_ref = K.maxpool2d_forward(x, *win.args)
+    assert y.shape == (win.c, win.oh, win.ow, win.n) and argmax.dtype == np.int64
+    np.testing.assert_array_equal(y, y_ref.transpose(1, 2, 3, 0))
+    np.testing.assert_array_equal(argmax, argmax_ref.transpose(1, 2, 3, 0))
+    y_r, argmax_r = K.maxpool2d_forward_cm_reference(xs, *win.args)
+    np.testing.assert_array_equal(y, y_r)
+    np.testing.assert_array_equal(argmax, argmax_r)
+    g = rng.standard_normal(y.shape).astype(dtype)                     # (C, OH, OW, N)
+    grad = K.maxpool2d_backward_cm(g, argmax, win.h, win.w)
+    assert grad.shape == (win.c, win.h, win.w, win.n)
+    expected = K.maxpool2d_backward_cm_reference(g, argmax, win.h, win.w)
+    abs_sum = K.maxpool2d_backward_cm_reference(np.abs(g).astype(np.float64), argmax, win.h, win.w)
+    assert_close_reduction(grad, expected, win.max_overlap, dtype, abs_sum, name="maxpool_cm backward")
 
 
 # Every fast kernel must sit beside a reference with the same signature and have a property here.
 PROPERTY_TESTED = {"im2col", "col2im", "im2col_cm", "col2im_cm", "maxpool2d_forward", "maxpool2d_backward",
-                   "avgpool2d_forward", "avgpool2d_backward"}
+                   "maxpool2d_forward_cm", "maxpool2d_backward_cm", "avgpool2d_forward", "avgpool2d_backward",
+                   "matmul"}   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
 
 
 def test_every_kernel_has_a_reference_twin_and_a_property_test():
@@ -318,8 +359,10 @@ _NO_JIT_SCRIPT = textwrap.dedent("""
     assert_close_reduction(K.avgpool2d_backward(g, 7, 6, *args), K.avgpool2d_backward_reference(g, 7, 6, *args),
                            3, f64, K.avgpool2d_backward_reference(np.abs(g), 7, 6, *args), name="avgpool bwd")
     if hasattr(K, "im2col_cm"):
-        xc = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
-        np.testing.assert_array_equal(K.im2col_cm(xc, *args, np.empty_like(cols)), cols)
+        xs = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+        oh, ow = (7 + 2 * args[4] - args[0]) // args[2] + 1, (6 + 2 * args[5] - args[1]) // args[3] + 1
+        reordered = cols.reshape(cols.shape[0], 2, oh, ow).transpose(0, 2, 3, 1).reshape(cols.shape[0], -1)
+        np.testing.assert_array_equal(K.im2col_cm(xs, *args, np.empty_like(cols)), reordered)
         assert_close_reduction(K.col2im_cm(c, 3, 2, 7, 6, *args), K.col2im_cm_reference(c, 3, 2, 7, 6, *args),
                                2, f64, K.col2im_cm_reference(np.abs(c), 3, 2, 7, 6, *args), name="col2im_cm")
     print("NO-JIT OK", len(names))

@@ -191,3 +191,16 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="x holds 512 samples and y 3"):
         lr_range_test(mlp(0), tc.SoftmaxCrossEntropy(), x, y[:3], optimizer_factory=tc.SGD,
                       rng=np.random.default_rng(0))
+
+
+def test_suggestion_ignores_dips_after_the_minimum():
+    """A steep dip in the rising part after the minimum is noise: the suggestion must come from the
+    falling part before it (here the steepest fall is at index 40 by construction)."""
+    from tinycnn.lr_finder import _steepest_descent
+    lrs = np.logspace(-6, 0, 100)
+    s = np.full(100, 2.0)
+    s[20:60] = 2.0 - np.cumsum(np.r_[np.full(20, 0.01), 0.2, np.full(19, 0.01)])   # falls, fastest near 40
+    s[60:] = s[59] + np.linspace(0.1, 3.0, 40)                                      # rises ...
+    s[80:83] -= 1.2                       # ... with a dip steeper than any fall, still above the minimum
+    got = _steepest_descent(lrs, s)
+    assert lrs[35] <= got <= lrs[45], (got, lrs[35], lrs[45])

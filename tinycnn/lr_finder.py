@@ -20,7 +20,7 @@ generators (Dropout's): the test is free to run before training.
 Reading the result: the loss stays flat while the rate is too small to matter, falls once the rate
 is useful, and shoots up once it is too large. ``suggestion`` is the rate where the smoothed loss
 falls fastest per decade of rate (the most negative slope d smoothed / d log10(lr), measured over a
-window; see ``_steepest_descent``), a common choice for SGD; ``lr_at_min_loss / 10`` is the other
+window, before the smoothed loss's minimum; see ``_steepest_descent``), a common choice for SGD; ``lr_at_min_loss / 10`` is the other
 usual rule of thumb. Both are heuristics -- look at the plot. The smoothing lags the raw losses (with
 smooth = 0.98 it averages about the last 50 batches), which moves both to the right of where the
 raw loss turns; more steps per decade of rate (a larger ``num_steps`` or a narrower sweep) or a
@@ -87,16 +87,18 @@ def _steepest_descent(lrs, smoothed) -> float | None:
     The slope at point i is a central difference over +-w points (w = 5% of the points, at least 1):
     (s[i+w] - s[i-w]) / (log10 lr[i+w] - log10 lr[i-w]). A wide difference, and skipping the first
     10% of the sweep (where the running average has seen few batches and batch-to-batch noise
-    dominates), keep noise from posing as descent.
+    dominates), keep noise from posing as descent. Only points up to the minimum of the smoothed loss
+    are candidates: past it the loss is rising, and a dip there is noise, not a useful rate.
     """
     ok = np.isfinite(smoothed)
     lrs, smoothed = lrs[ok], smoothed[ok]
     n = len(lrs)
     w = max(1, round(0.05 * n))
     first = max(w, n // 10)
-    if first >= n - w:
+    last = min(n - w, int(np.argmin(smoothed)) + 1)          # candidates: first .. last - 1
+    if first >= last:
         return None
-    i = np.arange(first, n - w)
+    i = np.arange(first, last)
     log_lr = np.log10(lrs)
     slope = (smoothed[i + w] - smoothed[i - w]) / (log_lr[i + w] - log_lr[i - w])     # (len(i),)
     return float(lrs[i[int(np.argmin(slope))]])

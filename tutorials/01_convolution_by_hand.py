@@ -482,20 +482,21 @@ print(f"cols holds {im2col(x, 3, 2, 2, 2, 1, 1).size} numbers for an input of {x
 # speed. The bias rides inside the matrix multiply: `cols` gets one more row, all ones, and `w2d` the
 # bias as one more column, so `[w2d | b] @ [cols; 1]` is `w2d @ cols + b` in a single call (and in the
 # backward pass, tutorial 2, the bias gradient falls out of the same multiply as the weight gradient).
-# And nothing is transposed back: the product, $(O,\ N \cdot OH \cdot OW)$, already *is* the output laid
-# out as (O, N, OH, OW), so the layer returns the view `out.transpose(1, 0, 2, 3)`: shape
-# (N, O, OH, OW) as usual, memory in *channel-major* order, no copy. ReLU, Sigmoid and pooling keep
-# that layout, and the next `Conv2D` reads it directly (its im2col kernel, `im2col_cm`, takes the
-# (C, N, H, W) memory); the values do not depend on the layout, only the speed does. Both details,
-# checked:
+# And nothing is transposed back. `Conv2D`'s im2col kernel, `im2col_cm`, orders the columns with the
+# images fastest, (oh, ow, n) instead of the (n, oh, ow) above, so the product, $(O,\ OH \cdot OW \cdot N)$,
+# already *is* the output laid out as (O, OH, OW, N), and the layer returns the view
+# `out.transpose(3, 0, 1, 2)`: shape (N, O, OH, OW) as usual, memory in *channel-major* order, no copy.
+# ReLU, Sigmoid and max pooling keep that layout, and the next `Conv2D` reads it directly; with the
+# images fastest, im2col copies runs of N contiguous numbers instead of short image rows. The values do
+# not depend on the layout, only the speed does. Both details, checked:
 
 # %%
 cols1 = np.vstack([im2col(x, 3, 2, 2, 2, 1, 1), np.ones((1, 2 * 4 * 4))])   # [cols; 1]: (C*KH*KW + 1, N*OH*OW)
 out = np.hstack([w.reshape(4, -1), b[:, None]]) @ cols1                     # [w2d | b] @ [cols; 1]: (O, N*OH*OW)
 assert_agree("[w2d | b] @ [cols; 1] vs loops", out.reshape(4, 2, 4, 4).transpose(1, 0, 2, 3), y_loops, bound)
 print("Conv2D's (N, O, OH, OW) output is C-contiguous:", y_layer.flags.c_contiguous,
-      "| as (O, N, OH, OW) it is:", y_layer.transpose(1, 0, 2, 3).flags.c_contiguous)
-assert not y_layer.flags.c_contiguous and y_layer.transpose(1, 0, 2, 3).flags.c_contiguous
+      "| as (O, OH, OW, N) it is:", y_layer.transpose(1, 2, 3, 0).flags.c_contiguous)
+assert not y_layer.flags.c_contiguous and y_layer.transpose(1, 2, 3, 0).flags.c_contiguous
 
 # %% [markdown]
 # The memory im2col costs (each pixel is copied up to $K_H K_W / (s_h s_w)$ times) and what it buys (a

@@ -241,12 +241,13 @@ assert report.ok
 #
 # Three things in the code below are there for speed, not for the mathematics. The layout: `Conv2D`
 # returns its output as a *channel-major* view, shape (N, O, OH, OW) but laid out in memory as
-# (O, N, OH, OW), which is exactly the matrix `out`, so no transpose is copied. ReLU and pooling keep
+# (O, OH, OW, N), which is exactly the matrix `out` (its im2col orders the columns images fastest), so
+# no transpose is copied. ReLU and pooling keep
 # that layout, forward and backward, so the gradient coming back usually has it too and
 # `to_channel_major(g)` is then a free reshape to `g2d` (it copies only a gradient in ordinary NCHW
 # order). The scratch buffer: `np.matmul(..., out=dcols)` writes `dcols` into one buffer that all
 # `Conv2D` layers share, instead of a fresh large array on every step. And `col2im_cm`: a parallel
-# Numba `col2im` that writes the channel-major (C, N, H, W) gradient, which the layer returns as an
+# Numba `col2im` that writes the channel-major (C, H, W, N) gradient, which the layer returns as an
 # (N, C, H, W) view. Rather than that loop nest, read its plain NumPy reference,
 # `col2im_reference` (one strided slice per kernel offset, added onto the padded image): the test suite
 # checks on random shapes that `col2im_cm` agrees with it up to the order of the additions, and below

@@ -418,9 +418,10 @@ print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
 # `tc.Conv2D` as it ships removes the remaining memory traffic around the multiply (its docstring and
 # benchmarks/NOTES.md have the measurements):
 #
-# * **no reshuffle copy**: the product `w2d @ cols` comes out as (O, N, OH, OW) in memory; the layer
-#   returns it as an (N, O, OH, OW) *view* ("channel-major") instead of copying it, and the next layers
-#   read that layout directly;
+# * **no reshuffle copy**: its im2col orders the columns with the images fastest, so the product
+#   `w2d @ cols` comes out as (O, OH, OW, N) in memory; the layer returns it as an (N, O, OH, OW) *view*
+#   ("channel-major") instead of copying it, and the next layers read that layout directly. With the
+#   images fastest, im2col and col2im move runs of N contiguous numbers instead of short image rows;
 # * **the bias inside the multiply**: `cols` gets an extra row of ones and the weights the bias as an
 #   extra column, so there is no separate pass over the output to add it;
 # * **no fresh memory each call**: `cols` is a workspace reused while the shape stays the same.
@@ -430,15 +431,15 @@ layer = tc.Conv2D(C, O, K, rng=np.random.default_rng(0))
 layer.weight.data[...] = w
 layer.bias.data[...] = b
 # Inside a network the previous layer hands over a channel-major view: (N, C, H, W) indices on
-# (C, N, H, W) memory. Build one from x: the same values, laid out as the seed CNN's first block leaves them.
-x_cm = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)   # (N, C, H, W) view
+# (C, H, W, N) memory. Build one from x: the same values, laid out as the seed CNN's first block leaves them.
+x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)   # (N, C, H, W) view
 assert np.array_equal(x_cm, x) and not x_cm.flags.c_contiguous
 with threads(1):
     y_fast = layer.forward(x_cm)
     t_fast = median_time(lambda: layer.forward(x_cm), REPS)
     t_fast_nchw = median_time(lambda: layer.forward(x), REPS)
 print("output:", y_fast.shape, "C-contiguous:", y_fast.flags.c_contiguous,
-      "| its memory in (O, N, OH, OW) order:", y_fast.transpose(1, 0, 2, 3).flags.c_contiguous)
+      "| its memory in (O, OH, OW, N) order:", y_fast.transpose(1, 2, 3, 0).flags.c_contiguous)
 assert_agree("rung 4 (tc.Conv2D) vs rung 3 (Numba im2col)", y_fast, y_numba, bound)
 print(f"tc.Conv2D, channel-major input (inside a network): {t_fast * 1e3:.3f} ms ({t_numba / t_fast:.2f}x rung 3)")
 print(f"tc.Conv2D, plain NCHW input (one transposing copy first): {t_fast_nchw * 1e3:.3f} ms")
@@ -450,7 +451,7 @@ import time, numba, numpy as np, tinycnn as tc
 from threadpoolctl import threadpool_limits
 rng = np.random.default_rng(0)
 x = rng.standard_normal(({N}, {C}, {HW}, {HW}), dtype=np.float32)
-x_cm = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 layer = tc.Conv2D({C}, {O}, {K}, rng=rng)
 with threadpool_limits(1, user_api="blas"):
     numba.set_num_threads(1); layer.forward(x_cm); ts = []

@@ -29,8 +29,12 @@ from .pool import (
     avgpool2d_forward,
     avgpool2d_forward_reference,
     maxpool2d_backward,
+    maxpool2d_backward_cm,
+    maxpool2d_backward_cm_reference,
     maxpool2d_backward_reference,
     maxpool2d_forward,
+    maxpool2d_forward_cm,
+    maxpool2d_forward_cm_reference,
     maxpool2d_forward_reference,
 )
 
@@ -41,6 +45,8 @@ __all__ = [
     "matmul", "matmul_reference",
     "maxpool2d_forward", "maxpool2d_forward_reference",
     "maxpool2d_backward", "maxpool2d_backward_reference",
+    "maxpool2d_forward_cm", "maxpool2d_forward_cm_reference",
+    "maxpool2d_backward_cm", "maxpool2d_backward_cm_reference",
     "avgpool2d_forward", "avgpool2d_forward_reference",
     "avgpool2d_backward", "avgpool2d_backward_reference",
 ]

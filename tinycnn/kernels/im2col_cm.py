@@ -1,51 +1,62 @@
 """Channel-major im2col and col2im: the layout of Conv2D's fast path.
 
-Inside a network tinycnn keeps activations *channel-major*: the memory is laid out (C, N, H, W) and
-the user sees the (N, C, H, W) view ``xc.transpose(1, 0, 2, 3)`` (as PyTorch's memory formats do).
-In that layout the convolution needs no transpose copies at all::
+Inside a network tinycnn keeps activations *channel-major*: the memory is laid out (C, H, W, N),
+images fastest, and the user sees the (N, C, H, W) view ``xs.transpose(3, 0, 1, 2)`` (see
+``tinycnn/layers/layout.py``). In that layout the convolution needs no transpose copies at all::
 
-    xc:   (C, N, H, W)           channel-major input
-    cols = im2col_cm(xc):        (C*KH*KW, N*OH*OW)   row r = (c*KH + i)*KW + j, column q = (n*OH + oh)*OW + ow
-    out  = w2d @ cols:           (O, N*OH*OW)  is already the channel-major output (O, N, OH, OW)
-    backward: g as (O, N*OH*OW) is a free view of a channel-major gradient;
-    dcols = w2d.T @ g;  dxc = col2im_cm(dcols): (C, N, H, W)
+    xs:   (C, H, W, N)           channel-major input
+    cols = im2col_cm(xs):        (C*KH*KW, OH*OW*N)   row r = (c*KH + i)*KW + j, column q = (oh*OW + ow)*N + n
+    out  = w2d @ cols:           (O, OH*OW*N)  is already the channel-major output (O, OH, OW, N)
+    backward: g as (O, OH*OW*N) is a free view of a channel-major gradient;
+    dcols = w2d.T @ g;  dxs = col2im_cm(dcols): (C, H, W, N)
 
-``cols`` is the same matrix that ``im2col`` (im2col.py) builds from NCHW input (same rows, same
-columns); only where the input is read from differs. ``im2col_cm`` writes into a caller-given ``out``
-so Conv2D can reuse one workspace from step to step.
+``cols`` has the rows of ``im2col`` (im2col.py) and the same columns in another order (images
+fastest instead of slowest). ``im2col_cm`` writes into a caller-given ``out`` so Conv2D can reuse one
+workspace from step to step.
 
-Speed notes (benchmarks/NOTES.md, one thread, seed-CNN shapes at batch 64): ``im2col_cm`` keeps one
-loop per output row with the padding test inside it, like ``im2col``, and runs as fast as it;
-splitting each row into zeros / copy / zeros was measured 2x slower, because rows are short (13-30
-columns here) and three short loops cost more than one. ``col2im_cm`` works out each row's valid
-range first; against ``col2im`` it measured 2.8 vs 4.2 ms at the 32->64 layer, 1.0 vs 0.8 ms and
-0.75 vs 0.67 ms at the other two.
+Why images fastest (benchmarks/NOTES.md 1.13): every value im2col copies and col2im adds belongs to
+a run of N numbers that are contiguous in both arrays, so the innermost loops are N long (64 at
+batch 64) and vectorise, where the (C, N, H, W) order of the first version gave them rows of 13-30
+with a bounds test per element. Measured at the seed CNN's 32 -> 64 layer, batch 64, one core:
+im2col 2.3 -> 0.8 ms, col2im 4.7 -> 1.1 ms.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .._jit import jit, prange
-from .im2col import col2im_reference, im2col_reference
+from .im2col import col2im_reference, conv_output_size, im2col_reference
 
 
 # ----------------------------------------------------------------------------------------------
 # References: the NCHW references applied to the transposed view.
 # ----------------------------------------------------------------------------------------------
 
-def im2col_cm_reference(xc, kh, kw, sh, sw, ph, pw, out):
-    """xc: (C, N, H, W) -> out: (C*KH*KW, N*OH*OW), filled and returned. Plain NumPy."""
-    out[...] = im2col_reference(xc.transpose(1, 0, 2, 3), kh, kw, sh, sw, ph, pw)
+def _columns_images_fastest(cols_nchw, n, oh, ow):
+    """(K, N*OH*OW) columns in (n, oh, ow) order -> (K, OH*OW*N) columns in (oh, ow, n) order."""
+    k = cols_nchw.shape[0]
+    return cols_nchw.reshape(k, n, oh, ow).transpose(0, 2, 3, 1).reshape(k, oh * ow * n)
+
+
+def im2col_cm_reference(xs, kh, kw, sh, sw, ph, pw, out):
+    """xs: (C, H, W, N) -> out: (C*KH*KW, OH*OW*N), filled and returned. Plain NumPy."""
+    c, h, w, n = xs.shape
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    cols = im2col_reference(xs.transpose(3, 0, 1, 2), kh, kw, sh, sw, ph, pw)   # (K, N*OH*OW)
+    out[...] = _columns_images_fastest(cols, n, oh, ow)
     return out
 
 
 def col2im_cm_reference(cols, c, n, h, w, kh, kw, sh, sw, ph, pw, out=None):
-    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W), summing overlapping windows; written into ``out``
-    (C-contiguous (C, N, H, W)) when given. Plain NumPy."""
-    dxc = col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw).transpose(1, 0, 2, 3)
+    """cols: (C*KH*KW, OH*OW*N) -> dxs: (C, H, W, N), summing overlapping windows; written into
+    ``out`` (C-contiguous (C, H, W, N)) when given. Plain NumPy."""
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    k = cols.shape[0]
+    cols_nchw = cols.reshape(k, oh, ow, n).transpose(0, 3, 1, 2).reshape(k, n * oh * ow)
+    dxs = col2im_reference(cols_nchw, n, c, h, w, kh, kw, sh, sw, ph, pw).transpose(1, 2, 3, 0)
     if out is None:
-        return np.ascontiguousarray(dxc)
-    out[...] = dxc
+        return np.ascontiguousarray(dxs)
+    out[...] = dxs
     return out
 
 
@@ -53,70 +64,57 @@ def col2im_cm_reference(cols, c, n, h, w, kh, kw, sh, sw, ph, pw, out=None):
 # Numba kernels: same signatures.
 # ----------------------------------------------------------------------------------------------
 
-@jit
-def _valid_columns(ow, w, j, sw, pw):
-    """Output columns xo whose input column xo*sw - pw + j lies inside [0, w): the range [lo, hi)."""
-    lo = 0 if j >= pw else (pw - j + sw - 1) // sw
-    hi = (w - 1 + pw - j) // sw + 1
-    if hi > ow:
-        hi = ow
-    if hi < lo:
-        hi = lo
-    return lo, hi
-
-
 @jit(parallel=True)
-def im2col_cm(xc, kh, kw, sh, sw, ph, pw, out):
-    """xc: (C, N, H, W) contiguous -> out: (C*KH*KW, N*OH*OW), filled and returned. One thread per row."""
-    c, n, h, w = xc.shape
+def im2col_cm(xs, kh, kw, sh, sw, ph, pw, out):
+    """xs: (C, H, W, N) contiguous -> out: (C*KH*KW, OH*OW*N), filled and returned. One thread per row."""
+    c, h, w, n = xs.shape
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
     for r in prange(c * kh * kw):
         ci = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
-        for b in range(n):
-            for y in range(oh):
-                ih = y * sh - ph + i
-                base = (b * oh + y) * ow
-                if ih < 0 or ih >= h:
-                    for xo in range(ow):
-                        out[r, base + xo] = 0.0
-                    continue
-                for xo in range(ow):
-                    iw = xo * sw - pw + j
-                    if iw < 0 or iw >= w:
-                        out[r, base + xo] = 0.0
-                    else:
-                        out[r, base + xo] = xc[ci, b, ih, iw]
+        for y in range(oh):
+            ih = y * sh - ph + i
+            for x in range(ow):
+                iw = x * sw - pw + j
+                base = (y * ow + x) * n
+                if ih < 0 or ih >= h or iw < 0 or iw >= w:
+                    for b in range(n):                 # the window pixel lies in the padding
+                        out[r, base + b] = 0.0
+                else:
+                    for b in range(n):                 # N contiguous numbers in both arrays
+                        out[r, base + b] = xs[ci, ih, iw, b]
     return out
 
 
 @jit(parallel=True)
 def col2im_cm(cols, c, n, h, w, kh, kw, sh, sw, ph, pw, out=None):
-    """cols: (C*KH*KW, N*OH*OW) -> dxc: (C, N, H, W), written into ``out`` (C-contiguous) when given.
-    One thread per (channel, image) plane: no races; each plane is zeroed by its own thread."""
+    """cols: (C*KH*KW, OH*OW*N) -> dxs: (C, H, W, N), written into ``out`` (C-contiguous) when given.
+
+    One thread per input row (channel ci, row ih): it alone writes dxs[ci, ih], gathering every
+    (i, y) with y*sh - ph + i == ih, so there are no races; each row is zeroed by its own thread."""
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
-    dxc = np.empty((c, n, h, w), dtype=cols.dtype) if out is None else out
-    for p in prange(c * n):
-        ci = p // n
-        b = p % n
-        dxc[ci, b] = 0.0
+    dxs = np.empty((c, h, w, n), dtype=cols.dtype) if out is None else out
+    for p in prange(c * h):
+        ci = p // h
+        ih = p % h
+        dxs[ci, ih] = 0.0
         for i in range(kh):
+            t = ih + ph - i                            # = y * sh for the output row y that reads ih
+            if t < 0 or t % sh != 0:
+                continue
+            y = t // sh
+            if y >= oh:
+                continue
             for j in range(kw):
                 r = (ci * kh + i) * kw + j
-                lo, hi = _valid_columns(ow, w, j, sw, pw)
-                iw0 = lo * sw - pw + j
-                for y in range(oh):
-                    ih = y * sh - ph + i
-                    if ih < 0 or ih >= h:
+                for x in range(ow):
+                    iw = x * sw - pw + j
+                    if iw < 0 or iw >= w:
                         continue
-                    base = (b * oh + y) * ow + lo
-                    if sw == 1:
-                        for t in range(hi - lo):
-                            dxc[ci, b, ih, iw0 + t] += cols[r, base + t]
-                    else:
-                        for t in range(hi - lo):
-                            dxc[ci, b, ih, iw0 + t * sw] += cols[r, base + t]
-    return dxc
+                    base = (y * ow + x) * n
+                    for b in range(n):                 # N contiguous numbers in both arrays
+                        dxs[ci, ih, iw, b] += cols[r, base + b]
+    return dxs

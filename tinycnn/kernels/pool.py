@@ -219,3 +219,91 @@ def avgpool2d_backward(grad_y, h, w, kh, kw, sh, sw, ph, pw):
                     for iw in range(max(w0, 0), min(w0 + kw, w)):
                         grad_x[b, ci, ih, iw] += g
     return grad_x
+
+
+# ----------------------------------------------------------------------------------------------
+# Max pooling on channel-major activations: xs (C, H, W, N), images fastest (layers/layout.py).
+# Same windows, same tie/NaN rule and the same flat winner index ih*W + iw as above; the innermost
+# loops run over the N images, contiguous in memory, so they vectorise (a compare and two selects).
+# ----------------------------------------------------------------------------------------------
+
+def maxpool2d_forward_cm_reference(xs, kh, kw, sh, sw, ph, pw, y=None, argmax=None):
+    """xs: (C, H, W, N) -> (y, argmax): (C, OH, OW, N), into y/argmax if given. The NCHW reference on
+    the (N, C, H, W) view, transposed back."""
+    yr, ar = maxpool2d_forward_reference(xs.transpose(3, 0, 1, 2), kh, kw, sh, sw, ph, pw)
+    yr, ar = yr.transpose(1, 2, 3, 0), ar.transpose(1, 2, 3, 0)
+    if y is None:
+        y = np.ascontiguousarray(yr)
+    else:
+        y[...] = yr
+    if argmax is None:
+        argmax = np.ascontiguousarray(ar)
+    else:
+        argmax[...] = ar
+    return y, argmax
+
+
+def maxpool2d_backward_cm_reference(grad_y, argmax, h, w, grad_x=None):
+    """grad_y, argmax: (C, OH, OW, N) -> grad_x: (C, H, W, N), into grad_x if given."""
+    gx = maxpool2d_backward_reference(grad_y.transpose(3, 0, 1, 2), argmax.transpose(3, 0, 1, 2), h, w)
+    if grad_x is None:
+        return np.ascontiguousarray(gx.transpose(1, 2, 3, 0))
+    grad_x[...] = gx.transpose(1, 2, 3, 0)
+    return grad_x
+
+
+@jit(parallel=True)
+def maxpool2d_forward_cm(xs, kh, kw, sh, sw, ph, pw, y=None, argmax=None):
+    """xs: (C, H, W, N) -> (y: (C, OH, OW, N), argmax: int64 (C, OH, OW, N)). One thread per output
+    row (channel, oh). The window's first real pixel starts the maximum (as -inf would, with its
+    index kept even if it is -inf); each later pixel replaces it if strictly greater or NaN."""
+    c, h, w, n = xs.shape
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
+    if y is None:
+        y = np.empty((c, oh, ow, n), dtype=xs.dtype)
+    if argmax is None:
+        argmax = np.empty((c, oh, ow, n), dtype=np.int64)
+    for p in prange(c * oh):
+        ci = p // oh
+        yo = p % oh
+        h0 = yo * sh - ph
+        hs = max(h0, 0)
+        he = min(h0 + kh, h)
+        for xo in range(ow):
+            w0 = xo * sw - pw
+            ws = max(w0, 0)
+            we = min(w0 + kw, w)
+            first = hs * w + ws
+            for b in range(n):
+                y[ci, yo, xo, b] = xs[ci, hs, ws, b]
+                argmax[ci, yo, xo, b] = first
+            for ih in range(hs, he):
+                for iw in range(ws, we):
+                    k = ih * w + iw
+                    if k == first:
+                        continue
+                    for b in range(n):                 # N contiguous images: a vectorised select
+                        v = xs[ci, ih, iw, b]
+                        cur = y[ci, yo, xo, b]
+                        better = v > cur or v != v     # strictly greater, or NaN (NaN wins)
+                        y[ci, yo, xo, b] = v if better else cur
+                        argmax[ci, yo, xo, b] = k if better else argmax[ci, yo, xo, b]
+    return y, argmax
+
+
+@jit(parallel=True)
+def maxpool2d_backward_cm(grad_y, argmax, h, w, grad_x=None):
+    """grad_y, argmax: (C, OH, OW, N) -> grad_x: (C, H, W, N). One thread per channel (overlapping
+    windows of one channel may route to the same pixel, so a channel is never split)."""
+    c, oh, ow, n = grad_y.shape
+    if grad_x is None:
+        grad_x = np.empty((c, h, w, n), dtype=grad_y.dtype)
+    flat = grad_x.reshape(c, h * w, n)                  # (C, H*W, N) view: the winner's k used as it is
+    for ci in prange(c):
+        flat[ci] = 0.0
+        for yo in range(oh):
+            for xo in range(ow):
+                for b in range(n):
+                    flat[ci, argmax[ci, yo, xo, b], b] += grad_y[ci, yo, xo, b]
+    return grad_x

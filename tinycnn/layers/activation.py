@@ -18,7 +18,7 @@ import numpy as np
 from ..kernels import elementwise
 from . import buffers
 from .base import Layer
-from .layout import is_channel_major
+from .layout import as_view, is_channel_major, to_channel_major
 
 
 def _check_float(layer, x):
@@ -30,7 +30,7 @@ def _check_float(layer, x):
 
 @dataclass(frozen=True)
 class _Layout:
-    """How an activation lies in memory: C order, or channel-major (C, N, H, W) behind an (N, C, H, W)
+    """How an activation lies in memory: C order, or channel-major (C, H, W, N) behind an (N, C, H, W)
     view. ``flat`` gives its elements in memory order (a view when the array already has that
     layout, else a copy); ``unflat`` rebuilds an array of the same shape and layout from such a vector."""
     shape: tuple
@@ -42,13 +42,13 @@ class _Layout:
 
     def flat(self, a):
         if self.channel_major:
-            return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(-1)
+            return to_channel_major(a).reshape(-1)                     # (C, H, W, N) memory, flat
         return np.ascontiguousarray(a).reshape(-1)
 
     def unflat(self, v):
         if self.channel_major:
-            n, c = self.shape[:2]
-            return v.reshape(c, n, *self.shape[2:]).transpose(1, 0, 2, 3)
+            n, c, h, w = self.shape
+            return as_view(v.reshape(c, h, w, n))                      # (N, C, H, W) view
         return v.reshape(self.shape)
 
 

@@ -17,10 +17,11 @@ Like PyTorch (and unlike the textbook definition) this is cross-correlation: the
 
 How the code below makes this fast (measured in benchmarks/NOTES.md):
 
-* ``out`` is (O, N, OH, OW) in memory: the layer returns it as the (N, O, OH, OW) *view*
-  ``out.transpose(1, 0, 2, 3)`` instead of copying it into C order ("channel-major", see
-  ``layout.py``). The next layers keep that layout, so the gradient that comes back is channel-major
-  too and ``g2d`` is a free reshape. ``im2col_cm`` / ``col2im_cm`` read and write that layout.
+* ``out`` is (O, OH, OW, N) in memory (im2col_cm's columns run images fastest): the layer returns
+  it as the (N, O, OH, OW) *view* ``out.transpose(3, 0, 1, 2)`` instead of copying it into C order
+  ("channel-major", see ``layout.py``). The next layers keep that layout, so the gradient that comes
+  back is channel-major too and ``g2d`` is a free reshape. ``im2col_cm`` / ``col2im_cm`` read and
+  write that layout, in runs of N contiguous numbers.
 * The bias rides in the matrix multiply: ``cols`` gets one extra row of ones and ``w2d`` the bias as
   an extra column, so ``out = [w2d | b] @ [cols; 1]`` and the last column of ``g2d @ cols.T`` is
   ``db``. No separate pass over the output or the gradient.
@@ -40,12 +41,12 @@ import numpy as np
 from .. import kernels
 from . import buffers
 from .base import Layer, Parameter, check_input, float_dtype, kaiming_uniform, pair, positive_int
-from .layout import is_channel_major, to_channel_major
+from .layout import as_view, is_channel_major, to_channel_major
 
 
 @dataclass
 class ConvCache:
-    cols: np.ndarray          # (C*KH*KW [+1 row of ones with a bias], N*OH*OW)
+    cols: np.ndarray          # (C*KH*KW [+1 row of ones with a bias], OH*OW*N), images fastest
     x_shape: tuple            # (N, C, H, W)
     y_shape: tuple            # (N, O, OH, OW)
 
@@ -115,16 +116,16 @@ class Conv2D(Layer):
         _, oh, ow = self.output_shape(x.shape[1:])
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         k = c * kh * kw
-        xc = to_channel_major(x)                                       # (C, N, H, W): free if already so
-        cols = self._workspace("cols", (k + (self.bias is not None), n * oh * ow))   # (C*KH*KW [+1], N*OH*OW)
-        kernels.im2col_cm(xc, kh, kw, sh, sw, ph, pw, cols[:k])
+        xs = to_channel_major(x)                                       # (C, H, W, N): free if already so
+        cols = self._workspace("cols", (k + (self.bias is not None), n * oh * ow))   # (C*KH*KW [+1], OH*OW*N)
+        kernels.im2col_cm(xs, kh, kw, sh, sw, ph, pw, cols[:k])
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         if self.bias is not None:
             cols[k] = 1                                                # the bias's input: always 1
             w2d = np.concatenate([w2d, self.bias.data[:, None]], axis=1)   # (O, C*KH*KW + 1)
-        out = buffers.empty((self.out_channels, n * oh * ow), self.dtype)   # (O, N*OH*OW) = (O, N, OH, OW)
+        out = buffers.empty((self.out_channels, n * oh * ow), self.dtype)   # (O, OH*OW*N) = (O, OH, OW, N)
         kernels.matmul(w2d, cols, out)                                 # out = w2d @ cols
-        y = out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)   # (N, O, OH, OW) view
+        y = as_view(out.reshape(self.out_channels, oh, ow, n))         # (N, O, OH, OW) view
         self._cache = ConvCache(cols=cols, x_shape=x.shape, y_shape=y.shape)
         return y
 
@@ -138,7 +139,7 @@ class Conv2D(Layer):
         n, c, h, w = cache.x_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         k = c * kh * kw
-        g2d = to_channel_major(g, self.dtype).reshape(self.out_channels, -1)   # (O, N*OH*OW)
+        g2d = to_channel_major(g, self.dtype).reshape(self.out_channels, -1)   # (O, OH*OW*N)
         dw = np.empty((self.out_channels, cache.cols.shape[0]), self.dtype)   # (O, C*KH*KW [+1])
         kernels.matmul(g2d, cache.cols.T, dw)                          # dw = g2d @ cols.T
         self.weight.grad = np.ascontiguousarray(dw[:, :k]).reshape(self.weight.data.shape)
@@ -147,11 +148,11 @@ class Conv2D(Layer):
         if not input_grad:
             return None
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
-        dcols = _scratch(self.dtype, (k, g2d.shape[1]))                # (C*KH*KW, N*OH*OW)
+        dcols = _scratch(self.dtype, (k, g2d.shape[1]))                # (C*KH*KW, OH*OW*N)
         kernels.matmul(w2d.T, g2d, dcols)                              # dcols = w2d.T @ g2d
-        dxc = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
-                                out=buffers.empty((c, n, h, w), self.dtype))   # (C, N, H, W)
-        return dxc.transpose(1, 0, 2, 3)                               # (N, C, H, W) view
+        dxs = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
+                                out=buffers.empty((c, h, w, n), self.dtype))   # (C, H, W, N)
+        return as_view(dxs)                                            # (N, C, H, W) view
 
     def _input(self, x):
         """``x`` validated as a floating (N, C, H, W) array of the layer's dtype. A channel-major view

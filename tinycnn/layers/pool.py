@@ -9,8 +9,9 @@ Max pooling backward routes each gradient to the window's winner; ties go to the
 row-major order inside the window (see ``tinycnn.kernels.pool``). Average pooling counts padded zeros
 in the mean (divisor KH*KW always) and spreads the gradient evenly.
 
-Layout: the output (and the input gradient) come back in the input's memory layout, so a
-channel-major activation from Conv2D stays channel-major (see ``layout.py``).
+Layout: MaxPool2D gives its output (and the input gradient) back in the input's memory layout, so
+a channel-major activation from Conv2D stays channel-major (see ``layout.py``); AvgPool2D returns
+C order.
 """
 from __future__ import annotations
 
@@ -22,15 +23,15 @@ from .. import kernels
 from . import buffers
 from .base import Layer, check_input, pair
 from .conv import output_size_or_raise
-from .layout import is_channel_major, to_channel_major
+from .layout import as_view, is_channel_major, to_channel_major
 
 
 @dataclass
 class MaxPoolCache:
-    argmax: np.ndarray        # int64 planes (A, B, OH, OW): flat index ih*W + iw of each window's winner
+    argmax: np.ndarray        # int64 (C, OH, OW, N) or (N, C, OH, OW): flat index ih*W + iw of each winner
     x_shape: tuple            # (N, C, H, W)
     y_shape: tuple            # (N, C, OH, OW)
-    channel_major: bool       # planes are (C, N) if True, else (N, C): see _planes
+    channel_major: bool       # True: the kernels ran on (C, H, W, N) memory (see _prepare)
 
 
 @dataclass
@@ -66,30 +67,25 @@ class _Pool2D(Layer):
         return (c, output_size_or_raise(repr(self), "height", h, kh, sh, ph),
                 output_size_or_raise(repr(self), "width", w, kw, sw, pw))
 
-    def _prepare(self, x):
-        """-> (planes, channel_major): ``x`` checked, as C-contiguous (A, B, H, W) planes for the kernels.
+    def _prepare(self, x, keep_channel_major):
+        """-> (arr, channel_major): ``x`` checked and C-contiguous for the kernels.
 
-        Pooling works on each (H, W) plane alone, so the order of the two leading axes does not matter
-        to it: a channel-major input (``layout.py``) is pooled as (C, N) planes with no copy, and the
-        result handed back in the same layout; any other input is made C-ordered (N, C) planes."""
-        if not (isinstance(x, np.ndarray) and is_channel_major(x)):
-            x = check_input(self, x, 4, "(N, C, H, W)")
+        A channel-major input (``layout.py``) is handed over as its (C, H, W, N) memory with no copy
+        when ``keep_channel_major`` (max pooling has kernels for that layout), and the result comes
+        back in the same layout; any other input becomes a C-ordered (N, C, H, W) array."""
+        cm = keep_channel_major and isinstance(x, np.ndarray) and is_channel_major(x)
+        if not cm:
+            x = np.ascontiguousarray(check_input(self, x, 4, "(N, C, H, W)"))
         _check_kernel_dtype(self, x.dtype, "input")
         self.output_shape(x.shape[1:])
-        cm = is_channel_major(x)
-        return (x.transpose(1, 0, 2, 3) if cm else x), cm
+        return (to_channel_major(x) if cm else x), cm
 
     def _grad(self, grad_y, expected_shape, channel_major):
-        """grad_y checked (shape, floating) and as C-contiguous float32/float64 planes laid out as the
-        forward's (see ``_prepare``)."""
+        """grad_y checked (shape, floating), C-contiguous float32/float64, laid out as the forward's
+        input was (see ``_prepare``): (C, OH, OW, N) if channel-major, else (N, C, OH, OW)."""
         g = self._check_grad(grad_y, expected_shape)
         _check_kernel_dtype(self, g.dtype, "grad_y")
         return to_channel_major(g) if channel_major else np.ascontiguousarray(g)
-
-    @staticmethod
-    def _unplanes(a, channel_major):
-        """Kernel result planes -> the (N, C, ., .) array the user sees (a view when channel-major)."""
-        return a.transpose(1, 0, 2, 3) if channel_major else a
 
 
 def _check_kernel_dtype(layer, dtype, what):
@@ -104,38 +100,47 @@ class MaxPool2D(_Pool2D):
     kind = "MaxPool2D"
 
     def forward(self, x):
-        planes, cm = self._prepare(x)                                  # (A, B, H, W)
-        a, b = planes.shape[:2]
-        _, oh, ow = self.output_shape(self._unplanes(planes, cm).shape[1:])
+        arr, cm = self._prepare(x, keep_channel_major=True)            # (C, H, W, N) or (N, C, H, W)
+        args = (*self.kernel_size, *self.stride, *self.padding)
         self._cache = None                                             # its argmax can be recycled now
-        y, argmax = kernels.maxpool2d_forward(planes, *self.kernel_size, *self.stride, *self.padding,
-                                              buffers.empty((a, b, oh, ow), planes.dtype),
-                                              buffers.empty((a, b, oh, ow), np.int64))
-        y = self._unplanes(y, cm)                                      # (N, C, OH, OW)
-        self._cache = MaxPoolCache(argmax=argmax, x_shape=self._unplanes(planes, cm).shape,
-                                   y_shape=y.shape, channel_major=cm)
+        if cm:
+            c, h, w, n = arr.shape
+            _, oh, ow = self.output_shape((c, h, w))
+            y, argmax = kernels.maxpool2d_forward_cm(arr, *args, buffers.empty((c, oh, ow, n), arr.dtype),
+                                                     buffers.empty((c, oh, ow, n), np.int64))
+            x_shape, y = (n, c, h, w), as_view(y)                      # y: (N, C, OH, OW) view
+        else:
+            n, c, h, w = arr.shape
+            _, oh, ow = self.output_shape((c, h, w))
+            y, argmax = kernels.maxpool2d_forward(arr, *args, buffers.empty((n, c, oh, ow), arr.dtype),
+                                                  buffers.empty((n, c, oh, ow), np.int64))
+            x_shape = arr.shape
+        self._cache = MaxPoolCache(argmax=argmax, x_shape=x_shape, y_shape=y.shape, channel_major=cm)
         return y
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = self._grad(grad_y, cache.y_shape, cache.channel_major)    # (A, B, OH, OW)
-        _, _, h, w = cache.x_shape
-        gx = kernels.maxpool2d_backward(g, cache.argmax, h, w, buffers.empty((*g.shape[:2], h, w), g.dtype))
-        return self._unplanes(gx, cache.channel_major)
+        g = self._grad(grad_y, cache.y_shape, cache.channel_major)
+        n, c, h, w = cache.x_shape
+        if cache.channel_major:                                        # g: (C, OH, OW, N)
+            gx = kernels.maxpool2d_backward_cm(g, cache.argmax, h, w, buffers.empty((c, h, w, n), g.dtype))
+            return as_view(gx)                                         # (N, C, H, W) view
+        return kernels.maxpool2d_backward(g, cache.argmax, h, w, buffers.empty((n, c, h, w), g.dtype))
 
 
 class AvgPool2D(_Pool2D):
+    """Average pooling. Its kernels work on C-ordered (N, C, H, W) arrays; a channel-major input is
+    copied into that order first (no network in this project's benchmarks uses it)."""
     kind = "AvgPool2D"
 
     def forward(self, x):
-        planes, cm = self._prepare(x)                                  # (A, B, H, W)
-        y = self._unplanes(kernels.avgpool2d_forward(planes, *self.kernel_size, *self.stride, *self.padding), cm)
-        self._cache = AvgPoolCache(x_shape=self._unplanes(planes, cm).shape, y_shape=y.shape, channel_major=cm)
+        arr, _ = self._prepare(x, keep_channel_major=False)            # (N, C, H, W)
+        y = kernels.avgpool2d_forward(arr, *self.kernel_size, *self.stride, *self.padding)
+        self._cache = AvgPoolCache(x_shape=arr.shape, y_shape=y.shape, channel_major=False)
         return y
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
-        g = self._grad(grad_y, cache.y_shape, cache.channel_major)    # (A, B, OH, OW)
+        g = self._grad(grad_y, cache.y_shape, False)                   # (N, C, OH, OW)
         _, _, h, w = cache.x_shape
-        gx = kernels.avgpool2d_backward(g, h, w, *self.kernel_size, *self.stride, *self.padding)
-        return self._unplanes(gx, cache.channel_major)
+        return kernels.avgpool2d_backward(g, h, w, *self.kernel_size, *self.stride, *self.padding)
