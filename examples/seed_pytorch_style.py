@@ -71,7 +71,7 @@ def train_step(model, loss_fn, optimizer, xb, yb) -> float:
     optimizer.zero_grad()
     logits = model(xb)                        # (B, 10)
     loss = loss_fn(logits, yb)
-    model.backward(loss_fn.backward())        # fills every parameter's .grad
+    model.backward(loss_fn.backward(), input_grad=False)   # every parameter's .grad; no grad for xb
     optimizer.step()
     return loss
 

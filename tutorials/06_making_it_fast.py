@@ -307,8 +307,8 @@ print(f"matrix multiply:         {t_gemm * 1e3:7.3f} ms  ({flops / t_gemm / 1e9:
 print(f"bias + NCHW reshuffle:   {t_bias_reshape * 1e3:7.3f} ms")
 
 # %% [markdown]
-# On this page's run the multiply, which does all the arithmetic, took about 1.7 ms, and the im2col
-# copy, which does none, about 0.45 ms: a quarter as long again, for moving 6 MB. The reshuffle of the
+# On this page's run the multiply, which does all the arithmetic, took about 1.9 ms, and the im2col
+# copy, which does none, about 0.43 ms: a quarter as long again, for moving 6 MB. The reshuffle of the
 # output into (N, O, OH, OW) order was small here (under 0.1 ms). So rung 2 already spends most of its
 # time in the multiply; what is left to win around it is the copy.
 #
@@ -369,11 +369,11 @@ print("load average now: %.1f %.1f %.1f" % os.getloadavg())
 # * **The peak depends on the instructions the library uses.** This machine's environment sets
 #   `OPENBLAS_CORETYPE=Haswell` (and `OPENBLAS_L2_SIZE`), which makes NumPy's OpenBLAS use its AVX2
 #   kernels although the CPU has AVX-512. AVX-512 instructions work on 16 float32 numbers at once, AVX2
-#   on 8, and the fresh process without those two variables shows it: about twice the rate (237 against
-#   123 GFLOP/s on this page's run). The rungs below all use NumPy as configured, so its 123 GFLOP/s is
+#   on 8, and the fresh process without those two variables shows it: about twice the rate (226 against
+#   120 GFLOP/s on this page's run). The rungs below all use NumPy as configured, so its 120 GFLOP/s is
 #   the peak they are measured against. (The benchmark suite, `python -m benchmarks`, removes the two
 #   variables; tests keep them.)
-# * **The convolution's own product is nearly as efficient** as the square one here (93 %): its inner
+# * **The convolution's own product is nearly as efficient** as the square one here (89 %): its inner
 #   dimension of 288 and its 5,408 columns are still large enough for each loaded number to be reused
 #   many times. No im2col convolution can beat its own matrix multiply, so this rate is the ceiling
 #   of rungs 2 to 4.
@@ -403,8 +403,8 @@ print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
 # %% [markdown]
 # The two rungs build the same `cols` and call the same matrix multiply, so they agree exactly (a
 # difference of 0), and any speed difference comes from the copy alone. Here the surprise: on one
-# thread the Numba copy is *not* faster than NumPy's (0.66 against 0.45 ms in section 4), and rung 3 is
-# about as fast as rung 2 (0.91 times on this run). NumPy's nine slice copies are already compiled
+# thread the Numba copy is *not* faster than NumPy's (0.69 against 0.43 ms in section 4), and rung 3 is
+# about as fast as rung 2 (0.93 times on this run). NumPy's nine slice copies are already compiled
 # loops; with only nine calls there is no interpreter overhead left to remove, and compiling a loop is
 # no magic beyond that. Numba pays where NumPy cannot express the work as a few large array
 # operations: col2im in the backward pass, where overlapping windows must *add up*, or max-pooling that
@@ -463,12 +463,13 @@ t_fast_avx512 = float(run_without_blas_pin(FAST_PATH_SCRIPT))
 print(f"tc.Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh process): {t_fast_avx512 * 1e3:.3f} ms")
 
 # %% [markdown]
-# For one forward pass of one layer on one thread, these savings are small next to the multiply: the
-# reshuffle rung 4 avoids took well under 0.1 ms of about 2.3 (section 4), and the fast path came out
-# within a few percent of rungs 2 and 3 (2.40 ms on this run). They add up over a whole network and its
-# backward pass: benchmarks/NOTES.md (section 1.1) measured the layout and bias changes at −3.6 ms per
-# training step in the seed CNN's three convolution backward passes. The line that stands out is the
-# last: the same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.6 ms instead of 2.4. The
+# For one forward pass of one layer on one thread, the multiply still dominates, but rung 4 came out
+# 1.2 times as fast as rung 3 (2.17 ms on this run). Most of that is its im2col: the columns are ordered
+# with the images fastest, so the kernel copies runs of 32 contiguous numbers (one per image) instead
+# of image rows of 13 with a bounds test per element (benchmarks/NOTES.md, section 4.6, measured the
+# same change at 2.3 -> 0.8 ms for im2col and 4.7 -> 1.1 ms for col2im at batch 64). Over a whole
+# network and its backward pass these savings add up. The line that stands out is still the last: the
+# same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.25 ms instead of 2.17. The
 # multiply's instruction set is worth more here than everything else on the ladder after rung 2.
 #
 # And PyTorch, on the same data and the same single thread, as a yardstick (skipped if PyTorch is not
@@ -494,12 +495,12 @@ else:
     print("PyTorch is not installed: no PyTorch rung")
 
 # %% [markdown]
-# PyTorch was about 2.3 times faster than tinycnn's fast path on this run (1.04 against 2.40 ms). It
-# reports that it uses AVX-512 code, and its rate (192 GFLOP/s, below) is above what NumPy's BLAS
-# reaches as configured and 81 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off did not slow it
+# PyTorch was about 2.2 times faster than tinycnn's fast path on this run (0.99 against 2.17 ms). It
+# reports that it uses AVX-512 code, and its rate (201 GFLOP/s, below) is above what NumPy's BLAS
+# reaches as configured and 89 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off did not slow it
 # down here, so its lead is not one particular convolution algorithm; how PyTorch computes it inside was
 # not taken apart for this page. Most of the gap is the instruction set: tinycnn with AVX-512 BLAS
-# kernels (previous cell) closes more than half of it.
+# kernels (previous cell) closes most of it (1.25 against 0.99 ms).
 #
 # ## 8. The ladder in one picture
 #
@@ -576,9 +577,9 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 # Read the two pictures together. The first step, from loops to im2col, is worth two to three orders
 # of magnitude and is all about interpreter overhead: it turns a third of a million small calls into a
 # dozen large ones. The loops reach about a tenth of a percent of the peak; the im2col rungs reach
-# about two thirds of it (65–72 % on this run), and the difference between them is a few percent,
-# within what repeated runs of this page vary by. Their ceiling is the convolution's own product
-# (dotted line, 93 % of the peak): the rest of their time is the im2col copy, the memory traffic of
+# about two thirds to three quarters of it (63–76 % on this run), and the differences between them are
+# tens of percent at most. Their ceiling is the convolution's own product
+# (dotted line, 89 % of the peak): the rest of their time is the im2col copy, the memory traffic of
 # section 4. PyTorch's bar goes above NumPy's peak (dashed) because it uses wider instructions
 # (dash-dotted line: NumPy's own rate with the AVX-512 kernels). The page faults column is 0 for every
 # rung: after the first call, the memory allocator hands back memory the process already has, so at
@@ -592,10 +593,16 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 
 # %%
 def time_at(n_threads):
+    # A pause before each measurement: after a multi-threaded product, OpenBLAS's idle worker keeps
+    # spinning on its core for ~0.1 s, and whatever runs next on two threads finds that core taken
+    # (benchmarks/NOTES.md 4.3-4.4). tinycnn's own products never wake that worker.
     with threads(n_threads):
-        res = {"square matrix multiply": median_time(lambda: np.matmul(A, B, out=P), REPS, time.perf_counter),
-               "tc.Conv2D forward": median_time(lambda: layer.forward(x_cm), REPS, time.perf_counter)}
+        time.sleep(0.3)
+        res = {"square matrix multiply": median_time(lambda: np.matmul(A, B, out=P), REPS, time.perf_counter)}
+        time.sleep(0.3)
+        res["tc.Conv2D forward"] = median_time(lambda: layer.forward(x_cm), REPS, time.perf_counter)
         if torch:
+            time.sleep(0.3)
             with torch.no_grad():
                 res["PyTorch conv2d"] = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS,
                                                     time.perf_counter)
@@ -615,11 +622,13 @@ show("as the machine is now", quiet_1, quiet_2)
 # %% [markdown]
 # Two threads can at best halve the time, and only for work that splits evenly and is large enough
 # that starting the threads and waiting for the slower of the two is cheap. On this page's run (load
-# average 2.0: about two cores' worth of other work was already running) the big square product came
-# close to 2× (1.87×) and PyTorch's convolution gained 1.68×; tinycnn's forward gained only 1.17×.
-# Its pieces (the Numba copy, the BLAS multiply, each split and joined separately) are small;
-# benchmarks/NOTES.md (section 1.8) saw the same small gain for whole training steps and lists what
-# was tried, without a settled explanation.
+# average 0.7) the big square product came close to 2× (1.94×), tinycnn's forward gained 1.76× and
+# PyTorch's convolution 1.66×. tinycnn's figure needed two things (benchmarks/NOTES.md 4.3–4.4).
+# First, tinycnn splits its products over its own threads with BLAS set to one thread: after a
+# multi-threaded product, OpenBLAS's idle worker keeps spinning on its core for about 0.1 s, and the
+# Numba kernel that comes next finds that core taken. Second, `time_at` pauses before each
+# measurement for the same reason: without the pause, the square product measured just before it
+# left its worker spinning, and this cell showed tinycnn's forward *slower* on two threads (0.96×).
 #
 # Now the failure everyone meets sooner or later: **oversubscription**, more busy threads than cores.
 # Below, one extra busy process (a Python loop that does nothing, started here and stopped right
@@ -638,14 +647,14 @@ finally:
 show("with one extra busy process", busy_1, busy_2)
 
 # %% [markdown]
-# Compare the two tables. The one-thread times hardly moved, but the square product went from 1.87×
-# faster on two threads to 0.82×: *slower* on two threads than on one, because every one of its
-# parallel steps waited for the half that was queued behind the intruder. PyTorch's gain shrank from
-# 1.68× to 1.30×; tinycnn's small gain stayed about the same. How much the intruder costs depends on
-# what else the machine runs (this page prints the load so you can judge) and changes from run to run;
-# the numbers are not asserted. On a busier moment, with the load average near 4 before the intruder
-# started, a full-size draft run of this page saw two threads 2 to 30 times *slower* than one for all
-# three, even without it.
+# Compare the two tables. The one-thread times hardly moved, but the square product went from 1.94×
+# faster on two threads to 1.03× (no gain at all), and tinycnn's forward from 1.76× to 0.80×: *slower* on two
+# threads than on one, because every one of its parallel steps waited for the half that was queued
+# behind the intruder. PyTorch's convolution kept its gain on this run (1.82×). How much the intruder
+# costs depends on what else the machine runs (this page prints the load so you can judge) and
+# changes from run to run; the numbers are not asserted. On a busier moment, with the load average
+# near 4 before the intruder started, a full-size draft run of this page saw two threads 2 to 30 times
+# *slower* than one for all three, even without it.
 #
 # Inside one program the same thing happens when two thread pools each start one thread per core:
 # NumPy's BLAS pool and Numba's pool (or PyTorch's OpenMP pool) on two cores make four busy threads.
@@ -665,7 +674,7 @@ show("with one extra busy process", busy_1, busy_2)
 # much work: im2col, about 500 times faster than the loops here. After that the matrix multiply does
 # the arithmetic at nearly the rate BLAS reaches on any product, and what remains is the memory traffic
 # around it (the im2col copy, reshuffles, fresh buffers): for one layer's forward pass the later rungs
-# differ by a few percent, and their savings count over a whole network and its backward pass. The
+# differ by up to a fifth, and their savings count over a whole network and its backward pass. The
 # biggest lever left was the multiply's instruction set (AVX-512 against AVX2). Threads help large,
 # evenly split work on an otherwise idle machine, and hurt when there are more busy threads than
 # cores. `python -m benchmarks` measures the same ladder with the backward pass as well
