@@ -390,3 +390,58 @@ def test_each_matmul_split_is_exercised(m, k, p):
         pytest.skip("needs 2 threads")
     test_split_matmul_matches_reference.hypothesis.inner_test(
         m=m, k=k, p=p, dtype=np.float32, seed=1, threads=2, transposed_b=True, big=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Serial twins (tinycnn/_jit.py): kernels.launch runs small work on the serially compiled copy
+# --------------------------------------------------------------------------------------------
+
+@given(win=cm_windows, dtype=DTYPES, seed=SEEDS)
+def test_serial_twins_compute_exactly_what_the_parallel_kernels_compute(win, dtype, seed):
+    """Same Python source, compiled with and without parallel=True: bitwise the same results, for
+    every parallel kernel the layers launch (and launch() picks either by size)."""
+    import numba
+    from tinycnn import _jit
+    rng = np.random.default_rng(seed)
+    h, w, args, oh, ow = _cm_args(win)
+    n, c = win["n"], win["c"]
+    kh, kw = args[0], args[1]
+    pargs = (kh, kw, args[2], args[3], min(args[4], kh // 2), min(args[5], kw // 2))
+    xs = rng.standard_normal((c, h, w, n)).astype(dtype)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    dcols = rng.standard_normal((c * kh * kw, n * oh * ow)).astype(dtype)
+    v = rng.standard_normal(n * c * h * w).astype(dtype)
+    cases = [
+        (K.im2col_cm, (xs, *args, np.empty((c * kh * kw, n * oh * ow), dtype))),
+        (K.col2im_cm, (dcols, c, n, h, w, *args)),
+        (K.maxpool2d_forward_cm, (xs, *pargs)),
+        (K.maxpool2d_forward, (x, *pargs)),
+        (K.elementwise.relu_forward, (v,)),
+        (K.elementwise.relu_backward, (v > 0, v)),
+    ]
+    y_cm, a_cm = K.maxpool2d_forward_cm(xs, *pargs)
+    y_n, a_n = K.maxpool2d_forward(x, *pargs)
+    cases += [(K.maxpool2d_backward_cm, (rng.standard_normal(y_cm.shape).astype(dtype), a_cm, h, w)),
+              (K.maxpool2d_backward, (rng.standard_normal(y_n.shape).astype(dtype), a_n, h, w))]
+    for kernel, kargs in cases:
+        assert kernel.serial is not kernel, kernel
+        parallel = kernel(*[a.copy() if isinstance(a, np.ndarray) else a for a in kargs])
+        serial = kernel.serial(*[a.copy() if isinstance(a, np.ndarray) else a for a in kargs])
+        for p, s in zip(parallel if isinstance(parallel, tuple) else (parallel,),
+                        serial if isinstance(serial, tuple) else (serial,)):
+            np.testing.assert_array_equal(p, s, err_msg=kernel.py_func.__name__)
+    # launch: the parallel kernel for large work with several threads, the twin otherwise
+    calls = []
+    fake = lambda *a: calls.append("parallel")                     # noqa: E731
+    fake.serial = lambda *a: calls.append("serial")
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        _jit.launch(fake, _jit.PARALLEL_MIN_ELEMENTS - 1)
+        _jit.launch(fake, _jit.PARALLEL_MIN_ELEMENTS)
+        numba.set_num_threads(1)
+        _jit.launch(fake, _jit.PARALLEL_MIN_ELEMENTS)
+    finally:
+        numba.set_num_threads(old)
+    expected_big = "parallel" if numba.config.NUMBA_NUM_THREADS > 1 else "serial"
+    assert calls == ["serial", expected_big, "serial"], calls

@@ -72,6 +72,8 @@ with warnings.catch_warnings(record=True) as caught:
         m = importlib.import_module("tinycnn.kernels." + mod.name)
         dispatchers += [f"{mod.name}.{k}:{type(v._cache).__name__}" for k, v in vars(m).items()
                         if isinstance(v, CPUDispatcher)]
+        dispatchers += [f"{mod.name}.{k}.serial:{type(v.serial._cache).__name__}" for k, v in vars(m).items()
+                        if isinstance(v, CPUDispatcher) and hasattr(v, "serial")]
 print(json.dumps({
     "file": tc.__file__,
     "warnings": [f"{w.category.__name__}: {w.message}" for w in caught if "tinycnn" in str(w.message)],
@@ -146,6 +148,8 @@ def kernel_dispatchers():
         for name, value in vars(module).items():
             if isinstance(value, CPUDispatcher):
                 found[f"{mod.name}.{name}"] = value
+                if hasattr(value, "serial"):                     # the serial twin (tinycnn/_jit.py)
+                    found[f"{mod.name}.{name}.serial"] = value.serial
     return found
 
 

@@ -1,6 +1,7 @@
 """One place that decides how tinycnn's kernels are compiled.
 
-`jit(f)` is `numba.njit(cache=True)` with two promises:
+`jit(f)` is `numba.njit(cache=True)` with two promises (and, for ``parallel=True``, a serial twin
+that ``launch`` uses for work too small to pay for starting threads):
 
 * no ``fastmath``: kernels give the same IEEE results as the plain references beside them;
 * a clean fallback: when Numba can find no writable folder for its cache (the package installed
@@ -11,11 +12,12 @@ Under ``NUMBA_DISABLE_JIT=1`` Numba hands back the plain Python function, so eve
 """
 from __future__ import annotations
 
+import types
 import warnings
 
 import numba
 
-__all__ = ["jit", "prange"]
+__all__ = ["jit", "launch", "prange"]
 
 prange = numba.prange
 
@@ -36,17 +38,53 @@ def _warn_no_cache(name: str, err: Exception) -> None:
     )
 
 
+def _compile(f, parallel):
+    try:
+        return numba.njit(cache=True, parallel=parallel)(f)
+    except RuntimeError as err:  # "cannot cache function ...: no locator available for file ..."
+        # Numba (numba/core/caching.py, CacheImpl) tries NUMBA_CACHE_DIR, then __pycache__ beside
+        # the source, then the user-wide cache folder (XDG_CACHE_HOME or ~/.cache); it raises when
+        # none of them can be created and written to.
+        _warn_no_cache(f.__name__, err)
+        return numba.njit(cache=False, parallel=parallel)(f)
+
+
+def _serial_copy(f):
+    """The same Python function under another name, so that its compiled code gets its own cache
+    files (Numba names them after the function; two versions of one name would overwrite each other)."""
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + "_serial"
+    g.__module__ = f.__module__
+    g.__doc__ = f.__doc__
+    return g
+
+
 def jit(func=None, *, parallel: bool = False):
-    """Compile ``func`` with Numba in nopython mode, cached on disk when possible."""
+    """Compile ``func`` with Numba in nopython mode, cached on disk when possible.
+
+    With ``parallel=True`` the kernel is compiled twice: the returned dispatcher runs its ``prange``
+    loops on Numba's threads, and its ``.serial`` attribute is the same code compiled plainly
+    (``prange`` then runs as ``range``). ``launch`` picks one for the size of the work."""
 
     def wrap(f):
-        try:
-            return numba.njit(cache=True, parallel=parallel)(f)
-        except RuntimeError as err:  # "cannot cache function ...: no locator available for file ..."
-            # Numba (numba/core/caching.py, CacheImpl) tries NUMBA_CACHE_DIR, then __pycache__ beside
-            # the source, then the user-wide cache folder (XDG_CACHE_HOME or ~/.cache); it raises when
-            # none of them can be created and written to.
-            _warn_no_cache(f.__name__, err)
-            return numba.njit(cache=False, parallel=parallel)(f)
+        kernel = _compile(f, parallel)
+        if parallel:
+            kernel.serial = _compile(_serial_copy(f), False)
+        return kernel
 
     return wrap if func is None else wrap(func)
+
+
+# Starting a parallel region costs ~0.1 ms with Numba's workqueue threading layer on the 2-core
+# benchmark machine, even with one thread (its worker still has to be woken; measured 70-117 us per
+# launch, against 1.6 us for the OpenMP layer, whose idle threads spin: benchmarks/NOTES.md 4.7).
+# A training step launches ~17 kernels, so work smaller than this many elements runs serially.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
+def launch(kernel, elements: int, *args, **kwargs):
+    """Run ``kernel`` (made by ``jit(parallel=True)``) on all of Numba's threads if ``elements`` (the
+    size of the work) is large enough to pay for starting them, else its serial twin."""
+    if elements >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1:
+        return kernel(*args, **kwargs)
+    return kernel.serial(*args, **kwargs)

@@ -20,6 +20,7 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
+from .._jit import launch
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
 from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
 from .gemm import matmul, matmul_reference
@@ -39,7 +40,7 @@ from .pool import (
 )
 
 __all__ = [
-    "conv_output_size",
+    "launch", "conv_output_size",
     "im2col", "im2col_reference", "col2im", "col2im_reference",
     "im2col_cm", "im2col_cm_reference", "col2im_cm", "col2im_cm_reference",
     "matmul", "matmul_reference",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import elementwise
+from ..kernels import elementwise, launch
 from . import buffers
 from .base import Layer
 from .layout import as_view, is_channel_major, to_channel_major
@@ -86,8 +86,8 @@ class ReLU(Layer):
         # channel-major activation from Conv2D stays channel-major (see layers/layout.py).
         layout = _Layout.of(x)
         self._cache = None                        # the old mask's array can be recycled right here
-        y, positive = elementwise.relu_forward(layout.flat(x), buffers.empty((x.size,), x.dtype),
-                                               buffers.empty((x.size,), np.bool_))   # y = max(x, 0), positive = x > 0
+        y, positive = launch(elementwise.relu_forward, x.size, layout.flat(x), buffers.empty((x.size,), x.dtype),
+                             buffers.empty((x.size,), np.bool_))   # y = max(x, 0), positive = x > 0
         self._cache = ReLUCache(positive=positive, layout=layout)
         return layout.unflat(y)
 
@@ -99,7 +99,8 @@ class ReLU(Layer):
             return np.where(cache.positive, g, g.dtype.type(0))
         g = self._check_grad(grad_y, layout.shape)
         # A branch-free select (np.where on a random mask mispredicts a branch per element).
-        gx = elementwise.relu_backward(cache.positive, layout.flat(g), buffers.empty((g.size,), g.dtype))
+        gx = launch(elementwise.relu_backward, g.size, cache.positive, layout.flat(g),
+                    buffers.empty((g.size,), g.dtype))
         return layout.unflat(gx)
 
 

@@ -118,7 +118,7 @@ class Conv2D(Layer):
         k = c * kh * kw
         xs = to_channel_major(x)                                       # (C, H, W, N): free if already so
         cols = self._workspace("cols", (k + (self.bias is not None), n * oh * ow))   # (C*KH*KW [+1], OH*OW*N)
-        kernels.im2col_cm(xs, kh, kw, sh, sw, ph, pw, cols[:k])
+        kernels.launch(kernels.im2col_cm, cols.size, xs, kh, kw, sh, sw, ph, pw, cols[:k])
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         if self.bias is not None:
             cols[k] = 1                                                # the bias's input: always 1
@@ -152,8 +152,8 @@ class Conv2D(Layer):
         w2d = self.weight.data.reshape(self.out_channels, k)           # (O, C*KH*KW)
         dcols = _scratch(self.dtype, (k, g2d.shape[1]))                # (C*KH*KW, OH*OW*N)
         kernels.matmul(w2d.T, g2d, dcols)                              # dcols = w2d.T @ g2d
-        dxs = kernels.col2im_cm(dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
-                                out=buffers.empty((c, h, w, n), self.dtype))   # (C, H, W, N)
+        dxs = kernels.launch(kernels.col2im_cm, dcols.size, dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
+                             out=buffers.empty((c, h, w, n), self.dtype))   # (C, H, W, N)
         return as_view(dxs)                                            # (N, C, H, W) view
 
     def _input(self, x):

@@ -106,14 +106,16 @@ class MaxPool2D(_Pool2D):
         if cm:
             c, h, w, n = arr.shape
             _, oh, ow = self.output_shape((c, h, w))
-            y, argmax = kernels.maxpool2d_forward_cm(arr, *args, buffers.empty((c, oh, ow, n), arr.dtype),
-                                                     buffers.empty((c, oh, ow, n), np.int64))
+            y, argmax = kernels.launch(kernels.maxpool2d_forward_cm, arr.size, arr, *args,
+                                       buffers.empty((c, oh, ow, n), arr.dtype),
+                                       buffers.empty((c, oh, ow, n), np.int64))
             x_shape, y = (n, c, h, w), as_view(y)                      # y: (N, C, OH, OW) view
         else:
             n, c, h, w = arr.shape
             _, oh, ow = self.output_shape((c, h, w))
-            y, argmax = kernels.maxpool2d_forward(arr, *args, buffers.empty((n, c, oh, ow), arr.dtype),
-                                                  buffers.empty((n, c, oh, ow), np.int64))
+            y, argmax = kernels.launch(kernels.maxpool2d_forward, arr.size, arr, *args,
+                                       buffers.empty((n, c, oh, ow), arr.dtype),
+                                       buffers.empty((n, c, oh, ow), np.int64))
             x_shape = arr.shape
         self._cache = MaxPoolCache(argmax=argmax, x_shape=x_shape, y_shape=y.shape, channel_major=cm)
         return y
@@ -123,9 +125,11 @@ class MaxPool2D(_Pool2D):
         g = self._grad(grad_y, cache.y_shape, cache.channel_major)
         n, c, h, w = cache.x_shape
         if cache.channel_major:                                        # g: (C, OH, OW, N)
-            gx = kernels.maxpool2d_backward_cm(g, cache.argmax, h, w, buffers.empty((c, h, w, n), g.dtype))
+            gx = kernels.launch(kernels.maxpool2d_backward_cm, n * c * h * w, g, cache.argmax, h, w,
+                                buffers.empty((c, h, w, n), g.dtype))
             return as_view(gx)                                         # (N, C, H, W) view
-        return kernels.maxpool2d_backward(g, cache.argmax, h, w, buffers.empty((n, c, h, w), g.dtype))
+        return kernels.launch(kernels.maxpool2d_backward, n * c * h * w, g, cache.argmax, h, w,
+                              buffers.empty((n, c, h, w), g.dtype))
 
 
 class AvgPool2D(_Pool2D):
