@@ -21,7 +21,11 @@ def run(batches: list[int], use_torch: bool, log, nets=("seed_cnn", "lenet"), st
     contenders = ["tinycnn", "pytorch", "numpy"] if use_torch else ["tinycnn", "numpy"]
     with tempfile.TemporaryDirectory(prefix="tinycnn-numba-cache-") as cache:
         env = {"NUMBA_CACHE_DIR": cache}
-        child("tinycnn", nets[0], 2, 1, env)                        # warm the cache
+        # Warm the cache at the largest batch: small work runs on the kernels' serial twins, large
+        # work on the parallel versions (tinycnn/_jit.py), and a kernel compiled inside a measured
+        # run would add the compiler's memory to its peak (seen: +60 MiB at seed CNN batch 64).
+        for net in nets:
+            child("tinycnn", net, max(batches), 1, env)
         for net in nets:
             for batch in batches:
                 for name in contenders:
