@@ -62,8 +62,16 @@ def test_there_are_tutorials():
     assert [p.name[:2] for p in TUTORIAL_FILES][:2] == ["01", "02"], TUTORIAL_FILES
 
 
+# Tutorials that read a dataset from the shared folder next to the repository (they never download):
+# without it they stop with a message, and the test skips them, as the data tests do.
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+NEEDS_SHARED = {"04_cifar10_overfitting_and_learning_rates.py": "cifar10"}
+
+
 @pytest.mark.parametrize("py", TUTORIAL_FILES, ids=IDS)
 def test_tutorial_runs_in_fast_mode_and_matches_its_page(py, tmp_path):
+    if py.name in NEEDS_SHARED and not (SHARED_DATASETS / NEEDS_SHARED[py.name]).is_dir():
+        pytest.skip(f"{py.name} needs {SHARED_DATASETS / NEEDS_SHARED[py.name]}, which is not here")
     committed_figures = _hashes(render.FIGURES_DIR)
     fast = _execute(py, tmp_path)
 
