@@ -19,7 +19,7 @@ from typing import Callable
 # policy says. Without the pause the contender that follows finds the second core taken by the one
 # before: measured on the seed CNN at batch 64 with 2 threads, a tinycnn step took 27.5 ms right after
 # a PyTorch step and 20.7 ms after a 0.3 s pause; a PyTorch LeNet step 31.3 ms right after tinycnn
-# and 18.4 ms after the pause (benchmarks/NOTES.md 1.11). A user runs one engine at a time, so each
+# and 18.4 ms after the pause (benchmarks/NOTES.md 4.4). A user runs one engine at a time, so each
 # turn starts from a settled machine. ``run.py`` sets 0 for --quick.
 SETTLE_S = 0.3
 

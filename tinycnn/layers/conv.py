@@ -141,7 +141,7 @@ class Conv2D(Layer):
         k = c * kh * kw
         g2d = to_channel_major(g, self.dtype).reshape(self.out_channels, -1)   # (O, OH*OW*N)
         # dW = g2d @ cols.T, computed as its transpose cols @ g2d.T: ~20 % faster in OpenBLAS for these
-        # long-K shapes, same sums (benchmarks/NOTES.md 1.12)
+        # long-K shapes, same sums (benchmarks/NOTES.md 4.5)
         dwt = np.empty((cache.cols.shape[0], self.out_channels), self.dtype)   # (C*KH*KW [+1], O)
         kernels.matmul(cache.cols, g2d.T, dwt)
         self.weight.grad = np.ascontiguousarray(dwt[:k].T).reshape(self.weight.data.shape)
