@@ -36,9 +36,8 @@ class MaxPoolCache:
 
 @dataclass
 class AvgPoolCache:
-    x_shape: tuple            # (N, C, H, W)
+    x_shape: tuple            # (N, C, H, W); average pooling always works in C order
     y_shape: tuple            # (N, C, OH, OW)
-    channel_major: bool
 
 
 class _Pool2D(Layer):
@@ -140,7 +139,7 @@ class AvgPool2D(_Pool2D):
     def forward(self, x):
         arr, _ = self._prepare(x, keep_channel_major=False)            # (N, C, H, W)
         y = kernels.avgpool2d_forward(arr, *self.kernel_size, *self.stride, *self.padding)
-        self._cache = AvgPoolCache(x_shape=arr.shape, y_shape=y.shape, channel_major=False)
+        self._cache = AvgPoolCache(x_shape=arr.shape, y_shape=y.shape)
         return y
 
     def backward(self, grad_y):
