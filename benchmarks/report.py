@@ -135,7 +135,7 @@ def whatif_md(w: dict) -> list[str]:
         lines += ["", f"Split of the {sp['cores']} cores between the thread pools (shipped tinycnn, training step, ms):", "",
                   "| " + " | ".join(sp["ms"]) + " |", "|" + "---:|" * len(sp["ms"]),
                   "| " + " | ".join(f"{v:.1f}" for v in sp["ms"].values()) + " |"]
-    return lines + ["", "Variants are defined in benchmarks/whatif.py; all but 'without split matmul' train "
+    return lines + ["", "Variants are defined in benchmarks/whatif.py; the first three train "
                     f"bit for bit alike (max weight difference after two steps: "
                     f"{w['max_weight_diff_after_two_steps']:.1e}). See NOTES.md.", ""]
 

@@ -6,8 +6,10 @@ shipped; what remains here, on the seed CNN training step:
 * ``shipped``: ``model.backward(g, input_grad=False)``, as ``fit`` and ``tinycnn train`` run it;
 * ``with layer-0 input grad``: ``model.backward(g)`` (what a hand-written loop gets by default);
 * ``without recycled arrays``: ``tinycnn.layers.buffers`` switched off (fresh arrays each step);
-* ``without split matmul``: the products as plain ``np.matmul`` with a multi-threaded BLAS instead
-  of ``tinycnn.kernels.matmul`` (only differs with more than one thread).
+* ``without lanes``: the batch not cut into lanes (``tinycnn.lanes``); every kernel and product is
+  split over the threads instead (what shipped before lanes; only differs with more than one thread);
+* ``without lanes or split matmul``: as the last, with the products as plain ``np.matmul`` on a
+  multi-threaded BLAS instead of ``tinycnn.kernels.matmul``.
 
 (Proposal C, ReLU and 2 x 2 max pooling fused into one pass, was prototyped for the earlier
 (C, N, H, W) layout and measured no gain above the noise; NOTES.md section 2 keeps its figures. It
@@ -16,9 +18,10 @@ was removed with the move to the (C, H, W, N) layout, for which it was never rew
 It also times the shipped step under each split of the cores between Numba's and OpenBLAS's thread
 pools (both pools all cores; Numba 1; BLAS 1), the "deliberate split" the issue asks about.
 
-All variants but ``without split matmul`` do the same arithmetic in the same order, and
-``check_same_values`` verifies that they train bit for bit alike; the split product adds its K blocks
-in another order (within the rounding bound tests/test_fast_kernels.py checks).
+The first three variants do the same arithmetic in the same order, and ``check_same_values``
+verifies that they train bit for bit alike; without lanes the batch's sums are not split in two, and
+the split product adds its K blocks in another order (within the rounding bounds tests/test_lanes.py
+and tests/test_fast_kernels.py check).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 import tinycnn as tc
-from tinycnn import kernels
+from tinycnn import kernels, lanes
 from tinycnn.layers import buffers
 
 from .nets import LR, MOMENTUM, NETS, build_tinycnn
@@ -56,16 +59,26 @@ def _no_recycling():
         buffers._ENABLED = saved
 
 
-VARIANTS = {                # name -> (input_grad, recycle, split matmul)
-    "shipped": (False, True, True),
-    "with layer-0 input grad": (True, True, True),
-    "without recycled arrays": (False, False, True),
-    "without split matmul": (False, True, False),
+@contextmanager
+def _no_lanes():
+    saved = lanes.set_enabled(False)
+    try:
+        yield
+    finally:
+        lanes.set_enabled(saved)
+
+
+VARIANTS = {                # name -> (input_grad, recycle, lanes, split matmul)
+    "shipped": (False, True, True, True),
+    "with layer-0 input grad": (True, True, True, True),
+    "without recycled arrays": (False, False, True, True),
+    "without lanes": (False, True, False, True),
+    "without lanes or split matmul": (False, True, False, False),
 }
-SAME_ARITHMETIC = [k for k in VARIANTS if k != "without split matmul"]
+SAME_ARITHMETIC = ["shipped", "with layer-0 input grad", "without recycled arrays"]
 
 
-def variant_step(info, batch, input_grad: bool, recycle: bool, split: bool):
+def variant_step(info, batch, input_grad: bool, recycle: bool, laned: bool, split: bool):
     x, labels = make_batch(info, batch)
     model = build_tinycnn(info.spec, np.random.default_rng(0))
     loss_fn = tc.SoftmaxCrossEntropy()
@@ -77,9 +90,10 @@ def variant_step(info, batch, input_grad: bool, recycle: bool, split: bool):
         opt.step()
 
     def step():
-        if recycle and split:
+        if recycle and laned and split:
             return body()
-        with (_no_recycling() if not recycle else nullcontext()), (_plain_matmul() if not split else nullcontext()):
+        with (_no_recycling() if not recycle else nullcontext()), (_no_lanes() if not laned else nullcontext()), \
+                (_plain_matmul() if not split else nullcontext()):
             return body()
     return step, model
 

@@ -7,17 +7,23 @@ that ``launch`` uses for work too small to pay for starting threads):
 * a clean fallback: when Numba can find no writable folder for its cache (the package installed
   read-only, say), the kernel is compiled without a cache instead of failing at import.
 
+Every kernel is compiled ``nogil=True``: it releases Python's GIL while it runs, so two Python threads
+can run kernels at the same time (``tinycnn.lanes`` runs the two halves of a batch that way). The
+kernels only read and write the arrays they are given, so they need no lock of their own.
+
 Under ``NUMBA_DISABLE_JIT=1`` Numba hands back the plain Python function, so every kernel still runs
 (slowly) and a learner can step through it in a debugger.
 """
 from __future__ import annotations
 
+import threading
 import types
 import warnings
+from contextlib import contextmanager
 
 import numba
 
-__all__ = ["jit", "launch", "prange"]
+__all__ = ["jit", "launch", "prange", "serial", "serial_here"]
 
 prange = numba.prange
 
@@ -40,13 +46,13 @@ def _warn_no_cache(name: str, err: Exception) -> None:
 
 def _compile(f, parallel):
     try:
-        return numba.njit(cache=True, parallel=parallel)(f)
+        return numba.njit(cache=True, parallel=parallel, nogil=True)(f)
     except RuntimeError as err:  # "cannot cache function ...: no locator available for file ..."
         # Numba (numba/core/caching.py, CacheImpl) tries NUMBA_CACHE_DIR, then __pycache__ beside
         # the source, then the user-wide cache folder (XDG_CACHE_HOME or ~/.cache); it raises when
         # none of them can be created and written to.
         _warn_no_cache(f.__name__, err)
-        return numba.njit(cache=False, parallel=parallel)(f)
+        return numba.njit(cache=False, parallel=parallel, nogil=True)(f)
 
 
 def _serial_copy(f):
@@ -85,6 +91,28 @@ PARALLEL_MIN_ELEMENTS = 1 << 18
 def launch(kernel, elements: int, *args, **kwargs):
     """Run ``kernel`` (made by ``jit(parallel=True)``) on all of Numba's threads if ``elements`` (the
     size of the work) is large enough to pay for starting them, else its serial twin."""
-    if elements >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1:
+    if elements >= PARALLEL_MIN_ELEMENTS and not serial_here() and numba.get_num_threads() > 1:
         return kernel(*args, **kwargs)
     return kernel.serial(*args, **kwargs)
+
+
+_local = threading.local()
+
+
+@contextmanager
+def serial():
+    """Inside this block, in this thread only: every ``launch`` runs the serial twin and
+    ``kernels.matmul`` is one plain BLAS call. For code that is itself one of several threads sharing
+    the cores (``tinycnn.lanes``), where starting more threads would only oversubscribe them (and
+    Numba's workqueue layer refuses parallel kernels launched from two threads at once)."""
+    before = getattr(_local, "serial", False)
+    _local.serial = True
+    try:
+        yield
+    finally:
+        _local.serial = before
+
+
+def serial_here() -> bool:
+    """True inside a ``serial()`` block of the calling thread."""
+    return getattr(_local, "serial", False)

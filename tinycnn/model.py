@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backprop, shapes
+from . import lanes, shapes
 from . import training as fit_api
 from .layers.base import Layer, Parameter
 
@@ -82,15 +82,14 @@ class Sequential:
         x = np.asarray(x)
         if x.ndim >= 2 and x.shape[1:] not in self._checked_shapes:
             self.build(x.shape[1:], source=f"the batch of shape {x.shape} passed to forward")
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        return lanes.forward(self.layers, x)      # the batch cut over the cores when it can be
 
     def backward(self, grad_y, input_grad=True):
         """grad_y: gradient of the loss w.r.t. the output -> gradient w.r.t. the input; every parameter's
         ``.grad`` is written on the way. ``input_grad=False`` (what ``fit`` and ``tinycnn train`` use)
-        returns None and skips the work whose only product is the input gradient (``tinycnn.backprop``)."""
-        return backprop.backward_through(self.layers, grad_y, input_grad)
+        returns None and skips the work whose only product is the input gradient (``tinycnn.backprop``).
+        After a forward that ran in lanes (``tinycnn.lanes``) the backward runs in the same lanes."""
+        return lanes.backward(self.layers, grad_y, input_grad)
 
     # -- Keras-style front end (machinery in tinycnn.training) ---------------------------------------
 

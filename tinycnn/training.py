@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backprop
+from . import lanes
 from . import metrics as M
 from .layers.softmax import Softmax
 from .losses import SoftmaxCrossEntropy, log_softmax
@@ -159,9 +159,7 @@ def _logit_layers(model) -> list:
 
 
 def _run(layers, x):
-    for layer in layers:
-        x = layer.forward(x)
-    return x
+    return lanes.forward(layers, x)
 
 
 def _softmax(logits):
@@ -336,7 +334,7 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_split=0.0, validatio
                     raise NonFiniteLossError(epoch + 1, epochs, step + 1, steps, global_step, loss,
                                              float(c.optimizer.lr))
                 # parameters' gradients only: the input gradient is never used here
-                backprop.backward_through(layers, c.loss_fn.backward(), input_grad=False)
+                lanes.backward(layers, c.loss_fn.backward(), input_grad=False)
                 c.optimizer.step()
                 meter.add(loss, y_idx[idx], logits)
                 running = meter.running()

@@ -23,12 +23,12 @@ and restored after, so no BLAS worker is ever woken. Without threadpoolctl the c
 """
 from __future__ import annotations
 
-import os
-import queue
-import threading
+from contextlib import contextmanager
 
 import numba
 import numpy as np
+
+from .. import _jit, _workers
 
 MIN_WORK = 1 << 22             # M*K*P below this (4 M multiply-adds, ~20 µs): not worth splitting
 
@@ -41,7 +41,7 @@ def matmul_reference(a, b, out):
 def matmul(a, b, out):
     """out = a @ b, written into ``out`` and returned; the blocks of ``out`` computed in parallel."""
     blas = _blas_controllers()
-    if blas is None:
+    if blas is None or _jit.serial_here():   # in a lane (tinycnn.lanes) BLAS is already single-threaded
         return np.matmul(a, b, out=out)
     threads = numba.get_num_threads()
     m, k = a.shape
@@ -50,38 +50,38 @@ def matmul(a, b, out):
     if threads < 2 or m * k * p < MIN_WORK:  # one block, still with BLAS single-threaded: a small
         blocks = [(a, b, out)]               # product would otherwise wake (and leave spinning) a worker
     elif k > 4 * max(m, p):                  # a long reduction (a weight gradient): split K and add up
-        parts = _slices(k, threads)
+        parts = _workers.split(k, threads)
         partials = [np.empty_like(out) for _ in parts[1:]]          # (M, P) each: small here
         blocks = [(a[:, s], b[s], o) for s, o in zip(parts, [out] + partials)]
     elif p >= m:                             # split the columns: out[:, s] = a @ b[:, s]
-        blocks = [(a, b[:, s], out[:, s]) for s in _slices(p, threads)]
+        blocks = [(a, b[:, s], out[:, s]) for s in _workers.split(p, threads)]
     else:                                    # split the rows: out[s] = a[s] @ b
-        blocks = [(a[s], b, out[s]) for s in _slices(m, threads)]
-    saved = [c.get_num_threads() for c in blas]
-    for c in blas:
-        c.set_num_threads(1)
-    try:
-        done = [_Workers.get().submit(blk) for blk in blocks[1:]] if len(blocks) > 1 else []
+        blocks = [(a[s], b, out[s]) for s in _workers.split(m, threads)]
+    with blas_single_threaded():
+        if len(blocks) > 1:
+            _workers.ensure(threads - 1)
+        done = [_workers.submit(matmul_reference, a_, b_, o_) for a_, b_, o_ in blocks[1:]]
         np.matmul(blocks[0][0], blocks[0][1], out=blocks[0][2])      # the calling thread's share
         for d in done:
             d.wait()
-    finally:
-        for c, n in zip(blas, saved):
-            c.set_num_threads(n)
     for part in partials:                    # fixed order: the same sum for the same thread count
         out += part
     return out
 
 
-def _slices(n, parts):
-    """``parts`` contiguous slices covering range(n), sizes differing by at most one."""
-    step, extra = divmod(n, parts)
-    out, start = [], 0
-    for i in range(parts):
-        stop = start + step + (i < extra)
-        out.append(slice(start, stop))
-        start = stop
-    return [s for s in out if s.stop > s.start]
+@contextmanager
+def blas_single_threaded():
+    """Inside this block the BLAS library runs every product on the calling thread alone (its thread
+    count set to 1 through threadpoolctl, ~1 µs, and restored after). A no-op without threadpoolctl."""
+    blas = _blas_controllers() or []
+    saved = [c.get_num_threads() for c in blas]
+    for c in blas:
+        c.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for c, n in zip(blas, saved):
+            c.set_num_threads(n)
 
 
 _BLAS = None
@@ -99,68 +99,3 @@ def _blas_controllers():
         else:
             _BLAS = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
     return _BLAS or None
-
-
-class _Job:
-    """One block of a product, run by a helper thread; ``wait`` returns when it is done (re-raising
-    its error, if any)."""
-
-    def __init__(self, block):
-        self.block = block
-        self.error = None
-        self.finished = threading.Event()
-
-    def run(self):
-        try:
-            a, b, out = self.block
-            np.matmul(a, b, out=out)                   # releases the GIL inside BLAS
-        except BaseException as err:                    # handed to the caller in wait()
-            self.error = err
-        finally:
-            self.finished.set()
-
-    def wait(self):
-        self.finished.wait()
-        if self.error is not None:
-            raise self.error
-
-
-class _Workers:
-    """Daemon helper threads that sleep on a queue until a block arrives (no spinning)."""
-
-    _instance = None
-    _lock = threading.Lock()
-
-    def __init__(self):
-        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.count = 0
-
-    @classmethod
-    def get(cls) -> "_Workers":
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            self = cls._instance
-            while self.count < numba.get_num_threads() - 1:      # grow to the thread count
-                threading.Thread(target=self._loop, name=f"tinycnn-matmul-{self.count}", daemon=True).start()
-                self.count += 1
-            return self
-
-    def submit(self, block) -> _Job:
-        job = _Job(block)
-        self.jobs.put(job)
-        return job
-
-    def _loop(self):
-        while True:
-            self.jobs.get().run()
-
-
-def _forget_workers_after_fork():
-    """A forked child has none of the parent's threads: start afresh there."""
-    _Workers._instance = None
-    _Workers._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_workers_after_fork)

@@ -70,6 +70,8 @@ class TanhCache:
 
 
 class ReLU(Layer):
+    per_sample = True
+
     def __init__(self):
         self._cache = None
 
@@ -105,6 +107,8 @@ class ReLU(Layer):
 
 
 class Sigmoid(Layer):
+    per_sample = True
+
     def __init__(self):
         self._cache = None
 
@@ -127,6 +131,8 @@ class Sigmoid(Layer):
 
 
 class Tanh(Layer):
+    per_sample = True
+
     def __init__(self):
         self._cache = None
 

@@ -76,6 +76,11 @@ class BatchNorm2D(Layer):
     num_batches_tracked: int64, 0-d. They are updated in place, so references stay valid.
     """
 
+    @property
+    def per_sample(self):
+        """Batch statistics (in training, or without running statistics) mix the samples."""
+        return not self.training and self.track_running_stats
+
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
                  dtype=np.float32):
         name = "BatchNorm2D"

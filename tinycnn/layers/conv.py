@@ -70,6 +70,8 @@ class Conv2D(Layer):
     x: (N, in_channels, H, W) -> y: (N, out_channels, OH, OW),
     OH = (H + 2*ph - KH) // sh + 1, OW = (W + 2*pw - KW) // sw + 1.
     """
+    per_sample = True
+
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, *,
                  dtype=np.float32, rng=None):
@@ -155,6 +157,11 @@ class Conv2D(Layer):
         dxs = kernels.launch(kernels.col2im_cm, dcols.size, dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
                              out=buffers.empty((c, h, w, n), self.dtype))   # (C, H, W, N)
         return as_view(dxs)                                            # (N, C, H, W) view
+
+    def replica(self):
+        rep = super().replica()
+        rep._workspaces = {}                                           # its own im2col matrix
+        return rep
 
     def _input(self, x):
         """``x`` validated as a floating (N, C, H, W) array of the layer's dtype. A channel-major view

@@ -27,6 +27,8 @@ class DenseCache:
 
 
 class Flatten(Layer):
+    per_sample = True
+
     def __init__(self):
         self._cache = None
 
@@ -54,6 +56,8 @@ class Flatten(Layer):
 
 class Dense(Layer):
     """Fully connected layer. weight: (out_features, in_features); bias: (out_features,)."""
+    per_sample = True
+
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
         name = "Dense"

@@ -41,6 +41,8 @@ class AvgPoolCache:
 
 
 class _Pool2D(Layer):
+    per_sample = True
+
     kind = "Pool2D"
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -138,7 +140,7 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x):
         arr, _ = self._prepare(x, keep_channel_major=False)            # (N, C, H, W)
-        y = kernels.avgpool2d_forward(arr, *self.kernel_size, *self.stride, *self.padding)
+        y = kernels.launch(kernels.avgpool2d_forward, arr.size, arr, *self.kernel_size, *self.stride, *self.padding)
         self._cache = AvgPoolCache(x_shape=arr.shape, y_shape=y.shape)
         return y
 
@@ -146,4 +148,6 @@ class AvgPool2D(_Pool2D):
         cache = self._need_cache(self._cache)
         g = self._grad(grad_y, cache.y_shape, False)                   # (N, C, OH, OW)
         _, _, h, w = cache.x_shape
-        return kernels.avgpool2d_backward(g, h, w, *self.kernel_size, *self.stride, *self.padding)
+        n, c = cache.x_shape[:2]
+        return kernels.launch(kernels.avgpool2d_backward, n * c * h * w, g, h, w, *self.kernel_size,
+                              *self.stride, *self.padding)

@@ -29,6 +29,8 @@ class SoftmaxCache:
 
 class Softmax(Layer):
     """Softmax along axis 1 of an (N, K, ...) input."""
+    per_sample = True
+
 
     def __init__(self):
         self._cache: SoftmaxCache | None = None

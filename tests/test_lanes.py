@@ -1,0 +1,269 @@
+"""Lanes (``tinycnn.lanes``): a batch cut into slices, each run through its own copy of the layers on
+its own thread, must give the result of the uncut batch.
+
+What may differ, and by how much (tests/tolerances.py): per sample, forward is the same arithmetic in
+the same order, so the outputs may differ only where a BLAS call blocks differently for a different
+number of columns; a parameter gradient is a sum over the batch that the lanes split into partial
+sums, added at the end: two roundings of one sum of n = N*OH*OW terms, |diff| <= 2 gamma_n S.
+"""
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tinycnn as tc
+from tinycnn import lanes
+from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Lanes on, at least two Numba threads, and any batch of >= 2 images cut (the production minimum
+    of MIN_LANE_BATCH images per lane would need large, slow batches)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs Numba with at least 2 threads")
+    old_threads = numba.get_num_threads()
+    numba.set_num_threads(2)
+    old = lanes.set_enabled(True)
+    monkeypatch.setattr(lanes, "MIN_LANE_BATCH", 1)
+    yield
+    lanes.set_enabled(old)
+    numba.set_num_threads(old_threads)
+
+
+def _uncut(fn):
+    old = lanes.set_enabled(False)
+    try:
+        return fn()
+    finally:
+        lanes.set_enabled(old)
+
+
+def _net(rng, dtype, k, stride, padding, pool, act, h):
+    conv = tc.Conv2D(2, 3, k, stride=stride, padding=padding, dtype=dtype, rng=rng)
+    oh = (h + 2 * padding - k) // stride + 1
+    layers = [conv, {"relu": tc.ReLU, "sigmoid": tc.Sigmoid, "tanh": tc.Tanh}[act]()]
+    if pool and oh >= 2:
+        layers.append(tc.MaxPool2D(2) if pool == "max" else tc.AvgPool2D(2))
+        oh //= 2
+    layers += [tc.Flatten(), tc.Dense(3 * oh * oh, 4, dtype=dtype, rng=rng)]
+    return tc.Sequential(*layers)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])   # the fixture's state is the same for every example
+@given(n=st.integers(2, 9), k=st.integers(1, 3), stride=st.integers(1, 2), padding=st.integers(0, 1),
+       pool=st.sampled_from([None, "max", "avg"]), act=st.sampled_from(["relu", "sigmoid", "tanh"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_cut_batch_gives_the_uncut_result_float64(two_threads, n, k, stride, padding, pool, act, seed):
+    rng = np.random.default_rng(seed)
+    h = 6
+    model = _net(rng, np.float64, k, stride, padding, pool, act, h)
+    x = rng.standard_normal((n, 2, h, h))
+    g = rng.standard_normal((n, 4))                           # random upstream gradient, not ones
+
+    def run():
+        y = model(x)
+        dx = model.backward(g)
+        return np.array(y), np.array(dx), [p.grad.copy() for p in model.parameters()]
+
+    y, dx, grads = run()
+    assert model.layers[-1]._laned_pass is not None           # it really was cut
+    y0, dx0, grads0 = _uncut(run)
+    assert model.layers[-1]._laned_pass is None
+    assert_rel_close(y, y0, TORCH_F64_REL_TOL, "output")
+    assert_rel_close(dx, dx0, TORCH_F64_REL_TOL, "input gradient")
+    for (name, _), a, b in zip(model.named_parameters().items(), grads, grads0):
+        assert_rel_close(a, b, TORCH_F64_REL_TOL, f"{name}.grad")
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])   # the fixture's state is the same for every example
+@given(n=st.integers(2, 12), seed=st.integers(0, 2**31 - 1))
+def test_conv_weight_gradient_float32_within_the_split_sum_bound(two_threads, n, seed):
+    """One Conv2D: same grad_y both ways, so the only difference is the split of the batch sum."""
+    rng = np.random.default_rng(seed)
+    conv = tc.Conv2D(3, 4, 3, padding=1, rng=rng)
+    model = tc.Sequential(conv)
+    x = rng.standard_normal((n, 3, 5, 5)).astype(np.float32)
+    g = rng.standard_normal((n, 4, 5, 5)).astype(np.float32)
+    y = np.array(model(x))
+    model.backward(g, input_grad=False)
+    assert model.layers[-1]._laned_pass is not None
+    dw, db = conv.weight.grad.copy(), conv.bias.grad.copy()
+    y0 = np.array(_uncut(lambda: model(x)))
+    _uncut(lambda: model.backward(g, input_grad=False))
+    # S: the same sums over |terms|, in float64
+    abs_model = tc.Sequential(tc.Conv2D(3, 4, 3, padding=1, dtype=np.float64, rng=rng))
+    abs_model[0].weight.data[...] = np.abs(conv.weight.data)
+    abs_model[0].bias.data[...] = np.abs(conv.bias.data)
+    s_y = _uncut(lambda: np.array(abs_model(np.abs(x).astype(np.float64))))
+    _uncut(lambda: abs_model.backward(np.abs(g).astype(np.float64), input_grad=False))
+    assert_close_reduction(y, y0, 3 * 9 + 1, np.float32, s_y, "output")
+    terms = n * 5 * 5
+    assert_close_reduction(dw, conv.weight.grad, terms, np.float32, abs_model[0].weight.grad, "weight.grad")
+    assert_close_reduction(db, conv.bias.grad, terms, np.float32, abs_model[0].bias.grad, "bias.grad")
+
+
+def test_a_fit_in_lanes_follows_the_uncut_trajectory(two_threads):
+    """Five SGD steps with momentum, float64: every loss and weight as without lanes."""
+    def train():
+        rng = np.random.default_rng(3)
+        model = tc.Sequential(tc.Conv2D(1, 4, 3, dtype=np.float64, rng=rng), tc.ReLU(), tc.MaxPool2D(2),
+                              tc.Flatten(), tc.Dense(4 * 3 * 3, 3, dtype=np.float64, rng=rng))
+        data = np.random.default_rng(4)
+        x = data.standard_normal((40, 1, 8, 8))
+        y = data.integers(0, 3, 40)
+        model.compile(optimizer=tc.SGD(model.parameters(), lr=0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+        hist = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        return hist.history["loss"], model.state_dict()
+
+    loss, state = train()
+    loss0, state0 = _uncut(train)
+    assert_rel_close(loss, loss0, 1e-9, "loss")
+    for key in state0:
+        assert_rel_close(state[key], state0[key], 1e-9, key)
+
+
+def test_three_lanes(two_threads, monkeypatch):
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+    rng = np.random.default_rng(5)
+    model = _net(rng, np.float64, 3, 1, 1, "max", "relu", 6)
+    x = rng.standard_normal((7, 2, 6, 6))
+    g = rng.standard_normal((7, 4))
+    y = np.array(model(x))
+    dx = np.array(model.backward(g))
+    laned = model.layers[-1]._laned_pass
+    assert [s.stop - s.start for s in laned.slices] == [3, 2, 2]
+    grads = [p.grad.copy() for p in model.parameters()]
+    y0 = _uncut(lambda: np.array(model(x)))
+    dx0 = _uncut(lambda: np.array(model.backward(g)))
+    assert_rel_close(y, y0, TORCH_F64_REL_TOL, "output")
+    assert_rel_close(dx, dx0, TORCH_F64_REL_TOL, "input gradient")
+    for a, p in zip(grads, model.parameters()):
+        assert_rel_close(a, p.grad, TORCH_F64_REL_TOL, "grad")
+
+
+@pytest.mark.parametrize("mixer", ["batchnorm", "dropout"])
+def test_layers_that_mix_samples_in_training_are_never_cut(two_threads, mixer):
+    rng = np.random.default_rng(0)
+    mid = tc.BatchNorm2D(3, dtype=np.float64) if mixer == "batchnorm" else tc.Dropout(0.5, rng=np.random.default_rng(1))
+    model = tc.Sequential(tc.Conv2D(2, 3, 3, dtype=np.float64, rng=rng), mid, tc.Flatten(),
+                          tc.Dense(3 * 4 * 4, 2, dtype=np.float64, rng=rng))
+    x = rng.standard_normal((8, 2, 6, 6))
+    model.train()
+    assert lanes.lane_count(model.layers, 8) == 1
+    model(x)
+    assert model.layers[-1]._laned_pass is None
+    model.eval()                                       # running statistics / identity: per sample again
+    assert lanes.lane_count(model.layers, 8) == 2
+    y = np.array(model(x))
+    assert model.layers[-1]._laned_pass is not None
+    assert_rel_close(y, _uncut(lambda: np.array(model(x))), TORCH_F64_REL_TOL, "eval output")
+
+
+def test_batchnorm_eval_lanes_see_updated_running_statistics(two_threads):
+    rng = np.random.default_rng(2)
+    bn = tc.BatchNorm2D(2, dtype=np.float64)
+    model = tc.Sequential(bn, tc.Flatten())
+    x = rng.standard_normal((6, 2, 3, 3))
+    model.eval()
+    model(x)                                           # replicas made now
+    model.train()
+    model(x + 3.0)                                     # running statistics move (uncut: batch stats)
+    model.eval()
+    assert_rel_close(np.array(model(x)), _uncut(lambda: np.array(model(x))), TORCH_F64_REL_TOL, "output")
+
+
+def test_replaced_parameter_arrays_are_picked_up(two_threads):
+    rng = np.random.default_rng(1)
+    model = _net(rng, np.float64, 3, 1, 0, None, "relu", 6)
+    x = rng.standard_normal((4, 2, 6, 6))
+    model(x)
+    model[0].weight.data = model[0].weight.data * 2.0  # a new array, not an in-place update
+    y = np.array(model(x))
+    assert_rel_close(y, _uncut(lambda: np.array(model(x))), TORCH_F64_REL_TOL, "output")
+
+
+def test_layer_backward_on_its_own_after_a_cut_forward_is_refused(two_threads):
+    rng = np.random.default_rng(0)
+    model = _net(rng, np.float64, 3, 1, 0, None, "relu", 6)
+    model(rng.standard_normal((4, 2, 6, 6)))
+    with pytest.raises(RuntimeError, match=r"backward\(\) called before forward\(\)"):
+        model[0].backward(np.zeros((4, 3, 4, 4)))
+
+
+def test_wrong_gradient_shape_after_a_cut_forward_names_the_layer(two_threads):
+    rng = np.random.default_rng(0)
+    model = _net(rng, np.float64, 3, 1, 0, None, "relu", 6)
+    model(rng.standard_normal((4, 2, 6, 6)))
+    with pytest.raises(ValueError, match=r"Dense\(48, 4\): backward got grad_y of shape \(3, 4\), but forward "
+                                         r"produced an output of shape \(4, 4\)"):
+        model.backward(np.zeros((3, 4)))
+
+
+class _FailOnRow(tc.layers.Layer):
+    per_sample = True
+
+    def __init__(self, bad):
+        self.bad = bad
+        self._cache = None
+
+    def forward(self, x):
+        if np.any(x[:, 0, 0, 0] == self.bad):
+            raise ValueError(f"_FailOnRow: found the value {self.bad}")
+        return x
+
+    def backward(self, grad_y):
+        return grad_y
+
+
+def test_an_error_in_a_helper_lane_reaches_the_caller(two_threads):
+    x = np.zeros((4, 1, 2, 2))
+    x[3, 0, 0, 0] = 7.0                                # row 3: in lane 1, on the helper thread
+    model = tc.Sequential(_FailOnRow(7.0), tc.Flatten())
+    with pytest.raises(ValueError, match="found the value 7.0"):
+        model(x)
+    x[3, 0, 0, 0] = 0.0
+    assert np.array(model(x)).shape == (4, 4)          # and the helpers still work afterwards
+
+
+def test_a_layer_that_does_not_say_per_sample_is_not_cut(two_threads):
+    class Mine(tc.layers.Layer):
+        def forward(self, x):
+            return x
+
+        def backward(self, g):
+            return g
+
+    assert lanes.lane_count([Mine(), tc.Flatten()], 64) == 1
+
+
+def test_replica_refuses_parameters_stored_under_other_names():
+    class Odd(tc.layers.Layer):
+        def __init__(self):
+            self.w = tc.Parameter(np.zeros(3))
+            self._cache = None
+
+        def named_parameters(self):
+            return {"weight": self.w}
+
+    with pytest.raises(TypeError, match=r"parameter 'weight' is not stored as the attribute self.weight"):
+        Odd().replica()
+
+
+def test_replicas_share_values_not_gradients():
+    rng = np.random.default_rng(0)
+    conv = tc.Conv2D(2, 3, 3, rng=rng)
+    rep = conv.replica()
+    assert rep.weight.data is conv.weight.data and rep.bias.data is conv.bias.data
+    assert rep.weight is not conv.weight and rep.weight.grad is not conv.weight.grad
+    assert rep._workspaces is not conv._workspaces
+
+
+def test_kernels_release_the_gil():
+    """Lanes only run side by side if the kernels let go of Python's lock while they work."""
+    from tinycnn import kernels
+
+    for kernel in (kernels.im2col_cm, kernels.col2im_cm, kernels.maxpool2d_forward_cm):
+        assert kernel.targetoptions.get("nogil") is True
+        assert kernel.serial.targetoptions.get("nogil") is True
