@@ -38,7 +38,8 @@ def machine_md(m: dict) -> list[str]:
 def train_md(records: list[dict], matmul: dict | None) -> list[str]:
     lines = ["## Training step and inference (images per second; median of interleaved calls)", "",
              "Each contender's turn starts after a 0.3 s pause, so no engine's idle threads are still "
-             "spinning on a core when the next one starts (benchmarks/timing.py).", "",
+             "spinning on a core when the next one starts, then makes untimed calls for 0.25 s, so "
+             "the cores are back from idle before the timed calls (benchmarks/timing.py).", "",
              "| net | mode | batch | threads | tinycnn | PyTorch | NumPy im2col | tinycnn / PyTorch "
              "| tinycnn / NumPy | tinycnn GFLOP/s | of matmul peak |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -1,8 +1,8 @@
 """Interleaved timing and thread control, shared by every section of the suite.
 
 ``interleave`` runs each contender's function in rounds: round r starts with contender r (mod n) and
-goes through all of them, each one pausing ``SETTLE_S`` (see below), running one untimed call and
-then ``reps`` timed calls. Machine
+goes through all of them, each one pausing ``SETTLE_S``, running untimed calls for ``WARM_S`` (see
+below for both) and then ``reps`` timed calls. Machine
 drift (other processes, frequency changes) therefore lands on every contender alike, and the median
 of each contender's timed calls is what is reported.
 """
@@ -23,6 +23,14 @@ from typing import Callable
 # turn starts from a settled machine. ``run.py`` sets 0 for --quick.
 SETTLE_S = 0.3
 
+# Untimed calls after the pause, for at least this many seconds (and at least one call). A core that
+# sat idle through the pause comes back slowly: on the benchmark machine (a 2-vCPU VM) the first 3-4
+# tinycnn LeNet steps after a 0.3 s pause took 13-20 ms and the following ones 10-11 ms, turn after
+# turn, with no other engine running (benchmarks/NOTES.md 6.2). One untimed call did not cover
+# that, so the median of 5 timed calls measured the wake-up as much as the engine. Every contender
+# gets the same warm-up; ``run.py`` sets 0 for --quick (then: one untimed call).
+WARM_S = 0.25
+
 
 def interleave(fns: dict[str, Callable[[], object]], rounds: int, reps: int) -> dict[str, list[float]]:
     """name -> list of ``rounds * reps`` wall times in seconds, measured round-robin."""
@@ -34,7 +42,10 @@ def interleave(fns: dict[str, Callable[[], object]], rounds: int, reps: int) -> 
             fn = fns[name]
             if SETTLE_S > 0 and len(names) > 1:
                 time.sleep(SETTLE_S)                          # let the previous engine's threads go idle
-            fn()                                              # untimed: the switch-over call
+            start = time.perf_counter()
+            fn()                                              # untimed: the switch-over call ...
+            while time.perf_counter() - start < WARM_S:       # ... and more, until the cores are awake
+                fn()
             for _ in range(reps):
                 t0 = time.perf_counter()
                 fn()
