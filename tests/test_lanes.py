@@ -267,3 +267,56 @@ def test_kernels_release_the_gil():
     for kernel in (kernels.im2col_cm, kernels.col2im_cm, kernels.maxpool2d_forward_cm):
         assert kernel.targetoptions.get("nogil") is True
         assert kernel.serial.targetoptions.get("nogil") is True
+
+
+def _tricky(rng, shape):
+    """Values full of ties, zeros of both signs, negatives, NaN and -inf: what could tell the order
+    of ReLU and max pooling apart."""
+    x = rng.choice(np.array([-2.0, -1.0, -0.0, 0.0, 0.0, 1.0, 1.0, 2.0, 3.0, -np.inf, np.nan]), size=shape)
+    small = rng.random(shape) < 0.5
+    x[small] = rng.integers(-2, 3, size=shape)[small]                  # more ties
+    return x
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])   # the fixture's state is the same for every example
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(2, 3), stride=st.integers(1, 3), padding=st.integers(0, 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_relu_then_maxpool_runs_pool_first_in_lanes_with_the_same_bits(two_threads, monkeypatch, seed, k, stride, padding, dtype):
+    """Inside lanes ReLU -> MaxPool2D runs as MaxPool2D -> ReLU: outputs and input gradients must be
+    bitwise those of the written order (overlapping windows, padding, ties, NaN, -inf, -0.0)."""
+    if padding > k // 2:
+        padding = 0
+    rng = np.random.default_rng(seed)
+    x = _tricky(rng, (6, 3, 7, 7)).astype(dtype)
+    pool = tc.MaxPool2D(k, stride, padding)
+    oh = pool.output_shape((3, 7, 7))[1]
+    model = tc.Sequential(tc.ReLU(), pool, tc.Flatten(), tc.Dense(3 * oh * oh, 4, dtype=dtype, rng=rng))
+    assert lanes.execution_order(model.layers) == [1, 0, 2, 3]
+    g = rng.standard_normal((6, 4)).astype(dtype)
+
+    def run():
+        with np.errstate(invalid="ignore"):
+            y = np.array(model(x))
+            dx = np.array(model.backward(g))
+        assert model.layers[-1]._laned_pass is not None
+        return y, dx, [p.grad.copy() for p in model.parameters()]
+
+    y, dx, grads = run()
+    with monkeypatch.context() as m:                    # undone before the next example
+        m.setattr(lanes, "SWAP_RELU_POOL", False)
+        assert lanes.execution_order(model.layers) == [0, 1, 2, 3]
+        y0, dx0, grads0 = run()
+    np.testing.assert_array_equal(y, y0)                # NaN == NaN here, and -0.0 vs 0.0 ...
+    np.testing.assert_array_equal(np.signbit(dx), np.signbit(dx0))   # ... is checked through the sign bit
+    np.testing.assert_array_equal(dx, dx0)
+    for a, b in zip(grads, grads0):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_only_an_exact_relu_before_an_exact_maxpool_is_swapped():
+    class MyReLU(tc.ReLU):
+        pass
+
+    assert lanes.execution_order([tc.ReLU(), tc.AvgPool2D(2), tc.ReLU(), tc.MaxPool2D(2), tc.Flatten()]) == [0, 1, 3, 2, 4]
+    assert lanes.execution_order([MyReLU(), tc.MaxPool2D(2)]) == [0, 1]
+    assert lanes.execution_order([tc.Sigmoid(), tc.MaxPool2D(2)]) == [0, 1]    # saturation makes ties
