@@ -27,6 +27,7 @@ def two_threads(monkeypatch):
     numba.set_num_threads(2)
     old = lanes.set_enabled(True)
     monkeypatch.setattr(lanes, "MIN_LANE_BATCH", 1)
+    monkeypatch.setattr(lanes, "MIN_LANE_MACS", 0)
     yield
     lanes.set_enabled(old)
     numba.set_num_threads(old_threads)
@@ -320,3 +321,20 @@ def test_only_an_exact_relu_before_an_exact_maxpool_is_swapped():
     assert lanes.execution_order([tc.ReLU(), tc.AvgPool2D(2), tc.ReLU(), tc.MaxPool2D(2), tc.Flatten()]) == [0, 1, 3, 2, 4]
     assert lanes.execution_order([MyReLU(), tc.MaxPool2D(2)]) == [0, 1]
     assert lanes.execution_order([tc.Sigmoid(), tc.MaxPool2D(2)]) == [0, 1]    # saturation makes ties
+
+
+def test_small_networks_are_cut_only_when_each_lane_has_enough_work():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs Numba with at least 2 threads")
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(0)
+        tiny = tc.Sequential(tc.Conv2D(3, 8, 3, rng=rng), tc.ReLU(), tc.Flatten(), tc.Dense(8 * 30 * 30, 10, rng=rng))
+        macs = 8 * 27 * 30 * 30 + 8 * 30 * 30 * 10                     # conv + dense, per image
+        per_lane_needed = -(-lanes.MIN_LANE_MACS // macs)              # images per lane for enough work
+        assert lanes.lane_count(tiny.layers, 2 * per_lane_needed - 2, (3, 32, 32)) == 1
+        assert lanes.lane_count(tiny.layers, 2 * per_lane_needed, (3, 32, 32)) == 2
+        assert lanes.lane_count(tiny.layers, 2 * lanes.MIN_LANE_BATCH - 1) == 1   # shape unknown: batch rule
+    finally:
+        numba.set_num_threads(old)

@@ -7,8 +7,8 @@ Two ways to put T cores to work on one training step:
 
 * inside each kernel: every im2col, product and pooling pass is split over the T threads, which meet
   again at its end (tinycnn's other path: ``_jit.launch`` and ``kernels.matmul``). A step of the seed
-  CNN starts ~40 such pieces of parallel work; each costs a wake-up and a wait, and the short ones
-  (ReLU, pooling of a small map) never pay for it.
+  CNN starts ~20 such pieces of parallel work (8 split products, 13 parallel kernels at batch 64);
+  each costs a wake-up and a wait, and the short ones (ReLU, pooling of a small map) never pay for it.
 * across the batch ("lanes"): sample i's forward and backward never look at sample j's (when every
   layer is ``per_sample``), so lane t takes rows ``slices[t]`` of the batch through its own copies of
   the layers (``Layer.replica``: the same parameter arrays, its own caches and gradients) from the
@@ -45,12 +45,18 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import _jit, _workers, backprop
+from . import _jit, _workers, backprop, shapes
 from .kernels.gemm import blas_single_threaded
 from .layers.activation import ReLU
 from .layers.pool import MaxPool2D
 
-MIN_LANE_BATCH = 8          # images per lane at least: below this the join costs more than it saves
+# A lane must carry enough work to pay for the joins and for the two lanes' Python code taking turns
+# on the GIL (~0.5-1 ms per step in all). Measured at two threads (benchmarks/NOTES.md 6.6): the
+# seed CNN (5.1 M multiply-adds per image) gains from 8 images per lane on (41 M per lane), LeNet
+# (3.8 M) just about at 8 (30 M), a 0.45 M network loses at 16 images per lane (7 M: 2.2 ms in lanes
+# against 1.7 ms on one thread).
+MIN_LANE_BATCH = 8          # images per lane at least
+MIN_LANE_MACS = 25_000_000  # forward multiply-adds per lane at least
 
 
 @dataclass
@@ -61,20 +67,39 @@ class LanedPass:
     out_shape: tuple          # (N, ...): the joined output's shape
 
 
-def lane_count(layers, n: int) -> int:
-    """How many lanes a forward of ``n`` samples through ``layers`` would use (1: not cut)."""
+def lane_count(layers, n: int, sample_shape=None) -> int:
+    """How many lanes a forward of ``n`` samples (each of ``sample_shape``, if known) through
+    ``layers`` would use (1: not cut)."""
     threads = numba.get_num_threads()
     if threads < 2 or _jit.serial_here() or not _ENABLED:
         return 1
     if not layers or not all(getattr(layer, "per_sample", False) for layer in layers):
         return 1
-    return max(1, min(threads, n // MIN_LANE_BATCH))
+    count = max(1, min(threads, n // MIN_LANE_BATCH))
+    macs = _macs_per_sample(layers, sample_shape) if sample_shape is not None else None
+    while count > 1 and macs is not None and (n // count) * macs < MIN_LANE_MACS:
+        count -= 1
+    return count
+
+
+def _macs_per_sample(layers, sample_shape):
+    """Forward multiply-adds per sample, remembered on the last layer per input shape; None when the
+    layers cannot say (a layer of the user's without ``output_shape``)."""
+    key = (tuple(id(layer) for layer in layers), tuple(sample_shape))
+    memo = getattr(layers[-1], "_lane_macs", None)
+    if memo is None or memo[0] != key:
+        try:
+            macs = shapes.macs_per_sample(layers, sample_shape)
+        except Exception:                       # noqa: BLE001 - any failure: fall back to the batch rule
+            macs = None
+        memo = layers[-1]._lane_macs = (key, macs)
+    return memo[1]
 
 
 def forward(layers, x):
     """Run ``x`` (N, ...) through ``layers``, in lanes when ``lane_count`` says so."""
     last = layers[-1] if layers else None
-    count = lane_count(layers, x.shape[0]) if isinstance(x, np.ndarray) and x.ndim >= 1 else 1
+    count = lane_count(layers, x.shape[0], x.shape[1:]) if isinstance(x, np.ndarray) and x.ndim >= 2 else 1
     if count < 2:
         if last is not None:
             last._laned_pass = None

@@ -138,6 +138,11 @@ def _macs(layer, r: LayerShape) -> int:
     return 0
 
 
+def macs_per_sample(layers, input_shape) -> int:
+    """Multiply-accumulates of one sample's forward pass through ``layers`` (Conv2D and Dense)."""
+    return sum(_macs(r.layer, r) for r in infer_shapes(layers, tuple(input_shape)))
+
+
 def layer_stats(records: list[LayerShape], batch_size: int, itemsize: int) -> list[LayerStats]:
     stats = []
     for r in records:
