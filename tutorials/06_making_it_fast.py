@@ -253,7 +253,7 @@ print(f"NumPy im2col: {t_numpy * 1e3:.3f} ms, {t_loops / t_numpy:.0f}x faster th
 assert t_loops > 10 * t_numpy, "im2col should be more than an order of magnitude faster than the loops"
 
 # %% [markdown]
-# Two to three orders of magnitude (about 490 times on the run that made this page), from the same
+# Two to three orders of magnitude (482 times on the run that made this page), from the same
 # arithmetic: the loops made N · 64 · 169 = 346,112 NumPy calls, im2col makes about a dozen. The price
 # is memory. `cols` holds every input pixel once for each window
 # that contains it, so it is much bigger than the input; and a computer moves bytes far more slowly
@@ -307,8 +307,8 @@ print(f"matrix multiply:         {t_gemm * 1e3:7.3f} ms  ({flops / t_gemm / 1e9:
 print(f"bias + NCHW reshuffle:   {t_bias_reshape * 1e3:7.3f} ms")
 
 # %% [markdown]
-# On this page's run the multiply, which does all the arithmetic, took about 1.9 ms, and the im2col
-# copy, which does none, about 0.43 ms: a quarter as long again, for moving 6 MB. The reshuffle of the
+# On this page's run the multiply, which does all the arithmetic, took about 1.8 ms, and the im2col
+# copy, which does none, about 0.42 ms: a quarter as long again, for moving 6 MB. The reshuffle of the
 # output into (N, O, OH, OW) order was small here (under 0.1 ms). So rung 2 already spends most of its
 # time in the multiply; what is left to win around it is the copy.
 #
@@ -369,11 +369,11 @@ print("load average now: %.1f %.1f %.1f" % os.getloadavg())
 # * **The peak depends on the instructions the library uses.** This machine's environment sets
 #   `OPENBLAS_CORETYPE=Haswell` (and `OPENBLAS_L2_SIZE`), which makes NumPy's OpenBLAS use its AVX2
 #   kernels although the CPU has AVX-512. AVX-512 instructions work on 16 float32 numbers at once, AVX2
-#   on 8, and the fresh process without those two variables shows it: about twice the rate (226 against
-#   120 GFLOP/s on this page's run). The rungs below all use NumPy as configured, so its 120 GFLOP/s is
+#   on 8, and the fresh process without those two variables shows it: nearly twice the rate (226 against
+#   123 GFLOP/s on this page's run). The rungs below all use NumPy as configured, so its 123 GFLOP/s is
 #   the peak they are measured against. (The benchmark suite, `python -m benchmarks`, removes the two
 #   variables; tests keep them.)
-# * **The convolution's own product is nearly as efficient** as the square one here (89 %): its inner
+# * **The convolution's own product is nearly as efficient** as the square one here (91 %): its inner
 #   dimension of 288 and its 5,408 columns are still large enough for each loaded number to be reused
 #   many times. No im2col convolution can beat its own matrix multiply, so this rate is the ceiling
 #   of rungs 2 to 4.
@@ -403,15 +403,16 @@ print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
 # %% [markdown]
 # The two rungs build the same `cols` and call the same matrix multiply, so they agree exactly (a
 # difference of 0), and any speed difference comes from the copy alone. Here the surprise: on one
-# thread the Numba copy is *not* faster than NumPy's (0.69 against 0.43 ms in section 4), and rung 3 is
-# about as fast as rung 2 (0.93 times on this run). NumPy's nine slice copies are already compiled
+# thread the Numba copy is *not* faster than NumPy's (1.2 against 0.42 ms in section 4), and rung 3 is
+# slower than rung 2 (0.73 times its speed on this run: 3.20 against 2.35 ms, 0.85 ms more, about the
+# 0.81 ms between the two copies). NumPy's nine slice copies are already compiled
 # loops; with only nine calls there is no interpreter overhead left to remove, and compiling a loop is
 # no magic beyond that. Numba pays where NumPy cannot express the work as a few large array
 # operations: col2im in the backward pass, where overlapping windows must *add up*, or max-pooling that
 # also records which input won. The benchmark suite's per-layer table (benchmarks/results/latest.md,
-# its run of 2026-11-27 00:41, batch 64, two threads on a shared machine) shows it: max-pool forward
-# and backward take 1.5 and 0.5 ms in tinycnn's Numba kernels against 11.9
-# and 6.1 ms in its plain-NumPy engine.
+# its run of 2026-11-27 03:31, batch 64, two threads on a shared machine) shows it: max-pool forward
+# and backward take 1.39 and 0.45 ms in tinycnn's Numba kernels against 18.18
+# and 10.97 ms in its plain-NumPy engine.
 #
 # ## 7. Rung 4: tinycnn's fast path
 #
@@ -464,12 +465,12 @@ print(f"tc.Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh proces
 
 # %% [markdown]
 # For one forward pass of one layer on one thread, the multiply still dominates, but rung 4 came out
-# 1.2 times as fast as rung 3 (2.17 ms on this run). Most of that is its im2col: the columns are ordered
+# 1.6 times as fast as rung 3 (2.00 ms on this run). Most of that is its im2col: the columns are ordered
 # with the images fastest, so the kernel copies runs of 32 contiguous numbers (one per image) instead
 # of image rows of 13 with a bounds test per element (benchmarks/NOTES.md, section 4.6, measured the
 # same change at 2.3 -> 0.8 ms for im2col and 4.7 -> 1.1 ms for col2im at batch 64). Over a whole
 # network and its backward pass these savings add up. The line that stands out is still the last: the
-# same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.25 ms instead of 2.17. The
+# same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.19 ms instead of 2.00. The
 # multiply's instruction set is worth more here than everything else on the ladder after rung 2.
 #
 # And PyTorch, on the same data and the same single thread, as a yardstick (skipped if PyTorch is not
@@ -495,12 +496,12 @@ else:
     print("PyTorch is not installed: no PyTorch rung")
 
 # %% [markdown]
-# PyTorch was about 2.2 times faster than tinycnn's fast path on this run (0.99 against 2.17 ms). It
-# reports that it uses AVX-512 code, and its rate (201 GFLOP/s, below) is above what NumPy's BLAS
-# reaches as configured and 89 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off did not slow it
-# down here, so its lead is not one particular convolution algorithm; how PyTorch computes it inside was
-# not taken apart for this page. Most of the gap is the instruction set: tinycnn with AVX-512 BLAS
-# kernels (previous cell) closes most of it (1.25 against 0.99 ms).
+# PyTorch was about 2.0 times faster than tinycnn's fast path on this run (1.015 against 2.002 ms). It
+# reports that it uses AVX-512 code, and its rate (196 GFLOP/s, below) is above what NumPy's BLAS
+# reaches as configured and 87 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off slowed it
+# down by only about 5 % here (1.062 ms), so its lead is not one particular convolution algorithm; how
+# PyTorch computes it inside was not taken apart for this page. Most of the gap is the instruction
+# set: tinycnn with AVX-512 BLAS kernels (previous cell) closes most of it (1.188 against 1.015 ms).
 #
 # ## 8. The ladder in one picture
 #
@@ -577,9 +578,9 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 # Read the two pictures together. The first step, from loops to im2col, is worth two to three orders
 # of magnitude and is all about interpreter overhead: it turns a third of a million small calls into a
 # dozen large ones. The loops reach about a tenth of a percent of the peak; the im2col rungs reach
-# about two thirds to three quarters of it (63–76 % on this run), and the differences between them are
-# tens of percent at most. Their ceiling is the convolution's own product
-# (dotted line, 89 % of the peak): the rest of their time is the im2col copy, the memory traffic of
+# about half to four fifths of it (50.5–80.7 % on this run), and they differ from each other by 1.6 times
+# at most (rung 3 against rung 4). Their ceiling is the convolution's own product
+# (dotted line, 91 % of the peak): the rest of their time is the im2col copy, the memory traffic of
 # section 4. PyTorch's bar goes above NumPy's peak (dashed) because it uses wider instructions
 # (dash-dotted line: NumPy's own rate with the AVX-512 kernels). The page faults column is 0 for every
 # rung: after the first call, the memory allocator hands back memory the process already has, so at
@@ -622,13 +623,24 @@ show("as the machine is now", quiet_1, quiet_2)
 # %% [markdown]
 # Two threads can at best halve the time, and only for work that splits evenly and is large enough
 # that starting the threads and waiting for the slower of the two is cheap. On this page's run (load
-# average 0.7) the big square product came close to 2× (1.94×), tinycnn's forward gained 1.76× and
-# PyTorch's convolution 1.66×. tinycnn's figure needed two things (benchmarks/NOTES.md 4.3–4.4).
+# average 0.9) the big square product came close to 2× (1.98×) and PyTorch's convolution gained 1.52×,
+# but tinycnn's forward gained nothing: 0.95×, 2.025 ms on two threads against 1.926 ms on one.
+# That line moves more from run to run than any other in the table: earlier full runs of this page
+# printed 1.17×, 1.14× and 1.76× for it (the last of them with this same cell, on tinycnn as it was
+# before lanes). It is one call of about 2 ms whose parallel steps each wait for the slower half, and
+# its 25 timed calls take about a twentieth of a second, so whatever else runs on the second core of
+# this shared 2-core machine in that moment can weigh heavily on it; the next table shows how far a busy
+# second core pulls it down. This run's output does not say what it was this time. Over a whole
+# training step later in this run, with the kernels split the same way (the "lanes off" line at the
+# end of this section), two threads did gain: 1.59×.
+#
+# A two-thread gain for tinycnn needs two things (benchmarks/NOTES.md 4.3–4.4).
 # First, tinycnn splits its products over its own threads with BLAS set to one thread: after a
 # multi-threaded product, OpenBLAS's idle worker keeps spinning on its core for about 0.1 s, and the
 # Numba kernel that comes next finds that core taken. Second, `time_at` pauses before each
 # measurement for the same reason: without the pause, the square product measured just before it
-# left its worker spinning, and this cell showed tinycnn's forward *slower* on two threads (0.96×).
+# left its worker spinning, and an earlier run of this cell showed tinycnn's forward *slower* on two
+# threads (0.96×).
 #
 # Now the failure everyone meets sooner or later: **oversubscription**, more busy threads than cores.
 # Below, one extra busy process (a Python loop that does nothing, started here and stopped right
@@ -647,10 +659,11 @@ finally:
 show("with one extra busy process", busy_1, busy_2)
 
 # %% [markdown]
-# Compare the two tables. The one-thread times hardly moved, but the square product went from 1.94×
-# faster on two threads to 1.03× (no gain at all), and tinycnn's forward from 1.76× to 0.80×: *slower* on two
-# threads than on one, because every one of its parallel steps waited for the half that was queued
-# behind the intruder. PyTorch's convolution kept its gain on this run (1.82×). How much the intruder
+# Compare the two tables. The one-thread times hardly moved, but the square product went from 1.98×
+# faster on two threads to 1.07× (almost no gain), and tinycnn's forward from 0.95× to 0.78×: clearly
+# *slower* on two threads than on one (2.468 against 1.917 ms), because every one of its parallel steps
+# waited for the half that was queued behind the intruder. PyTorch's convolution kept most of its gain
+# on this run (1.39× against 1.52×). How much the intruder
 # costs depends on what else the machine runs (this page prints the load so you can judge) and
 # changes from run to run; the numbers are not asserted. On a busier moment, with the load average
 # near 4 before the intruder started, a full-size draft run of this page saw two threads 2 to 30 times
@@ -669,15 +682,207 @@ show("with one extra busy process", busy_1, busy_2)
 # * on a shared or busy machine, one thread is often faster than two and is always more predictable;
 # * measure with the load average in view, and trust medians, not single runs.
 #
+# ### Two cores for a whole training step: split every kernel, or split the batch
+#
+# Everything above put two cores on *one* call. A training step is a chain of such calls, a forward
+# and a backward through every layer, and there are two ways to put two cores to work on it.
+#
+# * **Split every kernel.** Each matrix product and each Numba kernel divides its own work in two, one
+#   half per core, and the halves meet again at its end. For the seed CNN at batch 64 that is about
+#   twenty meetings per step (8 of its 11 products and 13 of its 17 Numba kernels; the smaller ones are
+#   not worth splitting and stay on one core). Each costs a wake-up of the other core's thread and a
+#   wait for the slower half, so the shorter kernels (a ReLU, the pooling of a small map) gain little
+#   or nothing from being split (tinycnn/_jit.py has what a hand-over costs).
+# * **Split the batch into lanes.** Image i's forward and backward never look at image j's. So tinycnn
+#   cuts a batch of 64 into two *lanes* of 32, and each core takes its lane through the whole network,
+#   first layer to last, with every kernel serial and BLAS on one thread. Each lane runs its own
+#   copies of the layers (`Layer.replica()`: the same weight arrays, but its own caches and gradients).
+#   The lanes meet twice per step: when the forward joins their outputs, so that the loss sees the
+#   whole batch, and when the backward adds up their weight gradients.
+#
+# Lanes are what `Sequential.forward`, `Sequential.backward` and `fit` do when Numba has two or more
+# threads and each lane gets enough work: at least 8 images (`lanes.MIN_LANE_BATCH`) and 25 million
+# forward multiply-adds (`lanes.MIN_LANE_MACS`; the seed CNN has about 5 million per image). A single layer
+# called on its own, as in the table above, is never cut. Two Python threads can only run at the
+# same time because their work lets go of Python's global interpreter lock (the GIL) while it runs:
+# NumPy's BLAS calls do, and tinycnn compiles every Numba kernel with `nogil=True` (tinycnn/_jit.py).
+# Without that the two lanes would take turns on one core.
+#
+# The cell below times a whole training step (forward, loss, backward, SGD step) of the seed CNN at
+# batch 64 three ways: on 1 thread; on 2 threads with lanes (as tinycnn ships); and on 2 threads with
+# lanes switched off (`tinycnn.lanes.set_enabled(False)`), so that every kernel is split instead. As
+# above, each measurement starts with a pause, then runs untimed steps for a quarter of a second,
+# because a core that sat idle through the pause needs a few steps to come back to full speed
+# (benchmarks/timing.py). The three setups take turns, so a busy moment of the machine hits all of
+# them. Before the timing, the cell checks that lanes on and off compute the same loss and gradients.
+
+# %%
+from tinycnn import lanes
+
+STEP_BATCH = 16 if FAST else 64                        # 2 lanes of >= lanes.MIN_LANE_BATCH images, each
+WIDTHS = (32, 64, 128)                                   # with >= lanes.MIN_LANE_MACS multiply-adds: the seed CNN
+STEP_REPS, ROUNDS = (3, 1) if FAST else (20, 3)
+net_rng = np.random.default_rng(16)
+w1, w2, w3 = WIDTHS
+
+
+def seed_cnn(dtype, rng):
+    return tc.Sequential(tc.Conv2D(3, w1, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),    # 32 -> 30 -> 15
+                         tc.Conv2D(w1, w2, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),   # 15 -> 13 -> 6
+                         tc.Conv2D(w2, w3, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),   # 6 -> 4 -> 2
+                         tc.Flatten(), tc.Dense(w3 * 2 * 2, 10, dtype=dtype, rng=rng))
+
+
+cnn = seed_cnn(np.float32, net_rng)
+xb = net_rng.standard_normal((STEP_BATCH, 3, 32, 32), dtype=np.float32)      # (N, 3, 32, 32)
+yb = net_rng.integers(0, 10, STEP_BATCH)                                     # (N,) labels
+ce = tc.SoftmaxCrossEntropy()
+
+
+def with_lanes(on, fn):
+    """fn() with lanes switched on or off, and the old setting restored afterwards."""
+    old = lanes.set_enabled(on)
+    try:
+        return fn()
+    finally:
+        lanes.set_enabled(old)
+
+
+def loss_and_gradients():
+    """One forward + backward at the current weights: loss, logits (N, 10), every parameter's gradient."""
+    logits = np.array(cnn(xb))
+    loss = ce(logits, yb)
+    cnn.backward(ce.backward(), input_grad=False)      # nobody needs the gradient of the images
+    return loss, logits, [p.grad.copy() for p in cnn.parameters()]
+
+
+with threads(2):
+    n_lanes = lanes.lane_count(cnn.layers, STEP_BATCH, (3, 32, 32))
+    loss_on, z_on, grads_on = with_lanes(True, loss_and_gradients)
+    loss_off, z_off, grads_off = with_lanes(False, loss_and_gradients)
+print(f"batch of {STEP_BATCH} on 2 threads: cut into {n_lanes} lanes")
+assert n_lanes == 2 or numba.config.NUMBA_NUM_THREADS < 2
+dz = float(np.abs(z_on - z_off).max())
+print(f"logits: max |difference| {dz:.1e} ({dz / np.spacing(np.float32(np.abs(z_off).max())):.0f} units "
+      f"in the last place of the largest logit)")
+# The loss: the same code, on logits that differ by at most dz. Its slope in logit k of image n is
+# (p - t) / N, whose absolute values add up to at most 2 / N per image, so the logits move it by at
+# most 2 dz. Each run also rounds, per image: z - max z (up to 2 max|z| units of u, felt twice), exp
+# and log (3.5 and 4.5 units: NumPy's accuracy, as in tests/tolerances.py; the log is of a sum in
+# [1, K]), K additions and a subtraction; then the mean of N positive terms. In all, per run, at most
+# gamma_m (1 + L) with m = N + K + 4 + 4.5 ln K + 4 max|z|; rounding_bound is twice that.
+n_loss = STEP_BATCH + 10 + int(np.ceil(4 + 4.5 * np.log(10) + 4 * np.abs(z_off).max()))
+assert_agree("loss, lanes vs lanes off", loss_on, loss_off,
+             2 * dz + rounding_bound(n_loss, 1 + loss_off, np.float32))
+# A gradient is a sum over the batch that the lanes add up as two partial sums (then one sum of the
+# two). In float32 that is not the only difference: the terms themselves differ in their last bits,
+# as the logits above do, because BLAS rounds a product of 32 columns differently from one of 64. So
+# the gradients are compared on a float64 copy of the network (same weights, same images), where both
+# effects are ~1e-16 relative, against the project's bound for two float64 implementations of one
+# computation: 1e-10 of each tensor's largest entry (tests/tolerances.py, as tests/test_lanes.py uses).
+cnn64 = seed_cnn(np.float64, np.random.default_rng(0))
+cnn64.load_state_dict(cnn.state_dict())                # the same weights, exactly, in float64
+
+
+def gradients64():
+    ce(cnn64(xb.astype(np.float64)), yb)
+    cnn64.backward(ce.backward(), input_grad=False)
+    return [p.grad.copy() for p in cnn64.parameters()]
+
+
+with threads(2):
+    grads_on, grads_off = with_lanes(True, gradients64), with_lanes(False, gradients64)
+for name, g_on, g_off in zip(cnn64.named_parameters(), grads_on, grads_off):
+    assert_agree(f"{name + '.grad':14s} (float64) lanes vs lanes off", g_on, g_off, 1e-10 * np.abs(g_off).max())
+rel = max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(grads_on, grads_off))
+print(f"float64: largest difference of a gradient, relative to that gradient's largest entry: {rel:.1e}")
+
+sgd = tc.SGD(cnn.parameters(), lr=0.01, momentum=0.9)
+
+
+def train_step():
+    ce(cnn(xb), yb)
+    cnn.backward(ce.backward(), input_grad=False)
+    sgd.step()
+
+
+def timed_steps():
+    """STEP_REPS wall-clock times of train_step, after the pause and a quarter second of untimed steps."""
+    time.sleep(0.3)
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.25:
+        train_step()
+    times = []
+    for _ in range(STEP_REPS):
+        t0 = time.perf_counter()
+        train_step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def step_times(n_threads, laned):
+    with threads(n_threads):
+        return with_lanes(laned, timed_steps)
+
+
+SETUPS = {"1 thread": (1, True), "2 threads, lanes": (2, True), "2 threads, lanes off": (2, False)}
+measured = {name: [] for name in SETUPS}
+order = list(SETUPS)
+for r in range(ROUNDS):                                # each round starts with the next setup
+    for name in order[r % len(order):] + order[:r % len(order)]:
+        measured[name] += step_times(*SETUPS[name])
+step_ms = {name: 1e3 * float(np.median(t)) for name, t in measured.items()}
+assert lanes.set_enabled(True), "with_lanes should have switched lanes on again"
+print(f"training step, batch {STEP_BATCH}, channels {WIDTHS}, median of {ROUNDS * STEP_REPS} "
+      f"(load average {os.getloadavg()[0]:.1f}):")
+for name, t in step_ms.items():
+    print(f"  {name:22s} {t:7.2f} ms   speed-up over 1 thread {step_ms['1 thread'] / t:.2f}x")
+print("lanes against split kernels, both on 2 threads: "
+      f"{step_ms['2 threads, lanes off'] / step_ms['2 threads, lanes']:.2f}x")
+
+# %% [markdown]
+# Compare the speed-ups printed above. On an otherwise idle machine the lanes should come out ahead:
+# each core does the one-thread work on half the images and the two meet twice per step, while the
+# split kernels meet about twenty times and each time wait for the slower half. On this run (load
+# average 0.9) they did: 14.49 ms with lanes against 17.48 ms with split kernels, 1.92× and 1.59× the
+# speed of one thread (27.78 ms), so the lanes were 1.21× faster. When another program
+# is using a core, as during the oversubscription test above, both two-thread setups can lose most or
+# all of their gain: at every meeting the step waits for whichever half was queued behind it.
+#
+# The two ways agree within rounding, not bit for bit, and here is why. A weight's gradient is a sum
+# over every image of the batch (and, for a convolution, every output position). With lanes it is
+# added up as two partial sums, one per lane, and then the two are added; split inside the kernel,
+# the product adds the same terms in its own order (a long sum cut into two halves of its own).
+# Floating-point addition is not associative, so the last bits differ. Even the logits differ in their
+# last bits (by 4 units in the last place of the largest logit, on this run): a lane's products have
+# other shapes than the split ones (32 images' columns, against half of the 64 images' columns), and
+# BLAS adds up some entries of a differently shaped product in another order. That is why the
+# gradients were compared in float64, where all of this stays near 1e-15 of the values (1.1e-15 at
+# most, the line above): in float32 the same effects are ~1e-7, and a float32 check would need a
+# bound for the differences carried from layer to layer as well as for the sums. Nothing else
+# changes: image i's numbers never meet image j's, so no lane needs anything from the other.
+#
+# That last fact decides when lanes are allowed. Every layer says whether its output for image i
+# depends on image i alone (`per_sample`). BatchNorm2D in training normalizes with the mean and
+# variance of the whole batch, and Dropout in training draws its masks from one random generator, in
+# order; both say `per_sample = False` then, and a network that contains either runs uncut, with split
+# kernels (in evaluation mode, with running statistics, both are per-sample again). tinycnn/lanes.py
+# explains the rest, including one liberty a lane takes with its private copies: a ReLU right before
+# a MaxPool2D runs after it, on the four times smaller pooled map, which gives the same bits forward
+# and backward. `python -m benchmarks` makes the same comparison beside PyTorch, with NumPy's
+# AVX-512 kernels (benchmarks/whatif.py, the variant "without lanes").
+#
 # **What you have seen.** The same convolution, computed four ways that agree to within rounding,
 # spans orders of magnitude in speed. Interpreter overhead is removed by making few calls that each do
-# much work: im2col, about 500 times faster than the loops here. After that the matrix multiply does
+# much work: im2col, about 480 times faster than the loops here. After that the matrix multiply does
 # the arithmetic at nearly the rate BLAS reaches on any product, and what remains is the memory traffic
 # around it (the im2col copy, reshuffles, fresh buffers): for one layer's forward pass the later rungs
-# differ by up to a fifth, and their savings count over a whole network and its backward pass. The
+# differ by up to 1.6 times, and their savings count over a whole network and its backward pass. The
 # biggest lever left was the multiply's instruction set (AVX-512 against AVX2). Threads help large,
 # evenly split work on an otherwise idle machine, and hurt when there are more busy threads than
-# cores. `python -m benchmarks` measures the same ladder with the backward pass as well
+# cores; for a whole training step, the fewer times the cores must meet the better, which is why
+# tinycnn cuts the batch into lanes that meet twice per step instead of splitting every kernel.
+# `python -m benchmarks` measures the same ladder with the backward pass as well
 # (benchmarks/ladder.py), and whole training steps against PyTorch.
 
 # %%
