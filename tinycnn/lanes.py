@@ -40,6 +40,7 @@ full-size ReLU pass and its mask, forward and backward (~0.4 ms of a ~10 ms LeNe
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numba
@@ -182,7 +183,7 @@ def _run(fn, lane_args):
             for job in jobs:                      # wait for every lane, even if lane 0 failed
                 try:
                     results.append(job.wait())
-                except BaseException as err:      # noqa: PERF203 - re-raised below
+                except BaseException as err:      # re-raised below, after every lane has stopped
                     errors.append(err)
         if errors:
             raise errors[0]
@@ -214,7 +215,7 @@ def _replicas(layers, lanes: int) -> list[list]:
     return [[layer._lane_replicas[t] for layer in layers] for t in range(lanes)]
 
 
-_ENABLED = True
+_ENABLED = os.environ.get("TINYCNN_LANES", "1") != "0"
 
 
 def set_enabled(on: bool) -> bool:
@@ -223,12 +224,3 @@ def set_enabled(on: bool) -> bool:
     global _ENABLED
     old, _ENABLED = _ENABLED, bool(on)
     return old
-
-
-def _from_env():
-    import os
-
-    return os.environ.get("TINYCNN_LANES", "1") != "0"
-
-
-_ENABLED = _from_env()
