@@ -125,7 +125,7 @@ class LayerStats:
     buffers: int              # non-trainable state (e.g. batch-norm running statistics), element count
     macs: int                 # multiply-accumulates per sample (Conv2D, Dense; 0 for the rest)
     activation_bytes: int     # the layer's output for the whole batch
-    im2col_bytes: int         # Conv2D's column buffer (C*KH*KW [+1], N*OH*OW) for the whole batch; else 0
+    im2col_bytes: int         # Conv2D's column buffer (C*KH*KW, N*OH*OW) for the whole batch; else 0
 
 
 def _macs(layer, r: LayerShape) -> int:
@@ -153,8 +153,8 @@ def layer_stats(records: list[LayerShape], batch_size: int, itemsize: int) -> li
         if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):
             kh, kw = layer.kernel_size
             _, oh, ow = r.out_shape
-            rows = layer.in_channels * kh * kw + (getattr(layer, "bias", None) is not None)
-            im2col = rows * batch_size * oh * ow * itemsize    # cols: (C*KH*KW [+1 row of ones for the bias], N*OH*OW)
+            rows = layer.in_channels * kh * kw
+            im2col = rows * batch_size * oh * ow * itemsize    # cols: (C*KH*KW, N*OH*OW)
         stats.append(LayerStats(r.index, repr(layer), r.out_shape, params, buffers, _macs(layer, r),
                                 int(np.prod(r.out_shape)) * batch_size * itemsize, im2col))
     return stats

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import lanes
 from . import metrics as M
 from .layers.softmax import Softmax
 from .losses import SoftmaxCrossEntropy, log_softmax
@@ -158,8 +157,12 @@ def _logit_layers(model) -> list:
     return layers[:-1] if layers and isinstance(layers[-1], Softmax) else layers
 
 
-def _run(layers, x):
-    return lanes.forward(layers, x)
+def _run(model, layers, x):
+    """The logits of ``layers`` (the model's, maybe without a trailing Softmax) for the batch ``x``,
+    through the model's plan for them (``Sequential.plan``); returns (output, plan) for a backward."""
+    from . import fast
+    plan = model.plan(layers, plain=not fast.runs_fast(x))
+    return plan.forward(x), plan
 
 
 def _softmax(logits):
@@ -327,14 +330,14 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_split=0.0, validatio
                 global_step += 1
                 c.optimizer.zero_grad()
                 buffers = _snapshot_buffers(layers)
-                logits = _run(layers, x_train[idx])                                # (B, K)
+                logits, plan = _run(model, layers, x_train[idx])                  # (B, K)
                 loss = c.loss_fn.forward(logits, y_loss[idx])
                 if not math.isfinite(loss):
                     _restore_buffers(buffers)
                     raise NonFiniteLossError(epoch + 1, epochs, step + 1, steps, global_step, loss,
                                              float(c.optimizer.lr))
                 # parameters' gradients only: the input gradient is never used here
-                lanes.backward(layers, c.loss_fn.backward(), input_grad=False)
+                plan.backward(c.loss_fn.backward(), input_grad=False)
                 c.optimizer.step()
                 meter.add(loss, y_idx[idx], logits)
                 running = meter.running()
@@ -375,7 +378,7 @@ def _evaluate(model, c: Compiled, x, y, batch_size) -> dict:
     try:
         loss_sum, probs = 0.0, []
         for s in _batched(x, batch_size):
-            logits = _run(layers, x[s])
+            logits, _ = _run(model, layers, x[s])
             loss_sum += c.loss_fn.forward(logits, y_loss[s]) * len(logits)
             probs.append(_softmax(logits))
     finally:
@@ -409,7 +412,7 @@ def predict(model, x, *, batch_size=32) -> np.ndarray:
     fused = len(_logit_layers(model)) < len(model.layers)
     was = _eval_mode(model)
     try:
-        outs = [_run(model.layers, x[s]) for s in _batched(x, batch_size)]
+        outs = [_run(model, model.layers, x[s])[0] for s in _batched(x, batch_size)]
     finally:
         model.train(was)
     out = np.concatenate(outs)

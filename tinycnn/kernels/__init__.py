@@ -24,6 +24,16 @@ from .._jit import launch
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
 from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
 from .gemm import matmul, matmul_reference
+from .batchnorm import (
+    bn_backward_dx,
+    bn_backward_dx_reference,
+    bn_backward_sums,
+    bn_backward_sums_reference,
+    bn_normalize,
+    bn_normalize_reference,
+    bn_stats,
+    bn_stats_reference,
+)
 from .pool import (
     avgpool2d_backward,
     avgpool2d_backward_reference,
@@ -44,6 +54,8 @@ __all__ = [
     "im2col", "im2col_reference", "col2im", "col2im_reference",
     "im2col_cm", "im2col_cm_reference", "col2im_cm", "col2im_cm_reference",
     "matmul", "matmul_reference",
+    "bn_stats", "bn_stats_reference", "bn_normalize", "bn_normalize_reference",
+    "bn_backward_sums", "bn_backward_sums_reference", "bn_backward_dx", "bn_backward_dx_reference",
     "maxpool2d_forward", "maxpool2d_forward_reference",
     "maxpool2d_backward", "maxpool2d_backward_reference",
     "maxpool2d_forward_cm", "maxpool2d_forward_cm_reference",
