@@ -1,7 +1,7 @@
 """What-if and ablation: the shipped training step beside variants of it, timed interleaved.
 
-Proposals A (fused ReLU kernels) and B (no input gradient for layer 0) of NOTES.md section 2 are
-shipped; what remains here, on the seed CNN training step:
+On the seed CNN training step: the shipped step, and variants of it that each go without one
+technique of benchmarks/PERFORMANCE.md (the fused ReLU kernels, once a variant here, are now in all):
 
 * ``shipped``: ``model.backward(g, input_grad=False)``, as ``fit`` and ``tinycnn train`` run it;
 * ``with layer-0 input grad``: ``model.backward(g)`` (what a hand-written loop gets by default);
@@ -11,12 +11,14 @@ shipped; what remains here, on the seed CNN training step:
 * ``without lanes or split matmul``: as the last, with the products as plain ``np.matmul`` on a
   multi-threaded BLAS instead of ``tinycnn.kernels.matmul``.
 
-(Proposal C, ReLU and 2 x 2 max pooling fused into one pass, was prototyped for the earlier
-(C, N, H, W) layout and measured no gain above the noise; NOTES.md section 2 keeps its figures. It
-was removed with the move to the (C, H, W, N) layout, for which it was never rewritten.)
+(ReLU and 2 x 2 max pooling fused into one pass was prototyped for the earlier (C, N, H, W) layout
+and measured no gain above the noise; benchmarks/PERFORMANCE.md, 'ReLU/MaxPool reordering', keeps
+its figures. It was removed with the move to the (C, H, W, N) layout, for which it was never
+rewritten.)
 
 It also times the shipped step under each split of the cores between Numba's and OpenBLAS's thread
-pools (both pools all cores; Numba 1; BLAS 1), the "deliberate split" the issue asks about.
+pools (both pools all cores; Numba 1; BLAS 1): benchmarks/PERFORMANCE.md, 'Sharing the cores
+between thread pools'.
 
 The first three variants do the same arithmetic in the same order, and ``check_same_values``
 verifies that they train bit for bit alike; without lanes the batch's sums are not split in two, and
