@@ -12,11 +12,12 @@ import numba
 # after each parallel kernel; OpenBLAS's threads spin-wait too. On a machine with few cores the two
 # pools then take turns stealing each other's cores: a seed-CNN training step at batch 4 went from
 # 3 ms (one thread) to 540 ms (two threads) on the 2-core benchmark machine under load, and the
-# quiet-machine kernels ran up to 12x slower after a matrix multiply (benchmarks/NOTES.md). With Numba's
-# own "workqueue" layer neither happened (measured, same NOTES). It is chosen here unless the user picked a layer with
-# NUMBA_THREADING_LAYER, and it only takes effect if no parallel Numba code has run yet in this
-# process. Caveat (Numba's): workqueue does not allow parallel kernels to be launched from several
-# Python threads at once; set NUMBA_THREADING_LAYER=omp (or tbb) for that.
+# quiet-machine kernels ran up to 12x slower after a matrix multiply. With Numba's own "workqueue"
+# layer neither happened (benchmarks/PERFORMANCE.md, 'Numba threading layer', has both measurements).
+# It is chosen here unless the user picked a layer with NUMBA_THREADING_LAYER, and it only takes
+# effect if no parallel Numba code has run yet in this process. Caveat (Numba's): workqueue does not
+# allow parallel kernels to be launched from several Python threads at once; set
+# NUMBA_THREADING_LAYER=omp (or tbb) for that.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
