@@ -158,20 +158,20 @@ def test_predict_on_images_written_with_pillow(base_run, tmp_path, capsys):
 
 def test_interrupted_run_leaves_no_out_and_resumes_bit_identically(base_run, tmp_path, monkeypatch, capsys):
     out, _ = base_run
-    original = _epochs.Trainer.train_epoch
+    original = _epochs.EpochTimer.on_epoch_begin
 
     def interrupt_in_epoch_2(self, epoch, *args, **kwargs):
         if epoch == 1:
             raise KeyboardInterrupt
         return original(self, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(_epochs.Trainer, "train_epoch", interrupt_in_epoch_2)
+    monkeypatch.setattr(_epochs.EpochTimer, "on_epoch_begin", interrupt_in_epoch_2)
     stopped = tmp_path / "stopped"
     assert main(["train", *SMALL, "--out", str(stopped), "--quiet"]) == 130
     kept = tmp_path / "stopped.epoch1.npz"
     assert leftovers(tmp_path, "stopped") == [] and kept.is_file()
     assert "--resume" in capsys.readouterr().err
-    monkeypatch.setattr(_epochs.Trainer, "train_epoch", original)
+    monkeypatch.setattr(_epochs.EpochTimer, "on_epoch_begin", original)
 
     resumed = tmp_path / "resumed"
     assert main(["train", "--resume", str(kept), "--out", str(resumed), "--quiet"]) == 0
