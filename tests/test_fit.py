@@ -5,12 +5,12 @@ torch, or from hand-worked data; never from the fit code itself.
 """
 import io
 import math
-import os
 
 import numpy as np
 import pytest
 
 import tinycnn as tc
+from tinycnn import data, training          # training.fit: what Sequential.fit forwards to
 from tolerances import TRAJECTORY_F64_REL_TOL, gamma
 
 
@@ -271,9 +271,6 @@ def test_evaluate_returns_what_keras_returns():
 
 # -- batches from an iterable: the same loop as arrays -----------------------------------------------
 
-from tinycnn import data, training  # noqa: E402  (training.fit: the function Sequential.fit forwards to)
-
-
 class CountingBatches:
     """Wraps an iterable of batches and counts how often it is iterated (one pass per epoch)."""
 
@@ -378,7 +375,7 @@ def test_batches_are_checked_and_arrays_only_options_refused():
         model.fit(x, None, verbose=0)
     one_shot = ((x[i:i + 4], y[i:i + 4]) for i in (0, 4))
     with pytest.raises(ValueError, match=r"gave no batch in epoch 2.*a generator is used up after one pass"):
-        training.fit(model, one_shot, epochs=2, verbose=1, progress_file=open(os.devnull, "w"))
+        training.fit(model, one_shot, epochs=2, verbose=1, progress_file=io.StringIO())
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -50,8 +50,8 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -572,7 +572,7 @@ def _train_data(model, c: Compiled, x, y, *, batch_size, validation_split, valid
         if validation_data is None and validation_split:
             if not 0.0 <= validation_split < 1.0:
                 raise ValueError(f"{what}: validation_split must lie in [0, 1), got {validation_split}")
-            n_train = int(math.floor(len(x) * (1.0 - validation_split)))      # Keras' split point
+            n_train = math.floor(len(x) * (1.0 - validation_split))      # Keras' split point
             if n_train < 1 or n_train == len(x):
                 raise ValueError(f"{what}: validation_split={validation_split} of {len(x)} samples leaves "
                                  f"{n_train} for training and {len(x) - n_train} for validation; both must be >= 1")
