@@ -73,6 +73,8 @@ def test_fit_rejects_bad_data_with_the_numbers():
         model.fit((x * 0).astype(np.uint8), y, verbose=0)
     with pytest.raises(ValueError, match=r"fit: x holds 8 samples but y has shape \(7,\)"):
         model.fit(x, y[:7], verbose=0)
+    with pytest.raises(ValueError, match=r"fit: x holds 8 samples but y has shape \(9,\)"):
+        model.fit(x, np.append(y, 0), validation_split=0.25, verbose=0)      # not hidden by the split
     bad = y.copy()
     bad[5] = 3
     with pytest.raises(ValueError, match=r"fit: y\[5\] = 3 is out of range for the model's 3 classes \(0..2\)"):

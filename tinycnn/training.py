@@ -568,6 +568,8 @@ def _train_data(model, c: Compiled, x, y, *, batch_size, validation_split, valid
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else _positive(batch_size, "batch_size", what)
         x = _check_x(model, x, what)
         y = np.asarray(y)
+        if y.shape[:1] != x.shape[:1]:                 # before any split, which would hide it
+            raise ValueError(f"{what}: x holds {len(x)} samples but y has shape {y.shape}")
         w = None if sample_weight is None else _sample_weights(sample_weight, len(x), what)
         if validation_data is None and validation_split:
             if not 0.0 <= validation_split < 1.0:
@@ -632,9 +634,9 @@ def fit(model, x, y=None, *, epochs=1, batch_size=None, validation_split=0.0, va
     callbacks = list(callbacks or [])
     for cb in callbacks:
         cb.set_model(model)
-        cb.set_params({"epochs": epochs, "steps": steps, "samples": train.samples,
-                       "batch_size": batch_size if y is not None else None, "rng": train.rng,
-                       "initial_epoch": int(initial_epoch)})
+        cb.set_params({"epochs": epochs, "initial_epoch": int(initial_epoch), "steps": steps,
+                       "samples": train.samples, "rng": train.rng,
+                       "batch_size": (batch_size or DEFAULT_BATCH_SIZE) if y is not None else None})
     history = History()
     if steps is None and verbose == 1:            # no length to draw a bar against: one line per epoch
         verbose = 2

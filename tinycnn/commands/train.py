@@ -391,7 +391,7 @@ def run(args) -> int:
             where = (f" The checkpoint this run was resumed from (after epoch {first_epoch}) is unchanged: "
                      f"{args.resume}.")
         elif isinstance(err, (NonFiniteLossError, NonFiniteStateError)):
-            where = " No epoch ended with finite weights and losses, so no checkpoint is kept."
+            where = " No epoch finished with finite weights and losses, so no checkpoint is kept."
         else:
             where = ""
         if isinstance(err, (NonFiniteLossError, NonFiniteStateError)):
