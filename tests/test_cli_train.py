@@ -458,3 +458,14 @@ def test_training_a_finished_run_on_replaces_its_folder(tmp_path):
     assert second["meta"]["epoch"] == 2
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history["loss"][0] == first["meta"]["extra"]["history"]["loss"][0] and len(history["loss"]) == 2
+
+
+def test_epoch_timer_adds_seconds_and_images_per_second_to_the_logs():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 1, 6, 6), dtype=np.uint8)
+    y = rng.integers(0, 2, 20)
+    model = tc.Sequential(tc.Flatten(), tc.Dense(36, 2, rng=rng)).compile("sgd")
+    history = tc.training.fit(model, data.Batches(x, y, 8), epochs=2, verbose=0, callbacks=[_epochs.EpochTimer()])
+    seconds, rate = history.history["seconds"], history.history["images_per_s"]
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    assert rate == [20 / s for s in seconds]

@@ -525,3 +525,18 @@ def test_nonfinite_state_names_what_is_not_finite():
     opt.exp_avg_sq[1][0] = np.nan
     found = training.nonfinite_state(model, opt, {"loss": 1.0, "val_loss": float("nan")})
     assert found == ["0.weight", "optimizer exp_avg_sq[1]", "val_loss = nan"]
+
+
+def test_history_records_what_callbacks_add_to_the_epoch_logs():
+    x, y = tiny_data(8, 28)
+    model = tiny_model(2).compile("sgd")
+
+    class AddsAKey(tc.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["twice_loss"] = 2 * logs["loss"]
+
+    buf = io.StringIO()
+    history = training.fit(model, x, y, epochs=2, verbose=2, progress_file=buf, callbacks=[AddsAKey()])
+    printed = buf.getvalue()
+    assert history.history["twice_loss"] == [2 * v for v in history.history["loss"]]
+    assert "twice_loss" not in printed                    # the progress line shows fit's own numbers
