@@ -112,6 +112,12 @@ class Sequential:
             raise RuntimeError(f"{last}backward() called before forward()")
         return self._last_plan.backward(grad_y, input_grad)
 
+    def forward_through(self, layers, x):
+        """Forward through ``layers``, the first layers of this model (``fit`` stops before a trailing
+        Softmax, whose work the loss does); ``backward`` then runs back through the same layers."""
+        self._last_plan = self.plan(layers, plain=not fast.runs_fast(x))
+        return self._last_plan.forward(np.asarray(x))
+
     def plan(self, layers=None, *, plain: bool = False) -> fast.Plan:
         """The plan that runs ``layers`` (default: all of this model's), made once and kept while the
         layers stay the same. ``plain=True``: every layer on its own code (the executor turned off)."""
@@ -132,18 +138,27 @@ class Sequential:
         self.compiled = fit_api.compile_model(self, optimizer, loss, metrics, lr=lr, seed=seed)
         return self
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, rng=None) -> fit_api.History:
-        """Train on NCHW arrays ``x`` and labels ``y``; returns a ``History``. See ``tinycnn.training.fit``."""
-        return fit_api.fit(self, x, y, epochs=epochs, batch_size=batch_size,
-                            validation_split=validation_split, validation_data=validation_data,
-                            shuffle=shuffle, callbacks=callbacks, verbose=verbose, rng=rng)
+    @property
+    def optimizer(self):
+        """The optimizer ``compile`` chose (Keras's ``model.optimizer``); None before ``compile``."""
+        return self.compiled.optimizer if self.compiled is not None else None
 
-    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
-        """Loss and metrics on ``(x, y)`` in eval mode, as Keras returns them: the loss alone when no
-        metrics were compiled, else ``[loss, metric1, ...]``; ``return_dict=True`` gives
-        ``{"loss": 0.9, "accuracy": 0.7}``."""
-        return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict)
+    def fit(self, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validation_data=None,
+            shuffle=True, callbacks=None, verbose=1, rng=None, class_weight=None, sample_weight=None,
+            initial_epoch=0) -> fit_api.History:
+        """Train on NCHW arrays ``x`` and labels ``y``, or on an iterable of ``(x, y)`` batches ``x``
+        (re-iterated every epoch, e.g. a ``tinycnn.data`` pipeline with augmentation); returns a
+        ``History``. See ``tinycnn.training.fit``."""
+        return fit_api.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                           validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                           rng=rng, class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch)
+
+    def evaluate(self, x, y=None, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
+        """Loss and metrics on ``(x, y)`` (or an iterable of batches) in eval mode, as Keras returns them:
+        the loss alone when no metrics were compiled, else ``[loss, metric1, ...]``; ``return_dict=True``
+        gives ``{"loss": 0.9, "accuracy": 0.7}``."""
+        return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict,
+                                sample_weight=sample_weight)
 
     def predict(self, x, batch_size=32) -> np.ndarray:
         """Class probabilities (N, K), in eval mode; softmax applied exactly once."""
