@@ -106,6 +106,165 @@ def test_comparison_catches_a_different_update_rule(torch, kind, options, wrong)
 
 
 # ----------------------------------------------------------------------------------------------
+# float32: elementwise within a bound derived by running error analysis, as in test_optim.py
+# (alongside the exact trajectory, float64 on the same float32 inputs, propagate to first order how
+# far one float32 implementation can drift from it, every rounding and scalar cast charged
+# u * |result|, u = float32 machine epsilon; the two sides differ by at most twice that).
+# ----------------------------------------------------------------------------------------------
+
+def _sqrt_err(x, ex):
+    """Bound on |sqrt(x + d) - sqrt(x)| for |d| <= ex: |d| / sqrt(x), and never more than sqrt(|d|)."""
+    sx = np.sqrt(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.minimum(np.where(sx > 0, ex / sx, np.inf), np.sqrt(ex))
+
+
+def float32_bound_adam_family(params0, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                              decoupled=False):
+    """Adam / AdamW (decoupled=True), with or without amsgrad: per step and parameter, the bound."""
+    u = float(np.finfo(np.float32).eps)
+    b1, b2 = betas
+    w = 1 - b1
+    out = []
+    for i, p0 in enumerate(params0):
+        p = p0.astype(np.float64)
+        m, v, vmax = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+        ep, em, ev, evmax = (np.zeros_like(p) for _ in range(4))
+        bounds = []
+        for t, gs in enumerate(grads, start=1):
+            g = gs[i].astype(np.float64)
+            eg = np.zeros_like(p)
+            if weight_decay and decoupled:                     # p * (1 - lr wd): scalar cast, product
+                c = 1 - lr * weight_decay
+                p_new = c * p
+                ep = abs(c) * ep + 2 * u * np.abs(p_new)
+                p = p_new
+            elif weight_decay:
+                g_new = g + weight_decay * p
+                eg = weight_decay * ep + u * (2 * np.abs(weight_decay * p) + np.abs(g_new))
+                g = g_new
+            m_new = m + w * (g - m)                            # either lerp form: 3 roundings on |g - m|, 1 on m
+            em = (1 - w) * em + w * eg + u * (3 * np.abs(g - m) + np.abs(m_new))
+            m = m_new
+            v_new = b2 * v + (1 - b2) * g * g
+            ev = b2 * ev + (1 - b2) * 2 * np.abs(g) * eg + u * (2 * b2 * v + 3 * (1 - b2) * g * g + v_new)
+            v = v_new
+            if amsgrad:                                        # max is exact and 1-Lipschitz
+                vmax = np.maximum(vmax, v)
+                evmax = np.maximum(evmax, ev)
+                vv, evv = vmax, evmax
+            else:
+                vv, evv = v, ev
+            step_size = lr / (1 - b1 ** t)
+            bc2 = np.sqrt(1 - b2 ** t)
+            sv = np.sqrt(vv)
+            e_sqrt = _sqrt_err(vv, evv) + u * sv
+            d = sv / bc2 + eps
+            ed = e_sqrt / bc2 + 2 * u * sv / bc2 + u * d + u * eps
+            r = m / d
+            er = em / d + np.abs(m) * ed / d ** 2 + u * np.abs(r)
+            p_new = p - step_size * r
+            ep = ep + step_size * er + u * (3 * np.abs(step_size * r) + np.abs(p_new))
+            p = p_new
+            bounds.append(ep.copy())
+        out.append(bounds)
+    return out
+
+
+def float32_bound_rmsprop(params0, grads, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+    u = float(np.finfo(np.float32).eps)
+    w = 1 - alpha
+    out = []
+    for i, p0 in enumerate(params0):
+        p = p0.astype(np.float64)
+        s, a, buf = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+        ep, es, ea, eb = (np.zeros_like(p) for _ in range(4))
+        bounds = []
+        for gs in grads:
+            g = gs[i].astype(np.float64)
+            eg = np.zeros_like(p)
+            if weight_decay:
+                g_new = g + weight_decay * p
+                eg = weight_decay * ep + u * (2 * np.abs(weight_decay * p) + np.abs(g_new))
+                g = g_new
+            s_new = alpha * s + w * g * g                      # scalar casts, 2 products, 1 sum
+            es = alpha * es + w * 2 * np.abs(g) * eg + u * (2 * alpha * s + 3 * w * g * g + s_new)
+            s = s_new
+            if centered:
+                a_new = a + w * (g - a)
+                ea = (1 - w) * ea + w * eg + u * (3 * np.abs(g - a) + np.abs(a_new))
+                a = a_new
+                r = s - a * a                                  # a*a and the difference: 2 roundings
+                er = es + 2 * np.abs(a) * ea + u * (a * a + np.abs(r))
+            else:
+                r, er = s, es
+            r = np.maximum(r, 0.0)
+            sr = np.sqrt(r)
+            d = sr + eps
+            ed = _sqrt_err(r, er) + u * sr + u * d + u * eps   # sqrt, the sum, the cast of eps
+            q = g / d
+            eq = eg / d + np.abs(g) * ed / d ** 2 + u * np.abs(q)
+            if momentum > 0:
+                b_new = momentum * buf + q
+                eb = momentum * eb + eq + u * (2 * momentum * np.abs(buf) + np.abs(b_new))
+                buf = b_new
+                step, estep = buf, eb
+            else:
+                step, estep = q, eq
+            p_new = p - lr * step
+            ep = ep + lr * estep + u * (2 * np.abs(lr * step) + np.abs(p_new))
+            p = p_new
+            bounds.append(ep.copy())
+        out.append(bounds)
+    return out
+
+
+def assert_float32_within_bound(torch, kind, options, seed, torch_cls=None):
+    params0, grads = make_problem(seed, np.float32)
+    if kind == "rmsprop":
+        bound = float32_bound_rmsprop(params0, grads, **options)
+    else:
+        bound = float32_bound_adam_family(params0, grads, **options, decoupled=(kind == "adamw"))
+    ours = [tc.Parameter(p.copy()) for p in params0]
+    theirs = [torch.tensor(p.copy(), requires_grad=True) for p in params0]
+    opt = MAKERS[kind][0](ours, **options)
+    topt = (torch_cls or MAKERS[kind][1](torch))(theirs, **options)
+    for step, gs in enumerate(grads):
+        for p, tp, g in zip(ours, theirs, gs):
+            p.grad = g.copy()
+            tp.grad = torch.tensor(g.copy())
+        opt.step()
+        with torch.no_grad():
+            topt.step()
+        for i, (p, tp) in enumerate(zip(ours, theirs)):
+            assert p.data.dtype == np.float32
+            diff = np.abs(p.data.astype(np.float64) - tp.detach().numpy().astype(np.float64))
+            allowed = 2 * bound[i][step]
+            k = np.unravel_index(int(np.argmax(diff - allowed)), diff.shape)
+            assert diff[k] <= allowed[k], (f"{kind} {options} float32: param {i} after step {step + 1} NOT OK: "
+                                           f"|diff| {diff[k]:.3e} at {k} exceeds the derived bound {allowed[k]:.3e}")
+
+
+F32_CASES = ([("adamw", c) for c in ADAMW_GRID[::3]] + [("adam", c) for c in ADAM_AMSGRAD_GRID]
+             + [("rmsprop", c) for c in RMSPROP_GRID[::2]])
+
+
+@pytest.mark.parametrize("kind, options", F32_CASES, ids=[f"{k}-" + _ids([c])[0] for k, c in F32_CASES])
+def test_float32_within_derived_bound(torch, kind, options):
+    assert_float32_within_bound(torch, kind, options, seed=10)
+
+
+def test_float32_comparison_catches_a_different_update_rule(torch):
+    real = torch.optim.RMSprop
+    for kind, options, cls in [
+        ("adamw", dict(lr=0.1, weight_decay=0.3), torch.optim.Adam),
+        ("rmsprop", dict(lr=0.05, centered=True), lambda ps, **kw: real(ps, **{**kw, "centered": False})),
+    ]:
+        with pytest.raises(AssertionError, match="NOT OK"):
+            assert_float32_within_bound(torch, kind, options, seed=10, torch_cls=cls)
+
+
+# ----------------------------------------------------------------------------------------------
 # A small CNN trained with real gradients: the whole path equals torch's.
 # ----------------------------------------------------------------------------------------------
 
