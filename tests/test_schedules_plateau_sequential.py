@@ -291,3 +291,24 @@ def test_schedules_drive_the_new_optimizers():
         assert opt.lr == sched.get_last_lr()
         moving = opt.betas[0] if isinstance(opt, tc.AdamW) else opt.momentum
         assert 0.85 <= moving <= 0.95
+
+
+@pytest.mark.parametrize("key, value", [("last_epoch", "3"), ("last_epoch", 2.5), ("gamma", float("nan")),
+                                        ("gamma", "0.1"), ("base_lr", None), ("_initial", 1), ("step_size", True)])
+def test_damaged_schedule_state_is_refused_and_changes_nothing(key, value):
+    opt = tc_sgd(0.1)
+    sched = StepLR(opt, 3, 0.5)
+    sched.step()
+    before = sched.state_dict()
+    with pytest.raises(ValueError, match=rf"StepLR.load_state_dict: '{key}' must be like"):
+        sched.load_state_dict({**before, key: value})
+    assert sched.state_dict() == before
+
+
+def test_one_cycle_state_with_a_bad_strategy_or_phases_is_refused():
+    sched = OneCycleLR(tc_sgd(0.1), 0.1, 10)
+    state = sched.state_dict()
+    with pytest.raises(ValueError, match=r"'anneal_strategy' must be like 'cos'"):
+        sched.load_state_dict({**state, "anneal_strategy": "exp"})
+    with pytest.raises(ValueError, match=r"'phases' must be like"):
+        sched.load_state_dict({**state, "phases": []})

@@ -49,6 +49,31 @@ def _finite_float(value, name, owner, **bounds):
     return check_number(owner, name, value, **bounds)
 
 
+def _check_same_kind(owner, key, current, value):
+    """Refuse a loaded value that is not of the kind the attribute holds (a bool, an integer, a finite
+    number, a string, a list), so a damaged state cannot turn a schedule's numbers into garbage."""
+    def is_int(x):
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+    def is_real(x):
+        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif is_int(current):
+        ok = is_int(value)
+    elif is_real(current):
+        ok = is_real(value) and (math.isfinite(value) or not math.isfinite(current))
+    elif isinstance(current, str):
+        ok = isinstance(value, str) and (key != "anneal_strategy" or value in ("cos", "linear"))
+    elif isinstance(current, (list, tuple)):
+        ok = isinstance(value, (list, tuple)) and len(value) == len(current)
+    else:
+        ok = current is None and (value is None or is_real(value))
+    if not ok:
+        raise ValueError(f"{owner}: '{key}' must be like {current!r} ({type(current).__name__}), got {value!r}")
+
+
 class LRScheduler:
     """Base class: subclasses implement ``_next_lr() -> float`` for the step ``self.last_epoch``."""
 
@@ -108,6 +133,9 @@ class LRScheduler:
         unknown = sorted(set(state) - set(self.__dict__) - {"type"})
         if unknown:
             raise ValueError(f"{name}.load_state_dict: unexpected keys {unknown}")
+        for key, value in state.items():           # each value of the kind this schedule holds there
+            if key != "type":
+                _check_same_kind(f"{name}.load_state_dict", key, self.__dict__[key], value)
         self.__dict__.update({k: v for k, v in state.items() if k != "type"})
 
 
