@@ -28,7 +28,8 @@ RMSPROP_GRID = [dict(lr=lr, alpha=al, eps=e, weight_decay=wd, momentum=m, center
                                                              [0.0, 0.9], [False, True])]
 MAKERS = {"adamw": (lambda p, **kw: tc.AdamW(p, **kw), lambda torch: torch.optim.AdamW),
           "adam": (lambda p, **kw: tc.Adam(p, **kw), lambda torch: torch.optim.Adam),
-          "rmsprop": (lambda p, **kw: tc.RMSprop(p, **kw), lambda torch: torch.optim.RMSprop)}
+          "rmsprop": (lambda p, **kw: tc.RMSprop(p, **kw), lambda torch: torch.optim.RMSprop),
+          "sgd": (lambda p, **kw: tc.SGD(p, **kw), lambda torch: torch.optim.SGD)}
 
 
 def _ids(grid):
@@ -73,6 +74,22 @@ def test_adam_amsgrad_matches_torch(torch, options):
 @pytest.mark.parametrize("options", RMSPROP_GRID, ids=_ids(RMSPROP_GRID))
 def test_rmsprop_matches_torch(torch, options):
     assert_same_trajectory(torch, "rmsprop", options, seed=7)
+
+
+MAXIMIZE_CASES = [("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)),
+                  ("sgd", dict(lr=0.05)),
+                  ("adam", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+                  ("adamw", dict(lr=0.01, weight_decay=0.1)),
+                  ("rmsprop", dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("kind, options", MAXIMIZE_CASES, ids=[f"{k}-" + _ids([c])[0] for k, c in MAXIMIZE_CASES])
+def test_maximize_matches_torch(torch, kind, options):
+    assert_same_trajectory(torch, kind, {**options, "maximize": True}, seed=11)
+    with pytest.raises(AssertionError, match="NOT OK"):       # and differs from descending
+        real = MAKERS[kind][1](torch)
+        assert_same_trajectory(torch, kind, {**options, "maximize": True}, seed=11,
+                               torch_cls=lambda ps, **kw: real(ps, **{**kw, "maximize": False}))
 
 
 def test_defaults_are_torchs(torch):

@@ -58,7 +58,8 @@ def test_hyperparameter_that_is_not_a_number_is_refused(name, arg, value):
 
 
 @pytest.mark.parametrize("name, arg", [("SGD", "nesterov"), ("Adam", "amsgrad"), ("AdamW", "amsgrad"),
-                                       ("RMSprop", "centered")])
+                                       ("RMSprop", "centered"), ("SGD", "maximize"), ("Adam", "maximize"),
+                                       ("AdamW", "maximize"), ("RMSprop", "maximize")])
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_flags_must_be_bools(name, arg, value):
     extra = dict(momentum=0.9) if name == "SGD" else {}

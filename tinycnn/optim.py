@@ -27,29 +27,30 @@ RMSprop (torch.optim.RMSprop):
     if momentum > 0: buf = momentum * buf + g / d;  p = p - lr * buf
     else:            p = p - lr * g / d
 
-Construction checks every argument the way torch does and more strictly (see README): each
+Every optimizer also takes torch's keyword ``maximize=False`` (True: g = -g first, ascending the
+objective). Construction checks every argument the way torch does and more strictly (see README): each
 hyper-parameter must be a real number (not a bool, not a string), finite, and in torch's range;
 flags must be bools; ``params`` must be ``Parameter`` objects (``model.parameters()``), each once.
 
 State (``state_dict()`` / ``load_state_dict(d)``), enough to resume a run bit for bit::
 
     SGD:     {"type": "SGD", "lr", "initial_lr" (float or None), "momentum", "dampening",
-              "weight_decay", "nesterov",
+              "weight_decay", "nesterov", "maximize",
               "momentum_buffers": [ndarray (shape of param i) or None (not created yet), ...]}
     Adam:    {"type": "Adam", "lr", "initial_lr", "betas": [b1, b2], "eps", "weight_decay",
-              "amsgrad", "step_count": int, "exp_avg": [ndarray, ...], "exp_avg_sq": [ndarray, ...],
+              "amsgrad", "maximize", "step_count": int, "exp_avg": [ndarray, ...], "exp_avg_sq": [ndarray, ...],
               "max_exp_avg_sq": [ndarray, ...] (amsgrad) or [None, ...]}
     AdamW:   as Adam, with "type": "AdamW"
     RMSprop: {"type": "RMSprop", "lr", "initial_lr", "alpha", "eps", "weight_decay", "momentum",
-              "centered", "step_count", "square_avg": [ndarray, ...],
+              "centered", "maximize", "step_count", "square_avg": [ndarray, ...],
               "momentum_buffer": [ndarray, ...] (momentum > 0) or [None, ...],
               "grad_avg": [ndarray, ...] (centered) or [None, ...]}
 
 Scalars are plain Python numbers (JSON-able); arrays are copies in the parameter's dtype (plain
 numeric ndarrays, savable in an .npz without pickle). ``load_state_dict`` checks everything first
 (type, every hyper-parameter as the constructor does, number of parameters, every shape, arrays
-numeric and finite, second moments >= 0) and changes nothing if a check fails. An Adam state
-without "amsgrad" (saved before that option existed) loads as amsgrad=False.
+numeric and finite, second moments >= 0) and changes nothing if a check fails. A state without
+"amsgrad" or "maximize" (saved before those options existed) loads with them False.
 """
 from __future__ import annotations
 
@@ -142,13 +143,18 @@ def _lerp_(a: np.ndarray, b: np.ndarray, w: float) -> None:
 
 
 class Optimizer:
-    def __init__(self, params: Iterable[Parameter], lr: float):
+    def __init__(self, params: Iterable[Parameter], lr: float, maximize: bool = False):
         name = type(self).__name__
         self.params = _check_params(name, params)
         self.lr = check_number(name, "lr (learning rate)", lr, low=0)
+        # torch's maximize: ascend the objective (the gradient's sign flipped before anything else)
+        self.maximize = check_flag(name, "maximize", maximize)
         # The learning rate the first schedule attached to this optimizer started from (torch keeps
         # it as param_group["initial_lr"]); None until a schedule sets it. See tinycnn.schedules.
         self.initial_lr: float | None = None
+
+    def _grad(self, p: Parameter) -> np.ndarray:
+        return -p.grad if self.maximize else p.grad
 
     def zero_grad(self):
         for p in self.params:
@@ -169,6 +175,7 @@ class Optimizer:
         """Restore ``state`` (from ``state_dict()``); checks it all before changing anything."""
         self._check_state_dict(state)
         self._apply_state_dict(state)
+        self.maximize = bool(state.get("maximize", False))    # optional: absent in older states
         initial_lr = state.get("initial_lr")              # optional: absent in hand-made states
         self.initial_lr = None if initial_lr is None else float(initial_lr)
 
@@ -184,6 +191,7 @@ class Optimizer:
         if missing:
             raise ValueError(f"{owner}: missing keys {missing}")
         check_number(owner, "lr (learning rate)", state["lr"], low=0)
+        check_flag(owner, "maximize", state.get("maximize", False))
         if state.get("initial_lr") is not None:
             check_number(owner, "initial_lr", state["initial_lr"], low=0)
         self._check_hyperparameters(owner, state)
@@ -247,8 +255,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
-        super().__init__(params, lr)
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr, maximize)
         hp = self._check_hyperparameters("SGD", dict(momentum=momentum, dampening=dampening,
                                                      weight_decay=weight_decay, nesterov=nesterov))
         self.momentum = hp["momentum"]
@@ -270,7 +278,7 @@ class SGD(Optimizer):
 
     def step(self):
         for i, p in enumerate(self.params):
-            g = p.grad
+            g = self._grad(p)
             if self.weight_decay != 0:
                 g = g + self.weight_decay * p.data
             if self.momentum != 0:
@@ -287,7 +295,7 @@ class SGD(Optimizer):
     def state_dict(self) -> dict:
         return {"type": "SGD", "lr": self.lr, "initial_lr": self.initial_lr, "momentum": self.momentum,
                 "dampening": self.dampening,
-                "weight_decay": self.weight_decay, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov, "maximize": self.maximize,
                 "momentum_buffers": [None if b is None else b.copy() for b in self.momentum_buffers]}
 
     def _state_keys(self):
@@ -314,8 +322,8 @@ class Adam(Optimizer):
     _decoupled = False          # AdamW: weight decay applied to the weights, not the gradient
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False):
-        super().__init__(params, lr)
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr, maximize)
         hp = self._check_hyperparameters(type(self).__name__, dict(betas=betas, eps=eps, weight_decay=weight_decay,
                                                                    amsgrad=amsgrad))
         self.betas = hp["betas"]
@@ -350,7 +358,7 @@ class Adam(Optimizer):
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = math.sqrt(1 - b2 ** t)         # a Python float: keeps float32 math in float32
         for p, m, v, v_max in zip(self.params, self.exp_avg, self.exp_avg_sq, self.max_exp_avg_sq):
-            g = p.grad
+            g = self._grad(p)
             if self.weight_decay != 0:
                 if self._decoupled:
                     p.data *= 1 - self.lr * self.weight_decay
@@ -369,7 +377,8 @@ class Adam(Optimizer):
     def state_dict(self) -> dict:
         return {"type": type(self).__name__, "lr": self.lr, "initial_lr": self.initial_lr,
                 "betas": list(self.betas), "eps": self.eps,
-                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad, "step_count": self.step_count,
+                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad, "maximize": self.maximize,
+                "step_count": self.step_count,
                 "exp_avg": [m.copy() for m in self.exp_avg],
                 "exp_avg_sq": [v.copy() for v in self.exp_avg_sq],
                 "max_exp_avg_sq": [None if v is None else v.copy() for v in self.max_exp_avg_sq]}
@@ -412,8 +421,8 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
 
 
 class RMSprop(Optimizer):
@@ -424,8 +433,9 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False):
-        super().__init__(params, lr)
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
+                 maximize: bool = False):
+        super().__init__(params, lr, maximize)
         hp = self._check_hyperparameters("RMSprop", dict(alpha=alpha, eps=eps, weight_decay=weight_decay,
                                                          momentum=momentum, centered=centered))
         self.alpha = hp["alpha"]
@@ -456,7 +466,7 @@ class RMSprop(Optimizer):
         self.step_count += 1
         alpha = self.alpha
         for p, s, buf, a in zip(self.params, self.square_avg, self.momentum_buffer, self.grad_avg):
-            g = p.grad
+            g = self._grad(p)
             if self.weight_decay != 0:
                 g = g + self.weight_decay * p.data
             s *= alpha
@@ -479,7 +489,7 @@ class RMSprop(Optimizer):
             return [None if a is None else a.copy() for a in arrays]
         return {"type": "RMSprop", "lr": self.lr, "initial_lr": self.initial_lr, "alpha": self.alpha,
                 "eps": self.eps, "weight_decay": self.weight_decay, "momentum": self.momentum,
-                "centered": self.centered, "step_count": self.step_count,
+                "centered": self.centered, "maximize": self.maximize, "step_count": self.step_count,
                 "square_avg": copies(self.square_avg), "momentum_buffer": copies(self.momentum_buffer),
                 "grad_avg": copies(self.grad_avg)}
 
