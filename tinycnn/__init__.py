@@ -33,3 +33,9 @@ from .schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR  # noqa: 
 
 __all__ += ["checkpoint", "interop", "lr_finder", "metrics", "schedules", "save_checkpoint", "load_checkpoint",
             "lr_range_test", "LRRangeResult", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
+
+# Optimizers and schedules beyond SGD / Adam, torch.optim's names and rules.
+from .optim import AdamW, RMSprop  # noqa: E402
+from .schedules import MultiStepLR, ReduceLROnPlateau, SequentialLR  # noqa: E402
+
+__all__ += ["AdamW", "RMSprop", "MultiStepLR", "ReduceLROnPlateau", "SequentialLR"]
