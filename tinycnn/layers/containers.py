@@ -76,7 +76,7 @@ def _describe(child) -> str:
     chain = _chain(child)
     if chain is not None:
         return f"{len(chain)} layer{'s' if len(chain) != 1 else ''}"
-    if isinstance(child, _Container) or not child.named_parameters():
+    if isinstance(child, _Container) or not dict(child.named_parameters()):
         return repr(child)
     return type(child).__name__
 
