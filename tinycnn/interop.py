@@ -17,6 +17,10 @@ Layer correspondence (looked up by class name, so layers added later need no imp
     Dense       <-> nn.Linear       Flatten <-> nn.Flatten (start_dim 1, end_dim -1)
     ReLU, Sigmoid, Tanh <-> nn.ReLU, nn.Sigmoid, nn.Tanh      Softmax <-> nn.Softmax(dim=1)
     Dropout     <-> nn.Dropout     (each side draws its own masks: equal outputs in eval mode only)
+    LeakyReLU, GELU, SiLU, Identity, LogSoftmax <-> their nn namesakes   Dropout2D <-> nn.Dropout2d
+    BatchNorm1D, LayerNorm, GroupNorm <-> nn.BatchNorm1d, nn.LayerNorm, nn.GroupNorm
+    AdaptiveAvgPool2D, AdaptiveMaxPool2D <-> nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d (no return_indices)
+    nn.Softmax(dim=d), d != 1 -> tinycnn.layers.softmax_dim.Softmax(d)
     BatchNorm2D <-> nn.BatchNorm2d (running_mean, running_var, num_batches_tracked)
 
 Graphs (``tinycnn.layers.containers``), inside the top-level Sequential:
@@ -95,11 +99,25 @@ _TO_TORCH = {
     "ReLU": lambda nn, lay: nn.ReLU(),
     "Sigmoid": lambda nn, lay: nn.Sigmoid(),
     "Tanh": lambda nn, lay: nn.Tanh(),
-    "Softmax": lambda nn, lay: nn.Softmax(dim=1),
+    "Softmax": lambda nn, lay: nn.Softmax(dim=getattr(lay, "dim", 1)),
     "Flatten": lambda nn, lay: nn.Flatten(),
     "Dense": lambda nn, lay: nn.Linear(lay.in_features, lay.out_features, bias=lay.bias is not None),
     "Dropout": lambda nn, lay: nn.Dropout(lay.p),
     "BatchNorm2D": _batchnorm_to_torch,
+    # the layers of pointwise.py, softmax_dim.py, dropout2d.py, norm.py, adaptive_pool.py
+    "LeakyReLU": lambda nn, lay: nn.LeakyReLU(lay.negative_slope),
+    "GELU": lambda nn, lay: nn.GELU(approximate=lay.approximate),
+    "SiLU": lambda nn, lay: nn.SiLU(),
+    "Identity": lambda nn, lay: nn.Identity(),
+    "LogSoftmax": lambda nn, lay: nn.LogSoftmax(dim=lay.dim),
+    "Dropout2D": lambda nn, lay: nn.Dropout2d(lay.p),
+    "BatchNorm1D": lambda nn, lay: nn.BatchNorm1d(lay.num_features, eps=lay.eps, momentum=lay.momentum,
+                                                  affine=lay.affine, track_running_stats=lay.track_running_stats),
+    "LayerNorm": lambda nn, lay: nn.LayerNorm(lay.normalized_shape, eps=lay.eps,
+                                              elementwise_affine=lay.elementwise_affine, bias=lay.bias is not None),
+    "GroupNorm": lambda nn, lay: nn.GroupNorm(lay.num_groups, lay.num_channels, eps=lay.eps, affine=lay.affine),
+    "AdaptiveAvgPool2D": lambda nn, lay: nn.AdaptiveAvgPool2d(lay.output_size),
+    "AdaptiveMaxPool2D": lambda nn, lay: nn.AdaptiveMaxPool2d(lay.output_size),
 }
 
 
@@ -218,7 +236,8 @@ def _cls(name: str):
 
 
 _FROM_TORCH_LEAVES = {"Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "Flatten", "Softmax", "BatchNorm2d",
-                      "Dropout", "ReLU", "Sigmoid", "Tanh"}
+                      "Dropout", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "GELU", "SiLU", "Identity", "LogSoftmax",
+                      "Dropout2d", "BatchNorm1d", "LayerNorm", "GroupNorm", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"}
 
 
 def _from_torch_layer(i, m):
@@ -246,8 +265,33 @@ def _from_torch_layer(i, m):
         _require(m.start_dim == 1 and m.end_dim == -1, i, m, f"start_dim={m.start_dim}, end_dim={m.end_dim}")
         return _cls("Flatten")()
     if kind == "Softmax":
-        _require(m.dim == 1, i, m, f"dim={m.dim}")
-        return _cls("Softmax")()
+        if m.dim == 1:
+            return _cls("Softmax")()
+        _require(isinstance(m.dim, int), i, m, f"dim={m.dim} (an implicit dim)")
+        from .layers.softmax_dim import Softmax as SoftmaxAlong
+        return SoftmaxAlong(m.dim)
+    if kind == "LogSoftmax":
+        _require(isinstance(m.dim, int), i, m, f"dim={m.dim} (an implicit dim)")
+        return _cls("LogSoftmax")(m.dim)
+    if kind == "LeakyReLU":
+        return _cls("LeakyReLU")(m.negative_slope)
+    if kind == "GELU":
+        return _cls("GELU")(m.approximate)
+    if kind in ("SiLU", "Identity"):
+        return _cls(kind)()
+    if kind == "Dropout2d":
+        return _cls("Dropout2D")(m.p)
+    if kind == "BatchNorm1d":
+        return _cls("BatchNorm1D")(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                                   track_running_stats=m.track_running_stats, dtype=dtype)
+    if kind == "LayerNorm":
+        return _cls("LayerNorm")(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine,
+                                 bias=m.bias is not None, dtype=dtype)
+    if kind == "GroupNorm":
+        return _cls("GroupNorm")(m.num_groups, m.num_channels, eps=m.eps, affine=m.affine, dtype=dtype)
+    if kind in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
+        _require(not getattr(m, "return_indices", False), i, m, "return_indices=True")
+        return _cls(kind[:-1] + "D")(m.output_size)
     if kind == "BatchNorm2d":
         return _cls("BatchNorm2D")(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
                                    track_running_stats=m.track_running_stats, dtype=dtype)
@@ -255,8 +299,9 @@ def _from_torch_layer(i, m):
         return _cls("Dropout")(m.p)
     if kind in ("ReLU", "Sigmoid", "Tanh"):
         return _cls(kind)()
-    raise TypeError(f"from_torch_module: module {i} ({m!r}) has no tinycnn equivalent; supported: Conv2d, "
-                    f"Linear, MaxPool2d, AvgPool2d, Flatten, ReLU, Sigmoid, Tanh, Softmax, Dropout, BatchNorm2d")
+    raise TypeError(f"from_torch_module: module {i} ({m!r}) has no tinycnn equivalent; supported: "
+                    f"{', '.join(sorted(_FROM_TORCH_LEAVES))}, and nn.Sequential / residual / concatenation "
+                    f"modules of them")
 
 
 # -- torch module trees -> containers (read with torch.fx) ----------------------------------------
