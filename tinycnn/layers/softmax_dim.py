@@ -48,12 +48,12 @@ class _AlongDim(Layer):
         axis = self.dim if self.dim >= 0 else ndim + self.dim
         if not 0 <= axis < ndim:
             raise ValueError(f"{self!r}: dim={self.dim} is out of range for a {ndim}-D input of shape "
-                             f"{tuple(shape)} (valid: -{ndim}..{ndim - 1})")
+                             f"{shape} (valid: -{ndim}..{ndim - 1})")
         return axis
 
     def output_shape(self, in_shape):
         """Per-sample shape in, the same out; ``dim`` must name an axis of (N, *in_shape)."""
-        self._axis(len(in_shape) + 1, (None, *in_shape))
+        self._axis(len(in_shape) + 1, "(N, " + ", ".join(str(d) for d in in_shape) + ")")
         return tuple(in_shape)
 
     def _input(self, x):
@@ -63,7 +63,7 @@ class _AlongDim(Layer):
         if x.ndim < 2:
             raise ValueError(f"{self!r}: expected a batched input (N, ...) with at least 2 dimensions, "
                              f"got shape {x.shape}")
-        return np.ascontiguousarray(x), self._axis(x.ndim, x.shape)
+        return np.ascontiguousarray(x), self._axis(x.ndim, str(x.shape))
 
 
 class Softmax(_AlongDim):
