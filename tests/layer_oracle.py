@@ -24,6 +24,7 @@ def run_both(torch, layer, module, x, rng, u=None):
         for name, b in dict(layer.named_buffers()).items():
             dict(module.named_buffers())[name].copy_(torch.from_numpy(np.array(b)))
     module.train(layer.training)
+    module.zero_grad(set_to_none=True)            # torch accumulates .grad; tinycnn overwrites it
     y = layer.forward(x)
     if u is None:
         u = rng.standard_normal(y.shape).astype(y.dtype)

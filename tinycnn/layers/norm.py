@@ -336,6 +336,10 @@ class GroupNorm(Layer):
             raise ValueError(f"{self!r}: expected an input (N, {self.num_channels}, *) with at least 2 dimensions, "
                              f"got shape {x.shape}")
         grouped = self._grouped(x.shape)
+        if grouped[0] * grouped[2] * grouped[3] == 1:           # torch's check (F.group_norm), same words
+            raise ValueError(f"{self!r}: Expected more than 1 value per channel when training, got input of "
+                             f"shape {x.shape}: N * C/G * (spatial size) = {grouped[0]} * {grouped[2]} * "
+                             f"{grouped[3]} = 1")
         axes = (2, 3)
         x64 = x.astype(np.float64).reshape(grouped)                               # (N, G, C/G, P)
         if x.size == 0:
