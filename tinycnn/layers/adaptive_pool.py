@@ -133,7 +133,7 @@ class AdaptiveMaxPool2D(_AdaptivePool2D):
         winners = np.empty((n, c, len(rows), len(cols)), dtype=np.int64)
         for i, (h0, h1) in enumerate(rows):
             for j, (w0, w1) in enumerate(cols):
-                window = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)              # (N, C, bin area), row-major
+                window = x[:, :, h0:h1, w0:w1].reshape(n, c, (h1 - h0) * (w1 - w0))   # (N, C, area), row-major
                 nan = np.isnan(window)
                 last_nan = window.shape[2] - 1 - np.argmax(nan[:, :, ::-1], axis=2)
                 first_max = np.argmax(window, axis=2) if window.size else np.zeros((n, c), np.int64)
