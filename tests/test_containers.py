@@ -435,3 +435,32 @@ def test_interop_refuses_what_it_cannot_map_with_path_and_reason(torch):
         from_torch_module(nn.Sequential(Inception([nn.Conv2d(2, 1, 1)], dim=0)))
     with pytest.raises(ValueError, match=r"module 0 \(Sequential\) cannot be mapped: an nn.Sequential directly"):
         from_torch_module(nn.Sequential(nn.Sequential(nn.ReLU())))
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_residual_network_sgd_trajectory_matches_torch(torch, nesterov):
+    """Ten SGD steps (momentum, weight decay) on the residual/inception network, batch norm in training:
+    every loss, every final weight and every running statistic within TRAJECTORY_F64_REL_TOL of torch's."""
+    from tolerances import TRAJECTORY_F64_REL_TOL
+    net = torch_resnet(torch, seed=4)
+    model = from_torch_module(net)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 3, 8, 8))
+    labels = rng.integers(0, 5, 6)
+    loss_fn = tc.SoftmaxCrossEntropy()
+    opt = tc.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=nesterov)
+    topt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=nesterov)
+    xt, lt = torch.tensor(x), torch.tensor(labels)
+    for step in range(10):
+        opt.zero_grad()
+        loss = loss_fn(model(x), labels)
+        model.backward(loss_fn.backward(), input_grad=False)
+        opt.step()
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(net(xt), lt)
+        tloss.backward()
+        topt.step()
+        assert abs(loss - tloss.item()) <= TRAJECTORY_F64_REL_TOL * abs(tloss.item()), (step, loss, tloss.item())
+    mine = model.state_dict()
+    for key, v in net.state_dict().items():
+        assert_rel_close(mine[key], v.numpy(), TRAJECTORY_F64_REL_TOL, key)
