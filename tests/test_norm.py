@@ -12,7 +12,7 @@ import tinycnn as tc
 from tinycnn.gradcheck import check_layer
 from layer_oracle import assert_all_close_f64, run_both
 from tolerances import (FD_REL_TOL, TORCH_F64_REL_TOL, assert_rel_close, assert_within, batchnorm_atol,
-                        batchnorm_running_atol)
+                        batchnorm_running_atol, gamma)
 
 F64, F32 = np.float64, np.float32
 
@@ -219,49 +219,92 @@ def test_groupnorm_matches_torch(torch, cfg):
     _compare(pairs, single=cfg["channels"] // cfg["groups"] * int(np.prod(cfg["spatial"])) == 1)
 
 
-def _grouped_as_nchw(a, groups_axis_shape):
-    """(G0, G1, ..., M...) with the leading dims the groups -> (1, groups, M, 1)."""
-    a = np.asarray(a, dtype=F64)
-    return a.reshape(1, int(np.prod(groups_axis_shape)), -1, 1)
+def affine_norm_f32_bounds(x, g, w, b, eps, group_shape, param_axes_of):
+    """Elementwise bounds on |tinycnn - torch| in float32 for a normalisation with an elementwise affine.
+
+    x, g: the input and upstream gradient in the layer's layout; ``group_shape``: the reshape
+    (1, groups, M, 1) that puts each group's M values along axis 2 (the batch-norm layout, a view of
+    the same C-order values); w, b: the affine arrays broadcast to x's shape (None: no affine);
+    ``param_axes_of``: the axes of x a parameter gradient sums over.
+
+    ``batchnorm_atol`` (weight 1, bias 0) bounds the two sides' x_hat gap (its "y", e_hat) and the dx
+    gap for an exact a = w g (its "dx"). On top, per side (u = float32 epsilon):
+      y = w x_hat + b:         |w| e_hat + 2u (|w x_hat| + |b|)            (product and sum, two sides)
+      a = w g rounded:         relative u, through dx = (a - mean a - x_hat mean(a x_hat)) / sigma:
+                               (u |a| + mean(u |a|) + |x_hat| mean(u |a x_hat|)) / sigma, two sides
+      dweight = sum g x_hat:   sum |g| e_hat + 2 gamma_{n+1} sum |g x_hat|
+      dbias = sum g:           2 gamma_n sum |g|
+    """
+    u = float(np.finfo(F32).eps)
+    x64, g64 = np.asarray(x, F64), np.asarray(g, F64)
+    w64 = np.ones_like(x64) if w is None else np.broadcast_to(np.asarray(w, F64), x64.shape)
+    b64 = np.zeros_like(x64) if b is None else np.broadcast_to(np.asarray(b, F64), x64.shape)
+    xg, ag = x64.reshape(group_shape), (w64 * g64).reshape(group_shape)
+    base = batchnorm_atol(xg, ag, None, None, eps, F32)
+    mu = xg.mean(axis=2, keepdims=True)
+    sigma = np.sqrt(((xg - mu) ** 2).mean(axis=2, keepdims=True) + eps)
+    xh = (xg - mu) / sigma
+    e_hat = base["y"].reshape(x64.shape)
+    xh_x = xh.reshape(x64.shape)
+    a_err = (u * np.abs(ag) + (u * np.abs(ag)).mean(axis=2, keepdims=True)
+             + np.abs(xh) * (u * np.abs(ag * xh)).mean(axis=2, keepdims=True)) / sigma
+    n = int(np.prod([x64.shape[k] for k in param_axes_of]))
+    return {"y": np.abs(w64) * e_hat + 4 * u * (np.abs(w64 * xh_x) + np.abs(b64)),
+            "dx": base["dx"].reshape(x64.shape) + 2 * a_err.reshape(x64.shape),
+            "dweight": (np.abs(g64) * e_hat).sum(axis=param_axes_of)
+            + 2 * gamma(n + 1, F32) * np.abs(g64 * xh_x).sum(axis=param_axes_of),
+            "dbias": 2 * gamma(n, F32) * np.abs(g64).sum(axis=param_axes_of)}
+
+
+def _check_f32(pairs, bounds, affine, has_bias):
+    assert pairs["y"][0].dtype == F32
+    assert_within(*pairs["y"], bounds["y"], "y")
+    assert_within(*pairs["grad x"], bounds["dx"], "grad x")
+    if affine:
+        assert_within(*pairs["grad weight"], bounds["dweight"], "grad weight")
+    if has_bias:
+        assert_within(*pairs["grad bias"], bounds["dbias"], "grad bias")
 
 
 @given(cfg=layernorm_configs())
-def test_layernorm_float32_without_affine_within_the_batchnorm_bounds(torch, cfg):
-    """Without the affine part LayerNorm is batch norm whose channels are the leading indices and whose
-    M values are each group's D = prod(normalized_shape): the same two-pass formulas, so the bounds of
-    ``batchnorm_atol`` apply after that reshape (weight 1, bias 0)."""
-    cfg = dict(cfg, affine=False)
+def test_layernorm_float32_within_derived_bounds(torch, cfg):
+    """LayerNorm is batch norm whose channels are the leading indices and whose M values are each
+    group's D = prod(normalized_shape), plus an elementwise affine: ``affine_norm_f32_bounds``."""
+    if np.prod(cfg["normalized"]) == 1:
+        return                                     # one value per group: x_hat is rounding noise (see above)
     rng = np.random.default_rng(cfg["seed"])
     layer, module = layernorm_pair(torch, cfg, F32)
+    randomise(layer, rng)
     x = (rng.standard_normal(cfg["shape"]) * 2 + 1).astype(F32)
     u = rng.standard_normal(cfg["shape"]).astype(F32)
     pairs = run_both(torch, layer, module, x, rng, u=u)
-    lead = cfg["shape"][:len(cfg["shape"]) - len(cfg["normalized"])]
-    if np.prod(cfg["normalized"]) == 1:
-        return                                     # a single value per group: BN's M > 1 rule, nothing to bound
-    bounds = batchnorm_atol(_grouped_as_nchw(x, lead).transpose(0, 1, 2, 3), _grouped_as_nchw(u, lead), None, None,
-                            cfg["eps"], F32)
-    assert_within(_grouped_as_nchw(pairs["y"][0], lead), _grouped_as_nchw(pairs["y"][1], lead), bounds["y"], "y")
-    assert_within(_grouped_as_nchw(pairs["grad x"][0], lead), _grouped_as_nchw(pairs["grad x"][1], lead),
-                  bounds["dx"], "grad x")
+    k = len(cfg["normalized"])
+    lead = cfg["shape"][:len(cfg["shape"]) - k]
+    w = layer.weight.data if layer.weight is not None else None
+    b = layer.bias.data if layer.bias is not None else None
+    bounds = affine_norm_f32_bounds(x, u, w, b, cfg["eps"], (1, int(np.prod(lead)), -1, 1),
+                                    tuple(range(len(lead))))
+    _check_f32(pairs, bounds, layer.weight is not None, layer.bias is not None)
 
 
 @given(cfg=groupnorm_configs())
-def test_groupnorm_float32_without_affine_within_the_batchnorm_bounds(torch, cfg):
-    """GroupNorm without affine is batch norm over (1, N*G, C/G * prod(*), 1): each (sample, group) a channel."""
-    cfg = dict(cfg, affine=False)
+def test_groupnorm_float32_within_derived_bounds(torch, cfg):
+    """GroupNorm is batch norm over (1, N*G, C/G * prod(*), 1), each (sample, group) a channel, plus a
+    per-channel affine: ``affine_norm_f32_bounds``."""
+    if cfg["channels"] // cfg["groups"] * int(np.prod(cfg["spatial"])) == 1:
+        return
     rng = np.random.default_rng(cfg["seed"])
     layer, module = groupnorm_pair(torch, cfg, F32)
+    randomise(layer, rng)
     x = groupnorm_input(rng, cfg, F32)
     u = rng.standard_normal(x.shape).astype(F32)
     pairs = run_both(torch, layer, module, x, rng, u=u)
-    if cfg["channels"] // cfg["groups"] * int(np.prod(cfg["spatial"])) == 1:
-        return
-    lead = (cfg["n"], cfg["groups"])
-    bounds = batchnorm_atol(_grouped_as_nchw(x, lead), _grouped_as_nchw(u, lead), None, None, cfg["eps"], F32)
-    assert_within(_grouped_as_nchw(pairs["y"][0], lead), _grouped_as_nchw(pairs["y"][1], lead), bounds["y"], "y")
-    assert_within(_grouped_as_nchw(pairs["grad x"][0], lead), _grouped_as_nchw(pairs["grad x"][1], lead),
-                  bounds["dx"], "grad x")
+    per_channel = (1, -1) + (1,) * len(cfg["spatial"])
+    w = layer.weight.data.reshape(per_channel) if cfg["affine"] else None
+    b = layer.bias.data.reshape(per_channel) if cfg["affine"] else None
+    not_c = tuple(k for k in range(x.ndim) if k != 1)
+    bounds = affine_norm_f32_bounds(x, u, w, b, cfg["eps"], (1, cfg["n"] * cfg["groups"], -1, 1), not_c)
+    _check_f32(pairs, bounds, cfg["affine"], cfg["affine"])
 
 
 # -- empty batches, errors ---------------------------------------------------------------------------
