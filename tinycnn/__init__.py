@@ -39,3 +39,11 @@ from .optim import AdamW, RMSprop  # noqa: E402
 from .schedules import MultiStepLR, ReduceLROnPlateau, SequentialLR  # noqa: E402
 
 __all__ += ["AdamW", "RMSprop", "MultiStepLR", "ReduceLROnPlateau", "SequentialLR"]
+
+# Graph containers and modern layers (tinycnn.layers: containers, pointwise, softmax_dim, dropout2d,
+# norm, adaptive_pool).
+from .layers import (AdaptiveAvgPool2D, AdaptiveMaxPool2D, BatchNorm1D, Concat, Dropout2D, GELU,  # noqa: E402
+                     GroupNorm, Identity, LayerNorm, LeakyReLU, LogSoftmax, Residual, SiLU)
+
+__all__ += ["Residual", "Concat", "LeakyReLU", "GELU", "SiLU", "Identity", "LogSoftmax", "Dropout2D",
+            "BatchNorm1D", "LayerNorm", "GroupNorm", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D"]

@@ -59,10 +59,11 @@ class GradcheckReport:
         return all(r.ok for r in self.rows)
 
     def table(self) -> str:
+        tw = max([16] + [len(r.tensor) + 2 for r in self.rows])     # long names: "grad block.0.weight"
         lines = [f"gradcheck {self.title}   (OK when relative error < {self.tol:.0e})",
-                 f"  {'tensor':<16}{'shape':<20}{'max|diff|':>12}{'rel. error':>12}  {'worst at':<18}status"]
+                 f"  {'tensor':<{tw}}{'shape':<20}{'max|diff|':>12}{'rel. error':>12}  {'worst at':<18}status"]
         for r in self.rows:
-            lines.append(f"  {r.tensor:<16}{str(r.shape):<20}{r.max_abs_diff:>12.2e}{r.rel_error:>12.2e}  "
+            lines.append(f"  {r.tensor:<{tw}}{str(r.shape):<20}{r.max_abs_diff:>12.2e}{r.rel_error:>12.2e}  "
                          f"{str(r.worst_index):<18}{'OK' if r.ok else 'NOT OK'}")
         return "\n".join(lines)
 

@@ -177,6 +177,15 @@ class Sequential:
             for name, p in layer.named_parameters():
                 yield f"{i}.{name}", p
 
+    def named_buffers(self) -> dict[str, np.ndarray]:
+        """Every layer's buffers, keyed ``"<index>.<name>"`` as torch.nn.Sequential keys them."""
+        return {f"{i}.{name}": buf for i, layer in enumerate(self.layers)
+                for name, buf in layer.named_buffers().items()}
+
+    def named_children(self):
+        """``("0", layer)`` pairs, as torch's ``named_children()``."""
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
     def train(self, mode: bool = True):
         self.training = bool(mode)
         for layer in self.layers:

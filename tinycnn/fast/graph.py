@@ -7,9 +7,9 @@
     graph.output     the value id the network returns
 
 A chain of layers (``Sequential``) lowers to one node per layer, each reading the value before it.
-A graph container (a layer that says how it lowers, through ``lower_into(builder, x)``) adds its own
-nodes: a residual block its block's nodes, its shortcut's and an "add"; a concatenation its
-branches' and a "concat". A value read by several nodes is a *fork*: in backward its gradient is the
+A graph container adds its children's nodes: ``Residual(block, shortcut, post)`` its block's nodes
+and its shortcut's (both reading the same value), an "add" and its post's; ``Concat(*branches)`` its
+branches' nodes and a "concat". A value read by several nodes is a *fork*: in backward its gradient is the
 sum of the gradients its readers send back (``Plan.backward`` adds them up, where a reader sees it).
 Any other layer, including one a user writes, is one opaque node run on its own code.
 
@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..layers.containers import Concat, Residual
+
 
 @dataclass
 class Node:
     kind: str                        # "layer", "add" or "concat"
     inputs: list                     # value ids read
     output: int                      # value id written
-    layer: object = None             # the layer (kind "layer"), else None
+    layer: object = None             # the layer (kind "layer"), the Concat container ("concat"), else None
     notes: list = field(default_factory=list)   # what the passes did to this node, for describe()
     op: object = None                # filled by the plan: the op that runs this node in lane 0
 
@@ -74,21 +76,19 @@ class Builder:
 
     def layer(self, layer, x: int) -> int:
         """Lower ``layer`` reading value ``x``; return the value it produces."""
-        lower = getattr(layer, "lower_into", None)
-        if lower is not None:
-            return lower(self, x)
-        if hasattr(layer, "layers") and hasattr(layer, "forward") and not hasattr(layer, "kernel_size") \
-                and isinstance(getattr(layer, "layers", None), list):
+        if type(layer) is Residual:
+            f = self.layer(layer.block, x)                             # block(x)
+            s = x if layer.shortcut is None else self.layer(layer.shortcut, x)   # shortcut(x): x is a fork
+            z = self._new("add", [f, s])
+            return z if layer.post is None else self.layer(layer.post, z)
+        if type(layer) is Concat:
+            outs = [self.layer(branch, x) for branch in layer.branches]   # x feeds every branch: a fork
+            return self._new("concat", outs, layer)
+        if isinstance(getattr(layer, "layers", None), list) and type(layer).__name__ == "Sequential":
             for inner in layer.layers:                 # a Sequential inside a graph: its chain
                 x = self.layer(inner, x)
             return x
         return self._new("layer", [x], layer)
-
-    def add(self, xs) -> int:
-        return self._new("add", xs)
-
-    def concat(self, xs) -> int:
-        return self._new("concat", xs)
 
 
 def lower(layers, *, opaque: bool = False) -> Graph:

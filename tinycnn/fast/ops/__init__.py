@@ -23,7 +23,7 @@ def make_op(node) -> Op:
     if node.kind == "add":
         return AddOp(None)
     if node.kind == "concat":
-        return ConcatOp(None)
+        return ConcatOp(node.layer)
     return FAST_OPS.get(type(node.layer), PlainOp)(node.layer)
 
 

@@ -2,7 +2,7 @@
 along channels). Their backward is where a graph's gradients split:
 
     add:     y = x_1 + ... + x_k              dL/dx_i = g for every i   (the same array, read-only)
-    concat:  y = [x_1 | ... | x_k] on axis 1  dL/dx_i = g[:, c_i : c_i + C_i]
+    concat:  y = [x_1 | ... | x_k] on dim     dL/dx_i = g[..., c_i : c_i + C_i, ...] (its slice)
 
 (The other half of the rule, that a value read by several nodes gets the *sum* of their
 gradients, is in ``Plan.backward``.)
@@ -31,17 +31,24 @@ class AddOp(Op):
 
 
 class ConcatOp(Op):
+    """``layer``: the Concat container (for its ``dim``)."""
+
     @property
     def per_sample(self):
         return True
 
     def forward(self, *xs):
-        self.cache = [x.shape[1] for x in xs]                  # channels per input
-        return np.concatenate([np.ascontiguousarray(x) for x in xs], axis=1)
+        dim = self.layer.dim
+        axis = dim if dim >= 0 else xs[0].ndim + dim
+        self.cache = (axis, [x.shape[axis] for x in xs])               # the axis, each input's size on it
+        return np.concatenate([np.ascontiguousarray(x) for x in xs], axis=axis)
 
     def backward(self, g, input_grad=True):
+        axis, sizes = self.cache
         out, start = [], 0
-        for c in self.cache:
-            out.append(g[:, start:start + c])
+        for c in sizes:
+            index = [slice(None)] * g.ndim
+            index[axis] = slice(start, start + c)
+            out.append(g[tuple(index)])
             start += c
         return tuple(out)
