@@ -53,6 +53,11 @@ def test_torch_oracle_float64(torch, name, shape, seed, slope):
     rng = np.random.default_rng(seed)
     layer, module = layers_and_modules(torch, slope)[name]
     x = rng.standard_normal(shape) * 4               # tails too: GELU's Phi and SiLU's sigmoid saturate
+    if name == "GELU":
+        # torch evaluates 1 + erf(x / sqrt 2), which cancels for x << 0: its absolute error ~u_64 is a
+        # relative error u_64 / Phi(x), above the 1e-10 bar once Phi(x) < ~1e-6 (x < -4.75). Inside
+        # |x| <= 4 (Phi >= 3e-5) the bar holds for both; the tail is tested against erfc directly below.
+        x = np.clip(x, -4.0, 4.0)
     assert_all_close_f64(run_both(torch, layer, module.double(), x, rng))
 
 
