@@ -62,6 +62,7 @@ class _Graph:
     nodes: list
     initializers: list
     used: set
+    layer_outputs: list               # (path, tensor name, per-sample shape) of every converted layer
 
     def name(self, hint: str) -> str:
         base = hint.replace(".", "_") or "t"
@@ -346,16 +347,21 @@ def _convert(g, layer, x, shape, path):
                 ("" if ours is type(layer) else " (not a tinycnn layer class)") +
                 "; tinycnn.export.CONVERTERS lists the classes it can write")
     try:
-        return CONVERTERS[name](g, layer, x, tuple(shape), path)
+        y, out_shape = CONVERTERS[name](g, layer, x, tuple(shape), path)
     except ExportError:
         raise
     except ValueError as err:                    # the layer's own shape check
         raise ExportError(f"to_onnx: layer {path or '(the model)'} ({layer!r}) rejects its per-sample input "
                           f"{tuple(shape)}: {err}") from None
+    g.layer_outputs.append((path, y, tuple(out_shape)))
+    return y, tuple(out_shape)
 
 
-def build_onnx(model, *, input_shape=None, metadata: dict | None = None):
-    """The ``onnx.ModelProto`` of ``model``'s eval-mode graph (checked with ``onnx.checker``)."""
+def build_onnx(model, *, input_shape=None, metadata: dict | None = None, layer_outputs: bool = False):
+    """The ``onnx.ModelProto`` of ``model``'s eval-mode graph (checked with ``onnx.checker``).
+
+    layer_outputs: also output every layer's result, as ``layer.<path>`` (``layer.3``,
+    ``layer.2.block.1``), after ``output``: to compare a runtime with tinycnn layer by layer."""
     onnx = _onnx()
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
@@ -367,13 +373,18 @@ def build_onnx(model, *, input_shape=None, metadata: dict | None = None):
     if any(p.data.dtype != dtype for p in params):
         raise ExportError("to_onnx: the model mixes parameter dtypes; convert it to one dtype first")
     elem = {np.dtype(np.float32): onnx.TensorProto.FLOAT, np.dtype(np.float64): onnx.TensorProto.DOUBLE}[dtype]
-    g = _Graph(onnx, dtype, [], [], {INPUT, OUTPUT})
+    g = _Graph(onnx, dtype, [], [], {INPUT, OUTPUT}, [])
     y, out_shape = _convert(g, model, INPUT, shape, "")
     g.nodes.append(onnx.helper.make_node("Identity", [y], [OUTPUT], name=g.name("output_Identity")))
+    outputs = [onnx.helper.make_tensor_value_info(OUTPUT, elem, [BATCH, *out_shape])]
+    if layer_outputs:
+        for path, tensor, per_sample in g.layer_outputs:
+            if path:
+                name = f"layer.{path}"
+                g.nodes.append(onnx.helper.make_node("Identity", [tensor], [name], name=g.name(f"{name}_Identity")))
+                outputs.append(onnx.helper.make_tensor_value_info(name, elem, [BATCH, *per_sample]))
     graph = onnx.helper.make_graph(
-        g.nodes, "tinycnn",
-        [onnx.helper.make_tensor_value_info(INPUT, elem, [BATCH, *shape])],
-        [onnx.helper.make_tensor_value_info(OUTPUT, elem, [BATCH, *out_shape])],
+        g.nodes, "tinycnn", [onnx.helper.make_tensor_value_info(INPUT, elem, [BATCH, *shape])], outputs,
         initializer=g.initializers)
     proto = onnx.helper.make_model(graph, producer_name="tinycnn",
                                    opset_imports=[onnx.helper.make_opsetid("", OPSET)])

@@ -524,8 +524,6 @@ def _check_file(path, where) -> _Checked:
         names = [i.filename for i in infos]
         if len(set(names)) != len(names):
             raise ModelFileError(f"{where}: the file holds duplicate members")
-        if sum(i.file_size for i in infos) > size:
-            raise ModelFileError(f"{where}: its members claim more bytes than the file holds")
         by_name = {}
         for info in infos:
             name = info.filename
@@ -537,6 +535,8 @@ def _check_file(path, where) -> _Checked:
                 raise ModelFileError(f"{where}: member {name!r} is compressed; save_model stores arrays "
                                      f"uncompressed, and a compressed member could expand without bound")
             by_name[name[:-4]] = info
+        if sum(i.file_size for i in infos) > size:       # stored members: their bytes are in the file
+            raise ModelFileError(f"{where}: its members claim more bytes than the file holds")
         if "meta" not in by_name:
             raise ModelFileError(f"{where}: no 'meta' member; not a tinycnn model file")
         shape, dtype = _read_header(zf, by_name["meta"], where)
@@ -690,7 +690,8 @@ def save_safetensors(model_or_state, path) -> None:
     (torch.nn's keys, so ``safetensors.torch.load_file`` feeds the same torch module)."""
     st = _safetensors()
     state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else dict(model_or_state)
-    st.save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, os.fspath(path))
+    # np.asarray, not ascontiguousarray: that would turn 0-d num_batches_tracked into shape (1,)
+    st.save_file({k: np.asarray(v, order="C") for k, v in state.items()}, os.fspath(path))
 
 
 def load_safetensors(path) -> dict[str, np.ndarray]:
