@@ -33,3 +33,9 @@ from .schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR  # noqa: 
 
 __all__ += ["checkpoint", "interop", "lr_finder", "metrics", "schedules", "save_checkpoint", "load_checkpoint",
             "lr_range_test", "LRRangeResult", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
+
+# Whole models to and from files (architecture as JSON, no pickle), and ONNX export (onnx imported lazily).
+from . import export, saving  # noqa: E402
+from .saving import load_model, save_model  # noqa: E402
+
+__all__ += ["export", "saving", "save_model", "load_model"]

@@ -357,11 +357,14 @@ def _convert(g, layer, x, shape, path):
     return y, tuple(out_shape)
 
 
-def build_onnx(model, *, input_shape=None, metadata: dict | None = None, layer_outputs: bool = False):
+def build_onnx(model, *, input_shape=None, metadata: dict | None = None, layer_outputs: bool = False,
+               normalize=None):
     """The ``onnx.ModelProto`` of ``model``'s eval-mode graph (checked with ``onnx.checker``).
 
     layer_outputs: also output every layer's result, as ``layer.<path>`` (``layer.3``,
-    ``layer.2.block.1``), after ``output``: to compare a runtime with tinycnn layer by layer."""
+    ``layer.2.block.1``), after ``output``: to compare a runtime with tinycnn layer by layer.
+    normalize: ``(mean, std)``, one number per channel: the graph then takes pixel values (0..255,
+    as floats) and starts with ``(x - mean) / std``, as ``tinycnn.data.Normalizer`` computes it."""
     onnx = _onnx()
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
@@ -374,7 +377,16 @@ def build_onnx(model, *, input_shape=None, metadata: dict | None = None, layer_o
         raise ExportError("to_onnx: the model mixes parameter dtypes; convert it to one dtype first")
     elem = {np.dtype(np.float32): onnx.TensorProto.FLOAT, np.dtype(np.float64): onnx.TensorProto.DOUBLE}[dtype]
     g = _Graph(onnx, dtype, [], [], {INPUT, OUTPUT}, [])
-    y, out_shape = _convert(g, model, INPUT, shape, "")
+    x = INPUT
+    if normalize is not None:
+        mean, std = (np.asarray(v, dtype=np.float64).reshape(-1) for v in normalize)
+        if mean.shape != (shape[0],) or std.shape != (shape[0],) or not np.all(std > 0):
+            raise ExportError(f"to_onnx: normalize needs a mean and a std > 0 for each of the {shape[0]} channels, "
+                              f"got {mean.shape} and {std.shape}")
+        per_channel = (shape[0],) + (1,) * (len(shape) - 1)
+        x = g.node("Sub", [x, g.const("normalize.mean", mean.reshape(per_channel))], "normalize")
+        x = g.node("Div", [x, g.const("normalize.std", std.reshape(per_channel))], "normalize")
+    y, out_shape = _convert(g, model, x, shape, "")
     g.nodes.append(onnx.helper.make_node("Identity", [y], [OUTPUT], name=g.name("output_Identity")))
     outputs = [onnx.helper.make_tensor_value_info(OUTPUT, elem, [BATCH, *out_shape])]
     if layer_outputs:
@@ -396,11 +408,12 @@ def build_onnx(model, *, input_shape=None, metadata: dict | None = None, layer_o
     return proto
 
 
-def to_onnx(model, path, *, input_shape=None, metadata: dict | None = None):
+def to_onnx(model, path, *, input_shape=None, metadata: dict | None = None, normalize=None):
     """Write ``model``'s eval-mode inference graph to ``path`` (see the module docstring); returns the
-    ``onnx.ModelProto``. ``metadata``: strings stored as the model's metadata_props (e.g. class names).
-    The file is written under a temporary name and renamed, so ``path`` is never half-written."""
-    proto = build_onnx(model, input_shape=input_shape, metadata=metadata)
+    ``onnx.ModelProto``. ``metadata``: strings stored as the model's metadata_props (e.g. class names);
+    ``normalize``: see ``build_onnx``. The file is written under a temporary name and renamed, so
+    ``path`` is never half-written."""
+    proto = build_onnx(model, input_shape=input_shape, metadata=metadata, normalize=normalize)
     path = os.fspath(path)
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}")
     try:

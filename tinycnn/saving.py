@@ -50,14 +50,13 @@ import numbers
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, optim
 from . import layers as layer_module
-from . import optim
 from .model import Sequential
 from .training import _metric
 
@@ -73,6 +72,11 @@ MAX_SAMPLE_ELEMENTS = 1 << 28      # product of a recorded input_shape
 class ModelFileError(ValueError):
     """A model file that cannot be read as one, or a model that cannot be saved: names the file and
     the field."""
+
+
+class NoArchitectureError(ModelFileError):
+    """A valid tinycnn checkpoint that holds weights but no architecture (``save_checkpoint``,
+    ``tinycnn train``): it loads into a model built in code, or through ``tinycnn.zoo``."""
 
 
 # -- argument kinds: how a constructor argument is read from a layer and checked from JSON -------
@@ -391,10 +395,10 @@ def _parse(node, path: str, classes, depth: int, counter: list, where: str) -> _
         spec.slots = {s: None if slots[s] is None else _parse(slots[s], _join(path, s), classes, depth + 1,
                                                                counter, where)
                       for s in entry.slots}
-    if name == "Sequential" and args.get("input_shape") is not None:
-        if math.prod(args["input_shape"]) > MAX_SAMPLE_ELEMENTS:
-            raise ModelFileError(f"{at}: input_shape {args['input_shape']} has more than "
-                                 f"{MAX_SAMPLE_ELEMENTS} elements per sample")
+    if (name == "Sequential" and args.get("input_shape") is not None
+            and math.prod(args["input_shape"]) > MAX_SAMPLE_ELEMENTS):
+        raise ModelFileError(f"{at}: input_shape {args['input_shape']} has more than "
+                             f"{MAX_SAMPLE_ELEMENTS} elements per sample")
     return spec
 
 
@@ -560,7 +564,7 @@ def _check_file(path, where) -> _Checked:
                              f"{meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r})")
     extra = meta.get("extra")
     if not isinstance(extra, dict) or extra.get("format") != FORMAT:
-        raise ModelFileError(f"{where}: a tinycnn checkpoint without a model architecture (written by "
+        raise NoArchitectureError(f"{where}: a tinycnn checkpoint without a model architecture (written by "
                              f"save_checkpoint or `tinycnn train`, not save_model); load it with "
                              f"tinycnn.load_checkpoint(path, model) into the model it was saved from, "
                              f"or with tinycnn.zoo.load_model(path) if `tinycnn train` wrote it")
@@ -576,11 +580,11 @@ def _check_file(path, where) -> _Checked:
         raise ModelFileError(f"{where}: the architecture allocates {expected} weight elements but the file "
                              f"holds {weights}; the architecture and the weights do not belong together")
     rec = extra.get("compile")
-    if rec is not None:
-        if (not isinstance(rec, dict) or not isinstance(rec.get("loss"), str)
-                or not isinstance(rec.get("metrics"), list) or not all(isinstance(m, str) for m in rec["metrics"])):
-            raise ModelFileError(f"{where}: extra.compile must be null or {{\"loss\": str, \"metrics\": [str]}}, "
-                                 f"got {rec!r:.200}")
+    if rec is not None and (not isinstance(rec, dict) or not isinstance(rec.get("loss"), str)
+                            or not isinstance(rec.get("metrics"), list)
+                            or not all(isinstance(m, str) for m in rec["metrics"])):
+        raise ModelFileError(f"{where}: extra.compile must be null or {{\"loss\": str, \"metrics\": [str]}}, "
+                             f"got {rec!r:.200}")
     rngs = extra.get("layer_rngs", {})
     if not isinstance(rngs, dict) or not all(isinstance(v, dict) for v in rngs.values()):
         raise ModelFileError(f"{where}: extra.layer_rngs must map layer paths to generator states")
@@ -699,9 +703,10 @@ def load_safetensors(path) -> dict[str, np.ndarray]:
     numbers; the library checks the header's offsets against the file). Give it to
     ``model.load_state_dict``, which checks every key and shape."""
     st = _safetensors()
+    from safetensors import SafetensorError
     path = os.fspath(path)
     try:
         return dict(st.load_file(path))
-    except Exception as err:          # the library raises its own SafetensorError, and OSError
+    except (SafetensorError, OSError) as err:
         raise ModelFileError(f"load_safetensors({path!r}): not a readable safetensors file "
                              f"({type(err).__name__}: {err})") from None
