@@ -137,7 +137,7 @@ def test_each_converter_computes_the_layer(name):
     rng = np.random.default_rng(2)
     model = tc.Sequential(*factory(rng), input_shape=shape)
     for _, layer in saving.walk(model):
-        for buf in (layer.named_buffers().values() if hasattr(layer, "named_buffers") else []):
+        for buf in (dict(layer.named_buffers()).values() if hasattr(layer, "named_buffers") else []):
             if buf is not None and buf.dtype.kind == "f":
                 buf[...] = rng.uniform(0.5, 1.5, buf.shape)
     for p in model.parameters():
@@ -227,13 +227,14 @@ def test_cli_exports_a_train_checkpoint(embedded, tmp_path, capsys):
     assert json.loads(props["tinycnn.classes"]) == list(ds.classes)
 
 
-def test_cli_exports_a_save_model_file(tmp_path):
+def test_cli_exports_a_save_model_file(tmp_path, capsys):
     require("onnx", "onnx")
     rng = np.random.default_rng(4)
     model = tc.Sequential(tc.Conv2D(3, 4, 3, rng=rng), tc.ReLU(), tc.AvgPool2D(2), tc.Flatten(), tc.Dense(16, 2, rng=rng))
     saved, out = tmp_path / "m.npz", tmp_path / "m.onnx"
     saving.save_model(model, saved)
     assert cli_main(["export", str(saved), str(out)]) == 2           # no input shape recorded yet
+    assert "--input-shape C,H,W" in capsys.readouterr().err
     assert cli_main(["export", str(saved), str(out), "--input-shape", "3,6,6"]) == 0
     x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
     y = _session(out, optimize=False).run(None, {"input": x})[0]

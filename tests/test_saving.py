@@ -24,7 +24,7 @@ def _save_load(model, tmp_path, **kw):
 def _perturb_buffers(model, rng):
     """Running statistics away from their initial 0 / 1, so a forgotten buffer shows."""
     for _, layer in saving.walk(model):
-        for name, buf in (layer.named_buffers().items() if hasattr(layer, "named_buffers") else []):
+        for buf in (dict(layer.named_buffers()).values() if hasattr(layer, "named_buffers") else []):
             if buf is not None and buf.dtype.kind == "f":
                 buf[...] = rng.uniform(0.5, 1.5, buf.shape)
 
@@ -166,6 +166,17 @@ def test_a_compiled_model_continues_fit_exactly(tmp_path):
     assert h1.history == h2.history
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert np.array_equal(a, b), k
+
+
+def test_a_function_metric_is_left_out_with_a_warning(tmp_path):
+    def hits(y, p):
+        return float((p.argmax(1) == y).sum())
+    model = _small_net(np.random.default_rng(6)).compile(optimizer="sgd", metrics=["accuracy", hits])
+    path = tmp_path / "m.npz"
+    saving.save_model(model, path)
+    with pytest.warns(UserWarning, match="metric 'hits' was a function"):
+        loaded = saving.load_model(path)
+    assert [m.name for m in loaded.compiled.metrics] == ["accuracy"]
 
 
 def test_without_an_optimizer_nothing_is_compiled(tmp_path):

@@ -12,7 +12,7 @@ pickle, written atomically) whose ``extra`` holds::
 
     {"format": "tinycnn-model", "format_version": 1,
      "architecture": NODE,                 # the model as a tree of layers
-     "compile": {"loss": str, "metrics": [str, ...]} or null,
+     "compile": {"loss": str, "metrics": [str, ...]} or null,   # set when the compiled optimizer is saved
      "layer_rngs": {PATH: bit-generator state}}  # every Dropout's generator, nested ones too
 
     NODE = {"class": "Conv2D", "args": {"in_channels": 1, "out_channels": 8, "kernel_size": [3, 3], ...}}
@@ -40,7 +40,13 @@ Loading treats the file as hostile, and checks before it allocates anything:
   class) must equal the number the file holds, and only then is the model built and the weights
   loaded (``load_checkpoint``: strict keys and shapes, nothing changed on error).
 
-Every refusal is a ``ModelFileError`` (a ValueError) naming the file and the field.
+Every refusal is a ``ModelFileError`` (a ValueError) naming the file and the field; a valid
+checkpoint without an architecture (``save_checkpoint``, ``tinycnn train``) raises its subclass
+``NoArchitectureError``, whose message says how to load it instead.
+
+The optimizer's arrays go through ``load_checkpoint`` and ``Optimizer.load_state_dict`` (type,
+count and every shape checked against the model's parameters). The file is checked, then read
+again to load: a file replaced between the two by another process is not guarded against.
 """
 from __future__ import annotations
 

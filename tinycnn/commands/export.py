@@ -58,6 +58,9 @@ def run(args) -> int:
         from .. import export
         input_shape = _shape(args.input_shape) if args.input_shape else None
         model, meta, norm = _load(args.checkpoint)
+        if input_shape is None and getattr(model, "input_shape", None) is None:
+            raise ValueError(f"{args.checkpoint} records no input shape (the model was saved before it saw "
+                             f"any input); give it with --input-shape C,H,W")
         if args.raw_pixels and norm is None:
             raise ValueError("--raw-pixels needs a `tinycnn train` checkpoint (a save_model file holds no "
                              "normalisation statistics)")
