@@ -9,7 +9,9 @@
 The graph computes the model in **eval mode** whatever mode it is in: Dropout is the identity and
 batch norm uses its running statistics. The batch axis is dynamic (``N``); the per-sample shape is
 the model's ``input_shape`` (or the ``input_shape`` argument). Weights are stored in the model's
-dtype (float32 by default); the operator set is ONNX opset 17.
+dtype (float32 by default; a float64 model gives a float64 graph, which onnx.reference runs but
+onnxruntime's CPU Conv does not); the operator set is ONNX opset 17. Graphs over 2 GB (protobuf's
+limit; ONNX's external-data files) are not written.
 
 Every layer maps to standard operators (``CONVERTERS``, by class name)::
 

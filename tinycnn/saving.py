@@ -226,7 +226,7 @@ def _groupnorm_size(a):
     return 2 * a["num_channels"] * a.get("affine", True)
 
 
-_DTYPE = Arg("dtype", "dtype")
+_DTYPE = Arg("dtype", "dtype", optional=True)
 _POOL = (Arg("kernel_size", "pair"), Arg("stride", "pair"), Arg("padding", "pair"),
          Arg("dilation", "pair", optional=True), Arg("ceil_mode", "bool", optional=True))
 _NORM = (Arg("num_features", "int"), Arg("eps", "float"), Arg("momentum", "float?"), Arg("affine", "bool"),
@@ -241,6 +241,7 @@ REGISTRY: dict[str, Entry] = {
     "Conv2D": Entry(args=(Arg("in_channels", "int"), Arg("out_channels", "int"), Arg("kernel_size", "pair"),
                           Arg("stride", "pair"), Arg("padding", "padding"),
                           Arg("dilation", "pair", optional=True), Arg("groups", "int", optional=True),
+                          Arg("padding_mode", "str", optional=True),
                           Arg("bias", "bool", get=lambda layer: layer.bias is not None), _DTYPE),
                     state_size=_conv_size),
     "Dense": Entry(args=(Arg("in_features", "int"), Arg("out_features", "int"),
@@ -253,8 +254,8 @@ REGISTRY: dict[str, Entry] = {
     "AdaptiveAvgPool2D": Entry(args=(Arg("output_size", "int|pair"),)),
     "AdaptiveMaxPool2D": Entry(args=(Arg("output_size", "int|pair"),)),
     "GlobalAvgPool2D": Entry(),
-    "ReLU": Entry(), "Sigmoid": Entry(), "Tanh": Entry(), "Flatten": Entry(), "Identity": Entry(),
-    "SiLU": Entry(),
+    "ReLU": Entry(), "Sigmoid": Entry(), "Tanh": Entry(), "Identity": Entry(), "SiLU": Entry(),
+    "Flatten": Entry(args=(Arg("start_dim", "index", optional=True), Arg("end_dim", "index", optional=True))),
     "LeakyReLU": Entry(args=(Arg("negative_slope", "float"),)),
     "GELU": Entry(args=(Arg("approximate", "str"),)),
     "Softmax": Entry(args=(Arg("dim", "index", optional=True),)),
@@ -313,7 +314,11 @@ def _describe(layer, path: str, classes) -> dict:
             f"so it cannot be rebuilt from a file; register it (one Entry saying which constructor "
             f"arguments to read from its attributes) or save its weights with save_checkpoint")
     entry = REGISTRY[name]
-    node = {"class": name, "args": {a.name: a.read(layer) for a in entry.args if a.present(layer)}}
+    try:
+        node = {"class": name, "args": {a.name: a.read(layer) for a in entry.args if a.present(layer)}}
+    except (AttributeError, TypeError) as err:
+        raise ModelFileError(f"save_model: {where}: its entry in tinycnn.saving.REGISTRY does not fit the "
+                             f"layer's attributes ({type(err).__name__}: {err}); the entry needs updating") from None
     if entry.children is not None:
         node["children"] = [_describe(child, _join(path, i), classes)
                             for i, child in enumerate(getattr(layer, entry.children))]
