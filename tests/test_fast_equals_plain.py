@@ -144,8 +144,12 @@ def compare(layers, x, training, seed, input_grad=True):
         diff = float(np.abs(grads1[key] - grads0[key]).max()) if grads0[key].size else 0.0
         assert diff <= TORCH_F64_REL_TOL * scale, (
             f"{key}.grad NOT OK: max diff {diff:.3e} > 1e-10 * {scale:.3e} (the largest gradient entry)")
-    for a, b in zip(after1, after0):                  # running statistics moved the same way
-        assert_rel_close(a, b, TORCH_F64_REL_TOL, "buffer")
+    # running statistics moved the same way (one vector again: a batch norm behind another has an
+    # exactly zero batch mean, rounding noise on both sides)
+    bscale = max([float(np.abs(b).max()) for b in after0 if np.size(b)] + [0.0])
+    for a, b in zip(after1, after0):
+        diff = float(np.abs(np.asarray(a, np.float64) - b).max()) if np.size(b) else 0.0
+        assert diff <= TORCH_F64_REL_TOL * bscale, f"buffer NOT OK: max diff {diff:.3e} > 1e-10 * {bscale:.3e}"
     return fast_plan
 
 

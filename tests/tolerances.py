@@ -33,6 +33,11 @@ with the data instead of being a magic number.
 |   (train: batch stats; eval: running stats)  |         |   of a two-pass batch norm, twice (2 sides)  |
 | batch norm running mean / var after k steps  | both    | batchnorm_running_atol (same analysis, per   |
 |                                              |         |   step, carried through the momentum update) |
+| one layer, tinycnn vs an ONNX runtime, same  | float32 | layer_forward_atol: 2 gamma_n S for Conv2D / |
+|   input (exported graph, layer by layer)     |         |   Dense / AvgPool2D, batchnorm_atol (eval),  |
+|                                              |         |   0 for ReLU, MaxPool2D, Flatten, Dropout    |
+| whole network, tinycnn vs an ONNX runtime    | float32 | network_forward_atol: each layer's rounding  |
+|                                              |         |   plus the propagated error (|W| e, ...), x2 |
 
 E_np, E_torch: documented accuracy (in ulps) of the exp/log each library uses, see the constants below.
 """
@@ -333,3 +338,102 @@ def assert_within(actual, expected, bound, name="tensor"):
         i = np.unravel_index(int(np.nanargmax(excess)) if np.isfinite(excess).any() else 0, diff.shape)
         raise AssertionError(f"{name} NOT OK: |diff| = {diff[i]:.3e} at {tuple(int(k) for k in i)} exceeds "
                              f"the derived bound {bound[i]:.3e}; max diff {diff.max():.3e}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward passes in float32 by two implementations (tinycnn and an ONNX runtime), eval mode.
+# ----------------------------------------------------------------------------------------------
+
+def _float64_copy(layer, abs_weights=False):
+    """A float64 Conv2D / Dense with the layer's weights (or |W| and no bias, for sums of |terms|)."""
+    import tinycnn as tc
+    if isinstance(layer, tc.Conv2D):
+        new = tc.Conv2D(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                        bias=layer.bias is not None and not abs_weights, dtype=np.float64)
+    else:
+        new = tc.Dense(layer.in_features, layer.out_features, bias=layer.bias is not None and not abs_weights,
+                       dtype=np.float64)
+    new.weight.data[...] = np.abs(layer.weight.data) if abs_weights else layer.weight.data
+    if new.bias is not None:
+        new.bias.data[...] = layer.bias.data
+    return new
+
+
+def _rounding_and_exact(layer, v, dtype):
+    """(exact output in float64, one side's rounding error bound) of ``layer`` on exact input ``v``;
+    None for the error of a layer without arithmetic. Raises for a layer without a rule here."""
+    import tinycnn as tc
+    if isinstance(layer, (tc.Conv2D, tc.Dense)):
+        n = layer.weight.data[0].size + (layer.bias is not None)      # terms per output (+1: the bias)
+        abs_sum = np.array(_float64_copy(layer, abs_weights=True).forward(np.abs(v)))
+        if layer.bias is not None:
+            b = np.abs(layer.bias.data.astype(np.float64))
+            abs_sum += b.reshape(1, -1, 1, 1) if isinstance(layer, tc.Conv2D) else b
+        return np.array(_float64_copy(layer).forward(v)), gamma(n, dtype) * abs_sum
+    if isinstance(layer, tc.AvgPool2D):
+        pool = tc.AvgPool2D(layer.kernel_size, layer.stride, layer.padding)
+        k = layer.kernel_size[0] * layer.kernel_size[1]                 # k terms, then one divide
+        return np.array(pool.forward(v)), gamma(k + 1, dtype) * np.array(pool.forward(np.abs(v)))
+    if isinstance(layer, tc.BatchNorm2D):
+        if not layer.track_running_stats:
+            raise ValueError("batch norm without running statistics has no eval-mode rule here")
+        c = layer.num_features
+        gam = np.ones(c) if layer.weight is None else layer.weight.data.astype(np.float64)
+        bet = np.zeros(c) if layer.bias is None else layer.bias.data.astype(np.float64)
+        mu, var = layer.running_mean.astype(np.float64), layer.running_var.astype(np.float64)
+        a = (gam / np.sqrt(var + layer.eps)).reshape(1, -1, 1, 1)
+        y = a * (v - mu.reshape(1, -1, 1, 1)) + bet.reshape(1, -1, 1, 1)
+        one_side = batchnorm_atol(v, np.zeros_like(v), gam, bet, layer.eps, dtype, running=(mu, var))["y"] / 2
+        return y, one_side
+    if isinstance(layer, tc.MaxPool2D):
+        return np.array(tc.MaxPool2D(layer.kernel_size, layer.stride, layer.padding).forward(v)), None
+    if isinstance(layer, tc.ReLU):
+        return np.maximum(v, 0), None
+    if isinstance(layer, tc.Flatten):
+        return v.reshape(len(v), -1), None
+    if isinstance(layer, tc.Dropout):
+        return v, None
+    raise ValueError(f"no float32 error rule for {layer!r}")
+
+
+def layer_forward_atol(layer, x, dtype=np.float32):
+    """Elementwise bound on |y_a - y_b| for two evaluations of one eval-mode layer on the same input x:
+    2 gamma_n S for Conv2D and Dense (n terms per output, S = |W| |x| + |b|) and AvgPool2D (k terms
+    and a divide), ``batchnorm_atol`` with running statistics for BatchNorm2D, and 0 for ReLU, MaxPool2D,
+    Flatten and Dropout (no arithmetic: the results are equal bit for bit)."""
+    y, one_side = _rounding_and_exact(layer, np.asarray(x, dtype=np.float64), dtype)
+    return np.zeros_like(y) if one_side is None else 2 * one_side
+
+
+def network_forward_atol(layers, x, dtype=np.float32):
+    """Elementwise bound on |y_a - y_b| for two float32 evaluations of an eval-mode chain of the layers
+    ``layer_forward_atol`` knows, from the same input x (which both get exactly).
+
+    First order, walking exact values v (float64) and a bound e on one side's error in them (e = 0 at
+    the input): a layer adds its own rounding (as in ``layer_forward_atol``, one side) to the input
+    error it passes on: |W| e for Conv2D and Dense, the window's max of e for MaxPool2D
+    (|max a - max b| <= max |a - b|) and its mean for AvgPool2D, |a| e for batch norm
+    (a = gamma / sqrt(var + eps)); ReLU, Flatten and Dropout pass e on unchanged (1-Lipschitz, exact).
+    Each side is within e of the exact output, the two within 2 e. A worst case: with no cancellation
+    assumed, it grows about as fast as the product of the layers' |W| norms with depth.
+    """
+    import tinycnn as tc
+    v = np.asarray(x, dtype=np.float64)
+    e = np.zeros_like(v)
+    for layer in layers:
+        y, rounding = _rounding_and_exact(layer, v, dtype)
+        if isinstance(layer, (tc.Conv2D, tc.Dense)):
+            e = np.array(_float64_copy(layer, abs_weights=True).forward(e))
+        elif isinstance(layer, tc.MaxPool2D):
+            e = np.array(tc.MaxPool2D(layer.kernel_size, layer.stride, layer.padding).forward(e))
+        elif isinstance(layer, tc.AvgPool2D):
+            e = np.array(tc.AvgPool2D(layer.kernel_size, layer.stride, layer.padding).forward(e))
+        elif isinstance(layer, tc.BatchNorm2D):
+            gam = np.ones(layer.num_features) if layer.weight is None else layer.weight.data.astype(np.float64)
+            a = np.abs(gam / np.sqrt(layer.running_var.astype(np.float64) + layer.eps))
+            e = a.reshape(1, -1, 1, 1) * e
+        elif isinstance(layer, tc.Flatten):
+            e = e.reshape(len(e), -1)
+        e = e if rounding is None else e + rounding
+        v = y
+    return 2 * e

@@ -47,3 +47,9 @@ from .layers import (AdaptiveAvgPool2D, AdaptiveMaxPool2D, BatchNorm1D, Concat, 
 
 __all__ += ["Residual", "Concat", "LeakyReLU", "GELU", "SiLU", "Identity", "LogSoftmax", "Dropout2D",
             "BatchNorm1D", "LayerNorm", "GroupNorm", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D"]
+
+# Whole models to and from files (architecture as JSON, no pickle), and ONNX export (onnx imported lazily).
+from . import export, saving  # noqa: E402
+from .saving import load_model, save_model  # noqa: E402
+
+__all__ += ["export", "saving", "save_model", "load_model"]

@@ -17,6 +17,7 @@ COMMANDS = {
     "predict": "classify image files with a saved checkpoint",
     "gradcheck": "check every layer's backward pass against finite differences",
     "bench": "run the speed benchmarks",
+    "export": "write a saved network as an ONNX graph",
 }
 
 

@@ -80,6 +80,12 @@ class Sequential:
             print_fn(text)
         return text
 
+    def output_shape(self, in_shape):
+        """Per-sample shape in -> per-sample shape out, checking every layer (a Sequential nested in
+        another network, or in a residual block)."""
+        records = shapes.infer_shapes(self.layers, tuple(int(d) for d in in_shape), source="its input")
+        return records[-1].out_shape if records else tuple(in_shape)
+
     def add(self, layer: Layer) -> None:
         """Append a layer (Keras's ``model.add``); shapes are checked again at the next forward."""
         if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
@@ -137,6 +143,12 @@ class Sequential:
         ``seed`` seeds the generator that shuffles the data in ``fit``. See ``tinycnn.training.compile_model``."""
         self.compiled = fit_api.compile_model(self, optimizer, loss, metrics, lr=lr, seed=seed)
         return self
+
+    def save(self, path, optimizer=None, **options):
+        """Architecture, weights and (optionally) optimizer state in one file; ``tinycnn.load_model``
+        reads it back. See ``tinycnn.saving.save_model``."""
+        from .saving import save_model                # saving imports this module
+        return save_model(self, path, optimizer, **options)
 
     @property
     def optimizer(self):

@@ -18,15 +18,14 @@ layers' own code instead. ``tests/test_fast_equals_plain.py`` holds the two equa
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from . import switch
 
 from .passes import ORDER as PASSES
 from .passes.lanes import set_enabled as set_lanes_enabled
 from .plan import Plan
 
-_ENABLED = os.environ.get("TINYCNN_FAST", "1") != "0"
 
 
 def compile(layers, passes=PASSES, *, plain: bool = False) -> Plan:  # noqa: A001
@@ -38,19 +37,10 @@ def compile(layers, passes=PASSES, *, plain: bool = False) -> Plan:  # noqa: A00
 def runs_fast(x) -> bool:
     """Whether a batch ``x`` goes through the fast ops: the executor is on and x is float32/float64
     (other dtypes run the layers' own code, which raises their own clear errors)."""
-    return _ENABLED and getattr(x, "dtype", None) in (np.float32, np.float64)
+    return switch.enabled() and getattr(x, "dtype", None) in (np.float32, np.float64)
 
 
-def enabled() -> bool:
-    return _ENABLED
-
-
-def set_enabled(on: bool) -> bool:
-    """Run Sequential through the executor (True) or through the layers' own code (False); returns
-    the old setting."""
-    global _ENABLED
-    old, _ENABLED = _ENABLED, bool(on)
-    return old
+enabled, set_enabled = switch.enabled, switch.set_enabled
 
 
 __all__ = ["compile", "runs_fast", "Plan", "PASSES", "enabled", "set_enabled", "set_lanes_enabled"]

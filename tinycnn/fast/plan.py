@@ -22,6 +22,7 @@ import numpy as np
 from .. import _jit, _workers, shapes
 from ..kernels.gemm import blas_single_threaded
 from . import graph as graph_mod
+from . import switch
 from .ops import PlainOp, make_op
 from .passes import GRAPH_PASSES, ORDER
 from .passes import lanes as lanes_pass
@@ -61,6 +62,18 @@ class Plan:
     # -- forward -------------------------------------------------------------------------------
 
     def forward(self, x):
+        if self.plain:
+            with switch.off():                     # nested Sequentials run their own code too
+                return self._forward(x)
+        return self._forward(x)
+
+    def backward(self, grad_y, input_grad: bool = True):
+        if self.plain:
+            with switch.off():
+                return self._backward(grad_y, input_grad)
+        return self._backward(grad_y, input_grad)
+
+    def _forward(self, x):
         x = np.asarray(x)
         self.last = None
         n = x.shape[0]
@@ -80,7 +93,7 @@ class Plan:
 
     # -- backward ------------------------------------------------------------------------------
 
-    def backward(self, grad_y, input_grad: bool = True):
+    def _backward(self, grad_y, input_grad: bool = True):
         last = self.last
         who = f"{self.layers[-1]!r}: " if self.layers else ""
         if last is None:
