@@ -1,8 +1,8 @@
 """The suite's entry point: ``python -m benchmarks [--quick] [--sections ...]``.
 
-Sections (all by default): ``train`` (training steps and inference, both nets, batch 64 and 256, one
-thread and all cores), ``layers`` (per-layer forward and backward), ``matmul`` (the machine's float32
-matrix-multiply rate), ``whatif`` (measured potential of proposed changes in files the speed work
+Sections (all by default): ``train`` (training steps and inference, the three nets of nets.py, batch
+64 and 256, one thread and all cores), ``layers`` (per-layer forward and backward), ``matmul`` (the
+machine's float32 matrix-multiply rate), ``whatif`` (measured potential of proposed changes in files the speed work
 does not own), ``startup`` (first training step in a fresh process, cold and warm Numba
 cache), ``memory`` (peak memory of a training run, each contender in its own process) and ``ladder``
 (the convolution speed ladder). ``--quick`` shrinks every section to a seconds-long smoke run whose
@@ -83,7 +83,9 @@ def run(args) -> int:
         for name, agr in results["agreement"].items():
             log(f"  agreement {name}: {agr}")
         reps = {4: 1, 64: 5, 256: 2}
-        results["train"] = throughput.run(nets[:1] if q else nets, batches, threads,
+        # quick: the seed CNN and vgg_bn (the only net with batch norm and dropout), to smoke-test both
+        timed = [NETS["seed_cnn"], NETS["vgg_bn"]] if q else nets
+        results["train"] = throughput.run(timed, batches, threads,
                                           ("train", "infer"),
                                           rounds=1 if q else 5, reps=reps, use_torch=use_torch, log=log)
 

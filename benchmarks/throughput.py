@@ -1,9 +1,14 @@
 """Whole training steps and inference, every contender side by side, interleaved.
 
 A training step is: forward, softmax cross-entropy, backward, SGD with momentum 0.9 (lr 0.01), on one
-fixed float32 batch. Inference is one forward pass (torch under ``inference_mode``). Before timing,
-``agreement`` checks that the contenders, loaded with the same weights, give the same logits and the
-same first-step loss and parameter gradients, so the race is between implementations of one function.
+fixed float32 batch, every model in training mode (batch norm on batch statistics, dropout with the
+net's p). Inference is one forward pass in evaluation mode (batch norm on running statistics, dropout
+off; torch under ``inference_mode``). Before timing, ``agreement`` checks that the contenders, loaded
+with the same weights, give the same logits and the same first-step loss and parameter gradients, so
+the race is between implementations of one function (see ``agreement`` for how dropout is handled).
+
+Only the plain ``tinycnn`` API is used here (no ``tinycnn.fast``), so this file also runs against
+older tinycnn versions.
 """
 from __future__ import annotations
 
@@ -12,7 +17,16 @@ import numpy as np
 import tinycnn as tc
 
 from . import numpy_engine as npe
-from .nets import LR, MOMENTUM, NetInfo, build_numpy, build_tinycnn, build_torch
+from .nets import (
+    LR,
+    MOMENTUM,
+    NetInfo,
+    batchnorm_state,
+    build_numpy,
+    build_tinycnn,
+    build_torch,
+    without_dropout,
+)
 from .timing import interleave, median, spread, thread_count
 
 
@@ -47,6 +61,7 @@ def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int 
             opt.step()
         fns["tinycnn"] = tinycnn_step
     else:
+        model.eval()
         fns["tinycnn"] = lambda: model(x)
 
     if use_torch:
@@ -63,6 +78,8 @@ def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int 
                 topt.step()
             fns["pytorch"] = torch_step
         else:
+            tmodel.eval()
+
             def torch_infer():
                 with torch.inference_mode():
                     tmodel(tx)
@@ -73,49 +90,81 @@ def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int 
     if mode == "train":
         fns["numpy"] = lambda: npe.train_step(net, nopt, x, labels)
     else:
+        net.eval()
         fns["numpy"] = lambda: net.forward(x)
     return fns
 
 
 def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
-    """Max relative differences to tinycnn of the logits, the loss and every parameter gradient."""
+    """Max relative differences to tinycnn, per contender, of one training-mode step and of evaluation.
+
+    All engines start from tinycnn's weights, with random batch-norm parameters and running statistics
+    (``nets.batchnorm_state``) in place of the fresh ones and zeros. Each engine draws its own dropout
+    masks, so the training-mode check runs the net with every dropout's p set to 0 (``without_dropout``;
+    nets without dropout are unchanged). It compares, after one forward and backward in training mode:
+    ``logits``, ``loss``, ``gradients`` (the largest over all parameters) and ``buffers`` (the running
+    statistics that forward updated; 0 for a net without batch norm). Then, in evaluation mode and
+    with the net's own p (dropout is the identity there): ``eval_logits`` from those updated running
+    statistics.
+    """
     x, labels = make_batch(info, batch)
-    model = build_tinycnn(info.spec, np.random.default_rng(0))
+    train_info = without_dropout(info)
+    model = build_tinycnn(train_info.spec, np.random.default_rng(0))
     state = model.state_dict()
+    state.update(batchnorm_state(info.spec, np.random.default_rng(2)))
+    model.load_state_dict(state)
     loss_fn = tc.SoftmaxCrossEntropy()
-    logits = np.array(model(x), dtype=np.float64)                  # (N, classes)
-    loss = loss_fn(model(x), labels)
+    out_y = model(x)                                                # one forward: running stats move once
+    logits = np.array(out_y, dtype=np.float64)                      # (N, classes), copied before reuse
+    loss = loss_fn(out_y, labels)
     model.backward(loss_fn.backward(), input_grad=False)
-    grads = {k: p.grad for k, p in model.named_parameters()}      # "0.weight", ... as torch
+    # dict(): older tinycnn returns a dict, newer yields (name, Parameter) pairs; "0.weight", ... as torch
+    grads = {k: np.array(p.grad) for k, p in dict(model.named_parameters()).items()}
+    buffers = {k: v for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    eval_model = build_tinycnn(info.spec, np.random.default_rng(0))
+    eval_model.load_state_dict(model.state_dict())
+    eval_model.eval()
+    eval_logits = np.array(eval_model(x), dtype=np.float64)
 
     def rel(a, b):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
+    def compare(c_logits, c_loss, c_grads, c_buffers, c_eval_logits) -> dict:
+        if set(c_grads) != set(grads) or set(c_buffers) != set(buffers):
+            raise RuntimeError(f"throughput.agreement({info.name}): the contenders' parameters differ: tinycnn "
+                               f"{sorted(grads)} {sorted(buffers)}, other {sorted(c_grads)} {sorted(c_buffers)}")
+        return {"logits": rel(c_logits, logits), "loss": abs(c_loss - loss) / abs(loss),
+                "gradients": max(rel(c_grads[k], grads[k]) for k in grads),
+                "buffers": max((rel(c_buffers[k], buffers[k]) for k in buffers), default=0.0),
+                "eval_logits": rel(c_eval_logits, eval_logits)}
+
     out = {}
-    n_logits = build_numpy(info.spec, state).forward(x)
-    net = build_numpy(info.spec, state)
-    n_loss, n_grad = npe.softmax_cross_entropy(net.forward(x), labels)
+    net = build_numpy(train_info.spec, state)
+    n_out = net.forward(x)
+    n_logits = n_out.copy()
+    n_loss, n_grad = npe.softmax_cross_entropy(n_out, labels)
     net.backward(n_grad)
-    n_grads = {}
-    for i, layer in enumerate(net.layers):
-        if layer.params:
-            n_grads[f"{i}.weight"], n_grads[f"{i}.bias"] = layer.grads
-    out["numpy"] = {"logits": rel(n_logits, logits), "loss": abs(n_loss - loss) / abs(loss),
-                    "gradients": max(rel(n_grads[k], grads[k]) for k in grads)}
+    n_buffers = {f"{i}.{name}": getattr(layer, name) for i, layer in enumerate(net.layers)
+                 if isinstance(layer, npe.BatchNorm) for name in ("running_mean", "running_var")}
+    n_eval = build_numpy(info.spec, {**state, **n_buffers}).eval().forward(x)
+    out["numpy"] = compare(n_logits, n_loss, net.named_grads(), n_buffers, n_eval)
     if use_torch:
         import torch
         import torch.nn.functional as F
 
-        tmodel = build_torch(info.spec, state)
+        tmodel = build_torch(train_info.spec, state)
         tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
         t_logits = tmodel(tx)
         t_loss = F.cross_entropy(t_logits, tl)
         t_loss.backward()
-        t_grads = {k: p.grad.numpy() for k, p in tmodel.named_parameters()}
-        out["pytorch"] = {"logits": rel(t_logits.detach().numpy(), logits),
-                          "loss": abs(t_loss.item() - loss) / abs(loss),
-                          "gradients": max(rel(t_grads[k], grads[k]) for k in grads)}
+        t_grads = {k: p.grad.numpy() for k, p in dict(tmodel.named_parameters()).items()}
+        t_state = {k: v.numpy() for k, v in tmodel.state_dict().items()}
+        t_buffers = {k: v for k, v in t_state.items() if k.endswith(("running_mean", "running_var"))}
+        t_eval_model = build_torch(info.spec, t_state).eval()
+        with torch.inference_mode():
+            t_eval = t_eval_model(tx).numpy()
+        out["pytorch"] = compare(t_logits.detach().numpy(), t_loss.item(), t_grads, t_buffers, t_eval)
     return out
 
 
