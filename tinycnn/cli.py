@@ -74,7 +74,11 @@ def _silence_stdout() -> None:
 
 def main(argv=None) -> int:
     try:
-        code = _dispatch(argv)
+        try:
+            code = _dispatch(argv)
+        except SystemExit:                             # argparse's --help and usage errors
+            sys.stdout.flush()
+            raise
         sys.stdout.flush()                             # a closed pipe shows here, while it can be caught
         return code
     except KeyboardInterrupt:
