@@ -14,10 +14,8 @@ edits, the original model). Examples: the ``ci`` profile runs ``EXAMPLES["ci"]``
 few seconds; ``TINYCNN_PROFILE=thorough`` runs ``EXAMPLES["thorough"]``.
 """
 import io
-import json
 import os
 import tracemalloc
-import zipfile
 
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ import os
 import time
 import tracemalloc
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from tinycnn.checkpoint import (CheckpointError, finite_state_problem, load_chec
 from tinycnn.cli import main as cli
 from tinycnn.commands._saved_run import check_run_meta, load_run
 
-from checkpoint_files import members, meta_of, npy_bytes, rewrite_meta, run_checkpoint, with_meta, write_zip
+from checkpoint_files import members, npy_bytes, rewrite_meta, run_checkpoint, with_meta, write_zip
 
 MB = 1 << 20
 
@@ -196,7 +195,7 @@ def test_not_a_checkpoint_says_so(tmp_path, run_ck):
     for name, data in cases.items():
         p = tmp_path / name
         p.write_bytes(data)
-        err = refused(lambda: load_checkpoint(p), r"^file$", "not a readable tinycnn checkpoint", path=p)
+        err = refused(lambda p=p: load_checkpoint(p), r"^file$", "not a readable tinycnn checkpoint", path=p)
         assert expect[name] in err.problem, (name, err.problem)
     np.savez(tmp_path / "plain.npz", a=np.zeros(2))
     refused(lambda: load_checkpoint(tmp_path / "plain.npz"), r"^meta$", "no 'meta' member")

@@ -417,7 +417,7 @@ def _check_rng(value, field: str, fail) -> dict:
     return state
 
 
-def _check_ref(value, key: str, field: str, fail):
+def _check_ref(value, field: str, fail):
     """An optimizer value: a JSON scalar, a short list of numbers, or an array reference."""
     if isinstance(value, dict):
         if set(value) == {"__arrays__"} and _is_int(value["__arrays__"]) and 0 <= value["__arrays__"] <= MAX_MEMBERS:
@@ -457,7 +457,7 @@ def _check_optimizer(opt, field: str, fail) -> None:
     for key, value in opt.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", key):
             fail(f"{field}.{key[:60]}", "is not a valid optimizer state key")
-        _check_ref(value, key, f"{field}.{key}", fail)
+        _check_ref(value, f"{field}.{key}", fail)
     kind = opt["type"]
     refs = {"SGD": ("momentum_buffers",), "Adam": ("exp_avg", "exp_avg_sq")}.get(kind, ())
     for key in refs:
@@ -612,9 +612,9 @@ def _generic_budget(ar: _Archive) -> list:
     return [GENERIC_BUDGET_FACTOR * ar.size + GENERIC_BUDGET_SLACK]
 
 
-def _model_arrays(ar: _Archive, model, owner: str, meta: dict) -> dict:
+def _model_arrays(ar: _Archive, model, meta: dict) -> dict:
     """The model's state from the file, checked against ``model`` key by key before reading data."""
-    ours = {k: v for k, v in model.state_dict().items()} if model is not None else None
+    ours = model.state_dict()
     shapes = {k: ar.header(m) for k, m in ar.model.items()}             # headers only
     missing = [k for k in ours if k not in shapes]
     extra = [k for k in shapes if k not in ours]
@@ -718,12 +718,10 @@ def load_checkpoint(path, model=None, optimizer=None, rng=None) -> dict:
     a CheckpointError (a ValueError) naming the file and the field, and model, optimizer and rng are
     left as they were (see the module docstring).
     """
-    path = os.fspath(path)
-    owner = f"checkpoint {path}"
     ar = _open(path)
     try:
         meta = _parse_meta(ar)
-        values = _model_arrays(ar, model, owner, meta) if model is not None else None
+        values = _model_arrays(ar, model, meta) if model is not None else None
         opt_state = None
         if optimizer is not None:
             if meta["optimizer"] is None:

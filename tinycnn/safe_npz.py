@@ -149,7 +149,7 @@ def _zip64_extra(extra: bytes, need: list[str], fields: dict) -> None:
 
 def list_members(f: BinaryIO, file_size: int, max_members: int) -> list[Member]:
     """The archive's members in central-directory order, every field checked (see module docstring)."""
-    n, cd_offset, cd_size, cd_end = _end_record(f, file_size)
+    n, cd_offset, cd_size, _ = _end_record(f, file_size)
     if n > max_members:
         raise NpzError(f"the archive has {n} members; a checkpoint of this kind has at most {max_members}")
     cd = _read_at(f, cd_offset, cd_size, "central directory")
@@ -202,8 +202,8 @@ def list_members(f: BinaryIO, file_size: int, max_members: int) -> list[Member]:
     if o != len(cd):
         raise NpzError(f"the central directory has {len(cd) - o} bytes after its {n} entries")
     spans = sorted((m.header_at, m.data_start + m.compressed_size, m.name) for m in members)
-    for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
-        if a1 > b0:
+    for (_, a_end, an), (b_start, _, bn) in zip(spans, spans[1:]):
+        if a_end > b_start:
             raise NpzError(f"members {an!r} and {bn!r} overlap in the file", bn)
     if spans and spans[-1][1] > cd_offset:
         raise NpzError(f"member {spans[-1][2]!r} runs into the central directory", spans[-1][2])
@@ -337,7 +337,10 @@ def _header(s: "_MemberStream", m: Member) -> tuple[np.dtype, bool, tuple, int]:
     head = s.read(10)
     if len(head) < 10 or head[:6] != _NPY_MAGIC:
         raise NpzError(f"member {m.name!r} is not a .npy array (it starts {head[:10]!r})", m.name)
-    major = head[6]
+    major, minor = head[6], head[7]
+    if minor != 0 or major not in (1, 2, 3):
+        raise NpzError(f"member {m.name!r}: .npy format version {major}.{minor} is unknown (1.0, 2.0 and 3.0 "
+                       f"exist)", m.name)
     if major == 1:
         header_len = _u16(head, 8)
     elif major in (2, 3):

@@ -23,6 +23,15 @@ Checkpoints: ``describe(name, input_shape, num_classes, **options)`` is the JSON
 checkpoint's ``extra["model"]``; ``from_record(record, rng)`` rebuilds the same architecture, and
 ``load_model(path)`` does both and loads the weights, with a clear error for a checkpoint that holds
 no zoo record, an unknown name, or weights that do not fit the named network.
+
+A record read from a file is hostile: ``check_record`` checks every field (``format``, ``name``,
+``input_shape`` [C, H, W] within ``LIMITS``, ``num_classes``, the network's ``options``), and
+``from_record(..., weights=checkpoint.model_shapes(path))`` compares it with the weights' shapes read
+from their .npy headers *before* building: the channels (and vgg-bn's width) must be those of the
+first convolution's weights, and the classifier the record implies may not hold more values than all
+the checkpoint's weights together -- so a tampered ``input_shape`` of [1, 20000, 20000] is refused in
+milliseconds instead of allocating a Dense layer of billions of weights. Errors name the file and the
+field (``CheckpointError``, e.g. ``extra.model.input_shape``).
 """
 from __future__ import annotations
 
@@ -225,8 +234,8 @@ def check_record(record, *, where: str = "zoo.check_record", path=None) -> dict:
     (the record came from that checkpoint), else ValueError."""
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         _record_fail(where, path, "", "this checkpoint was not written by `tinycnn train` (no model-zoo "
-                     f"record in its extra data), so the network to rebuild is unknown; load it in Python into "
-                     f"the Sequential it was saved from, with tinycnn.load_checkpoint(path, model)")
+                     "record in its extra data), so the network to rebuild is unknown; load it in Python into "
+                     "the Sequential it was saved from, with tinycnn.load_checkpoint(path, model)")
     name = record.get("name")
     if not isinstance(name, str) or name not in MODELS:
         _record_fail(where, path, "name", f"unknown model {str(name)[:60]!r}; known: {', '.join(MODELS)}")
