@@ -222,3 +222,21 @@ def test_idx_gzip_bomb_reads_only_what_the_header_announces(tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 8 << 20
+
+
+def test_model_checkpoint_does_not_save_a_diverged_epoch(tmp_path):
+    """val_loss NaN after an epoch (weights overflowed): no checkpoint for it, a warning naming the
+    last one saved, which still loads."""
+    rng = np.random.default_rng(0)
+    model = tc.Sequential(tc.Flatten(), tc.Dense(4, 3, rng=rng))
+    model.compile(optimizer=tc.SGD(model.parameters(), lr=0.1))
+    mc = ModelCheckpoint(str(tmp_path / "ck-{epoch}.npz"))
+    x, y = rng.standard_normal((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    model.fit(x, y, epochs=1, batch_size=4, callbacks=[mc], verbose=0)
+    assert mc.last_saved.endswith("ck-1.npz")
+    model.layers[1].weight.data[0, 0] = np.inf                # as if the epoch had diverged
+    with pytest.warns(RuntimeWarning, match=r"epoch 2 not saved: .*model 1\.weight holds 1 non-finite.*ck-1\.npz"):
+        mc.set_model(model)
+        mc.on_epoch_end(1, {"loss": 0.5, "val_loss": float("nan")})
+    assert mc.skipped == [2] and not (tmp_path / "ck-2.npz").exists()
+    tc.load_checkpoint(tmp_path / "ck-1.npz", tc.Sequential(tc.Flatten(), tc.Dense(4, 3, rng=rng)))

@@ -32,10 +32,11 @@ from __future__ import annotations
 import math
 import re
 import string
+import warnings
 
 import numpy as np
 
-from .checkpoint import save_checkpoint
+from .checkpoint import finite_state_problem, save_checkpoint
 
 
 class Callback:
@@ -167,7 +168,9 @@ class ModelCheckpoint(Callback):
 
     ``path`` may hold ``{epoch}`` (an int) and the keys fit logs (loss, lr, tinycnn's metrics and
     their val_ versions, floats), with format specs (``{epoch:02d}``, ``{val_loss:.3f}``); any other
-    field, or a spec that does not fit, is refused here, at construction."""
+    field, or a spec that does not fit, is refused here, at construction. An epoch whose weights,
+    optimizer state or logged numbers are not finite is not saved (a RuntimeWarning says so, and
+    ``skipped`` lists it): the last checkpoint written is always one that can be resumed."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True,
                  verbose=0):
@@ -176,6 +179,7 @@ class ModelCheckpoint(Callback):
         self.save_best_only, self.save_optimizer, self.verbose = bool(save_best_only), bool(save_optimizer), verbose
         self._track = _Monitor("ModelCheckpoint", monitor, mode, 0.0)   # best kept across fit calls
         self.last_saved: str | None = None
+        self.skipped: list[int] = []             # epochs (1-based) whose state was not finite
 
     @property
     def best(self) -> float:
@@ -183,6 +187,14 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        optimizer = self.model.compiled.optimizer if self.save_optimizer and self.model.compiled else None
+        problem = finite_state_problem(self.model, optimizer, logs)
+        if problem is not None:                  # a diverged state is never saved as a checkpoint
+            self.skipped.append(epoch + 1)
+            kept = f"; the last one saved is {self.last_saved}" if self.last_saved else ""
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1} not saved: {problem}{kept}", RuntimeWarning,
+                          stacklevel=2)
+            return
         extra = {"logs": {k: float(v) for k, v in logs.items()}}         # JSON keeps NaN/inf as such
         if self.save_best_only:
             current = self._track.value(logs)
@@ -195,7 +207,6 @@ class ModelCheckpoint(Callback):
         except KeyError as err:
             raise KeyError(f"ModelCheckpoint({self.path!r}): {{{err.args[0]}}} is not among this epoch's logs "
                            f"{sorted(logs)}; pass validation data to fit for val_* keys") from None
-        optimizer = self.model.compiled.optimizer if self.save_optimizer and self.model.compiled else None
         save_checkpoint(path, self.model, optimizer, epoch=epoch + 1, rng=self.params.get("rng"), extra=extra)
         self.last_saved = path
         if self.verbose:
