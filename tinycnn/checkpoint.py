@@ -57,6 +57,13 @@ then never yields more bytes than the header claims. Every metadata problem -- n
 not JSON, a wrong type, a missing or unknown field, a value out of range -- is a ``CheckpointError``
 (a ValueError) naming the file and the field; NumPy's and zipfile's own exceptions never escape.
 
+Reading: ``load_checkpoint(path, model, optimizer, rng)`` reads only what it loads into;
+``read_meta(path)`` the checked metadata alone; ``model_shapes(path)`` the weights' shapes from their
+.npy headers alone (to check an architecture record before building it, see ``tinycnn.zoo``);
+``read_checkpoint(path)`` everything, within the budget above. ``CheckpointError.field`` is
+``file``, ``meta``, ``meta.<key>[.<key>...]``, ``model`` (the weights do not fit the model: keys,
+shapes or dtype kinds), ``model/<key>``, ``optim/<key>/<i>`` or ``member '<name>'``.
+
 Layer generators are not part of ``model.state_dict()`` (torch keeps none there either), but a run
 with dropout resumes bit for bit only if the masks continue where they stopped: ``load_checkpoint``
 restores them into the model's layers of the same index.
