@@ -34,7 +34,7 @@ The JSON in ``meta`` (version 1), an object with exactly these keys (``layer_rng
     optimizer       null, or the optimizer's state_dict with its arrays replaced by references:
                     {"__arrays__": n} for a list of n arrays (members optim/<key>/<i>),
                     {"__array__": true} for one array (member optim/<key>); the other values are
-                    JSON scalars or short lists of numbers. "type" "SGD": lr, momentum, weight_decay
+                    JSON scalars or lists of numbers or nulls. "type" "SGD": lr, momentum, weight_decay
                     finite >= 0, dampening finite, nesterov a boolean, initial_lr null or >= 0,
                     momentum_buffers a reference. "Adam": lr, eps, weight_decay finite >= 0, betas
                     two numbers in [0, 1), step_count an integer >= 0, exp_avg and exp_avg_sq

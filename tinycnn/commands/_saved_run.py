@@ -125,6 +125,23 @@ def _check_config(path, config) -> None:
         raise CheckpointError(path, "extra.config", f"settings out of range: {err}") from None
 
 
+def _check_config_used(path, config) -> None:
+    """The settings evaluating a run needs: ``seed`` (an integer >= 0) and ``image_size`` (null or
+    [H, W]) where present; older runs may lack the rest."""
+    if not isinstance(config, dict):
+        raise CheckpointError(path, "extra.config", f"must be the run's settings (a JSON object), got "
+                                                    f"{type(config).__name__}")
+    seed = config.get("seed", 0)
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise CheckpointError(path, "extra.config.seed", f"must be an integer >= 0, got {str(seed)[:40]!r}")
+    size = config.get("image_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(d, int) and not isinstance(d, bool) for d in size)):
+        raise CheckpointError(path, "extra.config.image_size", f"must be null or [H, W], got {str(size)[:40]}")
+    if not isinstance(config.get("model", "?"), str):
+        raise CheckpointError(path, "extra.config.model", f"must be a string, got {str(config.get('model'))[:40]!r}")
+
+
 def _template_schedule(config: dict, saved: dict):
     """A schedule like the one ``tinycnn train`` builds for ``config`` (its steps from ``saved``)."""
     p = Dense(1, 1, rng=np.random.default_rng(0)).parameters()
@@ -177,12 +194,14 @@ def check_run_meta(path, meta: dict, *, resume: bool = False) -> dict:
     record = zoo.check_record(extra.get("model") if isinstance(extra, dict) else None,
                               where=f"checkpoint {path}", path=path)
     _check_data(path, extra.get("data"), record)
-    if "config" in extra or resume:
+    if resume:
         _check_config(path, extra.get("config"))
-        size = extra["config"]["image_size"]
-        if size is not None and size != record["input_shape"][1:]:
-            raise CheckpointError(path, "extra.config.image_size", f"{size} differs from the network's input "
-                                                                   f"{record['input_shape'][1:]} (H, W)")
+    else:                                       # evaluate / predict use only the seed and the image size
+        _check_config_used(path, extra.get("config", {}))
+    size = extra.get("config", {}).get("image_size")
+    if size is not None and size != record["input_shape"][1:]:
+        raise CheckpointError(path, "extra.config.image_size", f"{size} differs from the network's input "
+                                                               f"{record['input_shape'][1:]} (H, W)")
     if not resume:
         return meta
     epoch = meta.get("epoch")
