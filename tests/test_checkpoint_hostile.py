@@ -464,3 +464,13 @@ def test_finite_state_problem_catches_a_real_divergence():
             opt.step()
     problem = finite_state_problem(model, opt, {"loss": float(value)})
     assert problem is not None and "not finite" in problem
+
+
+def test_an_archive_of_many_members_is_refused_cheaply(run_ck, tmp_path):
+    """5 000 extra (well-named) members: the error lists ten of them, and nothing big is allocated."""
+    items = members(run_ck) + [(f"model/{i}.junk.npy", npy_bytes(np.zeros(1, np.float32))) for i in range(5_000)]
+    bad = write_zip(tmp_path / "many.npz", items)
+    model = zoo.build("lenet", (1, 28, 28), 10, np.random.default_rng(0))
+    err = refused(lambda: load_checkpoint(bad, model), r"^model$", r"unexpected keys \[.*\] and 4990 more")
+    assert len(str(err)) < 5000
+    assert peak_bytes(lambda: load_checkpoint(bad, model)) < 30 * os.path.getsize(bad)

@@ -630,15 +630,19 @@ def _model_arrays(ar: _Archive, model, meta: dict) -> dict:
     wrong_kind = [f"{k}: model {ours[k].dtype} vs given {shapes[k][0]}"
                   for k in ours if k in shapes and not _same_kind(shapes[k][0], ours[k].dtype)]
     if missing or extra or mis_shaped or wrong_kind:
+        def few(items: list, sep=None):            # a hostile file may hold 100 000 members
+            more = f" and {len(items) - 10} more" if len(items) > 10 else ""
+            return (str(items[:10]) if sep is None else sep.join(items[:10])) + more
+
         parts = []
         if missing:
-            parts.append(f"missing keys {missing}")
+            parts.append(f"missing keys {few(missing)}")
         if extra:
-            parts.append(f"unexpected keys {extra}")
+            parts.append(f"unexpected keys {few(extra)}")
         if mis_shaped:
-            parts.append("shape mismatch: " + "; ".join(mis_shaped))
+            parts.append("shape mismatch: " + few(mis_shaped, "; "))
         if wrong_kind:
-            parts.append("dtype mismatch: " + "; ".join(wrong_kind))
+            parts.append("dtype mismatch: " + few(wrong_kind, "; "))
         saved = "\n  ".join(meta.get("layers", [])) or "(not recorded)"
         here = "\n  ".join(repr(layer) for layer in getattr(model, "layers", [])) or "(unknown)"
         ar.fail("model", f"the checkpoint's weights do not fit this model: {', '.join(parts)}\n"
