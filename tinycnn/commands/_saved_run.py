@@ -15,7 +15,8 @@ every problem is a ``CheckpointError`` naming the file and the field)::
     extra.model     the zoo record (tinycnn.zoo.check_record)
     extra.data      dataset (string), classes (num_classes strings), image_shape (= the model's
                     input_shape), normalization {"mean": C finite numbers, "std": C finite numbers > 0}
-    extra.config    every field of _train_config.Config, each of its type and in range
+    extra.config    for --resume every field of _train_config.Config, each of its type and in range;
+                    for evaluate / predict the ones they use (seed, image_size = the model's H, W)
     extra.history   {"loss": [...], ...}: lists of numbers, each at least ``epoch`` long
     extra.schedule  null for the constant schedule; else the state of the schedule the config names,
                     with the same fields (and JSON types) as one built from the config
