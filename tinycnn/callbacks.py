@@ -35,10 +35,13 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import re
+import string
+import warnings
 
 import numpy as np
 
-from .checkpoint import save_checkpoint
+from .checkpoint import finite_state_problem, save_checkpoint
 
 
 class Callback:
@@ -139,15 +142,49 @@ class EarlyStopping(Callback):
                       f"({self.monitor} = {self.best:.4f})")
 
 
+# the keys fit's epoch logs can hold: loss, lr and tinycnn's metrics, each also as val_<key>
+_LOG_KEY = re.compile(r"^(val_)?(loss|lr|accuracy|acc|top_k_accuracy|top_\d+_accuracy|precision|recall|f1)$")
+
+
+def _check_path_template(path: str) -> None:
+    """Refuse a ``ModelCheckpoint`` path whose ``{...}`` fields are not ``epoch`` or a log key, or
+    whose format specs do not apply to numbers -- now, not after the first epoch."""
+    owner = f"ModelCheckpoint({path!r})"
+    try:
+        fields = [f for _, f, spec, _ in string.Formatter().parse(path) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"{owner}: the path is not a valid format string ({err}); write a literal brace as "
+                         f"{{{{ or }}}}") from None
+    for name in fields:
+        if name == "" or name.isdigit():
+            raise ValueError(f"{owner}: positional fields {{}} are not filled; name them, e.g. {{epoch:02d}}")
+        if name != "epoch" and not _LOG_KEY.match(name):
+            raise ValueError(f"{owner}: {{{name}}} is neither {{epoch}} nor a key fit logs each epoch (loss, lr, "
+                             f"accuracy, top_k_accuracy, precision, recall, f1, and val_ of each)")
+    try:
+        path.format(epoch=1, **{name: 0.5 for name in fields if name != "epoch"})
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        raise ValueError(f"{owner}: a format spec does not apply ({err}); {{epoch}} is an integer, log keys "
+                         f"are floats") from None
+
+
 class ModelCheckpoint(Callback):
-    """Save a checkpoint after each epoch, or only when ``monitor`` improves (``save_best_only``)."""
+    """Save a checkpoint after each epoch, or only when ``monitor`` improves (``save_best_only``).
+
+    ``path`` may hold ``{epoch}`` (an int) and the keys fit logs (loss, lr, tinycnn's metrics and
+    their val_ versions, floats), with format specs (``{epoch:02d}``, ``{val_loss:.3f}``); any other
+    field, or a spec that does not fit, is refused here, at construction. An epoch whose weights,
+    optimizer state or logged numbers are not finite is not saved (a RuntimeWarning says so, and
+    ``skipped`` lists it): the last checkpoint written is always one that can be resumed."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True,
                  verbose=0):
         self.path, self.monitor = str(path), monitor
+        _check_path_template(self.path)
         self.save_best_only, self.save_optimizer, self.verbose = bool(save_best_only), bool(save_optimizer), verbose
         self._track = _Monitor("ModelCheckpoint", monitor, mode, 0.0)   # best kept across fit calls
         self.last_saved: str | None = None
+        self.skipped: list[int] = []             # epochs (1-based) whose state was not finite
 
     @property
     def best(self) -> float:
@@ -155,6 +192,14 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        optimizer = self.model.compiled.optimizer if self.save_optimizer and self.model.compiled else None
+        problem = finite_state_problem(self.model, optimizer, logs)
+        if problem is not None:                  # a diverged state is never saved as a checkpoint
+            self.skipped.append(epoch + 1)
+            kept = f"; the last one saved is {self.last_saved}" if self.last_saved else ""
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1} not saved: {problem}{kept}", RuntimeWarning,
+                          stacklevel=2)
+            return
         extra = {"logs": {k: float(v) for k, v in logs.items()}}         # JSON keeps NaN/inf as such
         if self.save_best_only:
             current = self._track.value(logs)
@@ -162,8 +207,11 @@ class ModelCheckpoint(Callback):
                 return
             self._track.best = current
             extra.update(monitor=self.monitor, best=current)
-        path = self.path.format(epoch=epoch + 1, **logs) if "{" in self.path else self.path
-        optimizer = self.model.compiled.optimizer if self.save_optimizer and self.model.compiled else None
+        try:
+            path = self.path.format(epoch=epoch + 1, **logs)
+        except KeyError as err:
+            raise KeyError(f"ModelCheckpoint({self.path!r}): {{{err.args[0]}}} is not among this epoch's logs "
+                           f"{sorted(logs)}; pass validation data to fit for val_* keys") from None
         save_checkpoint(path, self.model, optimizer, epoch=epoch + 1, rng=self.params.get("rng"), extra=extra)
         self.last_saved = path
         if self.verbose:

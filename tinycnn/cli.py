@@ -3,12 +3,25 @@
 Each command lives in ``tinycnn/commands/<name>.py`` and defines ``add_arguments(parser)`` and
 ``run(args) -> int``. This file only dispatches; commands are imported lazily so that
 ``tinycnn --help`` stays fast.
+
+Two ways a command can end that are not errors of the command, handled here for all of them:
+
+* Ctrl-C (KeyboardInterrupt) anywhere a command does not catch it itself -- importing the command,
+  loading a dataset, compiling kernels: one line on stderr, exit status 130 (128 + SIGINT), no
+  traceback. (``tinycnn train`` catches it during training itself, to keep its last checkpoint.)
+* The reader of stdout going away (``tinycnn evaluate ... | head``): the BrokenPipeError is
+  swallowed, stdout is pointed at the null device so that the interpreter's final flush is quiet
+  too, and the exit status is 141 (128 + SIGPIPE, what a process killed by the signal reports).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 # name -> one-line help. A command module that is not there yet is simply not offered.
 COMMANDS = {
@@ -41,13 +54,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def _dispatch(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     return int(importlib.import_module(args._module).run(args) or 0)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: send whatever is still buffered for stdout to the null device."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):      # stdout is not a real file (e.g. captured)
+        pass
+
+
+def main(argv=None) -> int:
+    try:
+        try:
+            code = _dispatch(argv)
+        except SystemExit:                             # argparse's --help and usage errors
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()                             # a closed pipe shows here, while it can be caught
+        return code
+    except KeyboardInterrupt:
+        return _interrupted()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except Exception as err:
+        if _caused_by_interrupt(err):    # Numba reports a Ctrl-C inside a callback as a SystemError
+            return _interrupted()
+        raise
+
+
+def _interrupted() -> int:
+    print("\ntinycnn: interrupted (Ctrl-C)", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(err: BaseException) -> bool:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -27,6 +27,15 @@ Checkpoints: ``describe(name, input_shape, num_classes, **options)`` is the JSON
 checkpoint's ``extra["model"]``; ``from_record(record, rng)`` rebuilds the same architecture, and
 ``load_model(path)`` does both and loads the weights, with a clear error for a checkpoint that holds
 no zoo record, an unknown name, or weights that do not fit the named network.
+
+A record read from a file is hostile: ``check_record`` checks every field (``format``, ``name``,
+``input_shape`` [C, H, W] within ``LIMITS``, ``num_classes``, the network's ``options``), and
+``from_record(..., weights=checkpoint.model_shapes(path))`` compares it with the weights' shapes read
+from their .npy headers *before* building: the channels (and vgg-bn's width) must be those of the
+first convolution's weights, and the classifier the record implies may not hold more values than all
+the checkpoint's weights together -- so a tampered ``input_shape`` of [1, 20000, 20000] is refused in
+milliseconds instead of allocating a Dense layer of billions of weights. Errors name the file and the
+field (``CheckpointError``, e.g. ``extra.model.input_shape``).
 """
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, read_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, model_shapes, read_meta
 from .layers import AdaptiveAvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Residual
 from .model import Sequential
 from .shapes import ShapeError, infer_shapes
@@ -90,15 +99,25 @@ def _features_out(name: str, layers: list, input_shape: tuple) -> tuple:
     return out
 
 
-def _classifier(name: str, features: list, input_shape: tuple, num_classes: int, rng, head=()) -> Sequential:
-    """features + [Flatten, *head, Dense(flat -> K)], built (shape-checked) for input_shape."""
+def _classifier(name: str, features: list, input_shape: tuple, num_classes: int, rng, head=(),
+                max_dense: int | None = None) -> Sequential:
+    """features + [Flatten, *head, Dense(flat -> K)], built (shape-checked) for input_shape.
+    ``max_dense``: refuse (before allocating it) a Dense layer of more weights than this."""
     flat = math.prod(_features_out(name, features, input_shape))
+    if max_dense is not None and flat * num_classes > max_dense:
+        raise _TooLarge(f"images {input_shape} (C, H, W) and {num_classes} classes make the classifier "
+                        f"Dense({flat} -> {num_classes}), {flat * num_classes:,} weights, more than the "
+                        f"{max_dense:,} values the checkpoint holds in all")
     return Sequential(*features, Flatten(), *head, Dense(flat, num_classes, rng=rng), input_shape=input_shape)
+
+
+class _TooLarge(ValueError):
+    """A record whose network would be larger than the weights saved with it."""
 
 
 # -- the networks -----------------------------------------------------------------------------------
 
-def lenet(input_shape, num_classes, rng) -> Sequential:
+def lenet(input_shape, num_classes, rng, *, _max_dense=None) -> Sequential:
     """Two padded 3x3 conv stages (32, 64 filters) with max-pooling, then one dense layer.
 
     (C, H, W) -> Conv 32 (C', H, W) -> pool (32, H/2, W/2) -> Conv 64 -> pool (64, H/4, W/4)
@@ -107,10 +126,10 @@ def lenet(input_shape, num_classes, rng) -> Sequential:
     c, h, w = shape = _check_args("lenet", input_shape, num_classes, rng)
     features = [Conv2D(c, 32, 3, padding=1, rng=rng), ReLU(), MaxPool2D(2),
                 Conv2D(32, 64, 3, padding=1, rng=rng), ReLU(), MaxPool2D(2)]
-    return _classifier("lenet", features, shape, int(num_classes), rng)
+    return _classifier("lenet", features, shape, int(num_classes), rng, max_dense=_max_dense)
 
 
-def seed_keras(input_shape, num_classes, rng) -> Sequential:
+def seed_keras(input_shape, num_classes, rng, *, _max_dense=None) -> Sequential:
     """The seed's Keras CNN: three unpadded 3x3 conv stages (32, 64, 128) with max-pooling, one dense.
 
     3x32x32: 30 -> 15 -> 13 -> 6 -> 4 -> 2, Flatten 128*2*2 = 512, Dense(512 -> K).
@@ -120,10 +139,11 @@ def seed_keras(input_shape, num_classes, rng) -> Sequential:
     features = [Conv2D(c, 32, 3, rng=rng), ReLU(), MaxPool2D(2),
                 Conv2D(32, 64, 3, rng=rng), ReLU(), MaxPool2D(2),
                 Conv2D(64, 128, 3, rng=rng), ReLU(), MaxPool2D(2)]
-    return _classifier("seed_keras", features, shape, int(num_classes), rng)
+    return _classifier("seed_keras", features, shape, int(num_classes), rng, max_dense=_max_dense)
 
 
-def vgg_bn(input_shape, num_classes, rng, width: int = 32, dropout: float = 0.25) -> Sequential:
+def vgg_bn(input_shape, num_classes, rng, width: int = 32, dropout: float = 0.25, *,
+           _max_dense=None) -> Sequential:
     """VGG-style with batch norm: four stages of 3x3 convolutions (padding 1, no bias), widths w, 2w,
     4w, 8w (w = ``width``, 32 by default), each stage ending in a 2x2 max-pool; then Dropout and
     Dense(-> K). Every conv is followed by BatchNorm2D and ReLU; a stage's last conv is pooled first::
@@ -165,7 +185,7 @@ def vgg_bn(input_shape, num_classes, rng, width: int = 32, dropout: float = 0.25
                 *conv(4 * w, 8 * w, pool=True)]
     # Dropout's masks get their own stream, spawned from rng, so they never shift the weights' draws
     head = [Dropout(float(dropout), rng=rng.spawn(1)[0])]
-    return _classifier("vgg_bn", features, shape, int(num_classes), rng, head=head)
+    return _classifier("vgg_bn", features, shape, int(num_classes), rng, head=head, max_dense=_max_dense)
 
 
 def _basic_block(c_in: int, c_out: int, stride: int, rng) -> Residual:
@@ -182,7 +202,7 @@ def _basic_block(c_in: int, c_out: int, stride: int, rng) -> Residual:
     return Residual(block, shortcut=shortcut, post=ReLU())
 
 
-def resnet20(input_shape, num_classes, rng, width: int = 16) -> Sequential:
+def resnet20(input_shape, num_classes, rng, width: int = 16, *, _max_dense=None) -> Sequential:
     """He et al.'s CIFAR ResNet-20 ("Deep Residual Learning for Image Recognition", 2016, section 4.2):
     6n + 2 = 20 layers with n = 3, widths w, 2w, 4w (w = ``width``, 16 by default)::
 
@@ -191,6 +211,9 @@ def resnet20(input_shape, num_classes, rng, width: int = 16) -> Sequential:
         stage 2: 3 basic blocks, 2w, the first with stride 2     (2w, H/2, W/2)
         stage 3: 3 basic blocks, 4w, the first with stride 2     (4w, H/4, W/4)
         AdaptiveAvgPool2D(1), Flatten, Dense(4w -> K)
+
+    (``_max_dense`` is unused: after the global average pool the classifier is 4w -> K whatever the
+    image size, so a record cannot make it large.)
 
     Shortcuts: identity inside a stage; where a stage starts (stride 2, channels doubled) a 1x1
     projection with batch norm, the paper's option B. (Option A, the parameter-free zero-padded
@@ -254,37 +277,114 @@ def describe(name: str, input_shape, num_classes: int, **options) -> dict:
             "num_classes": int(num_classes), "options": dict(options)}
 
 
-def from_record(record, rng: np.random.Generator, *, where: str = "zoo.from_record") -> Sequential:
-    """Rebuild the network a ``describe`` record names (fresh weights drawn from ``rng``)."""
+LIMITS = {"channels": 4096, "side": 16384, "num_classes": 100_000, "width": 1024}   # of a record
+
+
+def _record_fail(where: str, path, field: str, problem: str):
+    if path is not None:
+        raise CheckpointError(path, f"extra.model.{field}" if field else "extra.model", problem)
+    raise ValueError(f"{where}: {problem}")
+
+
+def check_record(record, *, where: str = "zoo.check_record", path=None) -> dict:
+    """The record ``describe`` writes, every field checked (types and ``LIMITS``); returns it with
+    ``options`` filled in. Raises CheckpointError naming ``path`` and the field when ``path`` is given
+    (the record came from that checkpoint), else ValueError."""
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        raise ValueError(f"{where}: this checkpoint was not written by `tinycnn train` (no model-zoo record "
-                         f"in its extra data), so the network to rebuild is unknown; load it in Python into "
-                         f"the Sequential it was saved from, with tinycnn.load_checkpoint(path, model)")
+        _record_fail(where, path, "", "this checkpoint was not written by `tinycnn train` (no model-zoo "
+                     "record in its extra data), so the network to rebuild is unknown; load it in Python into "
+                     "the Sequential it was saved from, with tinycnn.load_checkpoint(path, model)")
     name = record.get("name")
-    entry = _entry(name, where)
+    if not isinstance(name, str) or name not in MODELS:
+        _record_fail(where, path, "name", f"unknown model {str(name)[:60]!r}; known: {', '.join(MODELS)}")
+    shape = record.get("input_shape")
+    c_max, side = LIMITS["channels"], LIMITS["side"]
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+            and 1 <= shape[0] <= c_max and 1 <= shape[1] <= side and 1 <= shape[2] <= side):
+        _record_fail(where, path, "input_shape", f"must be [C, H, W], integers with 1 <= C <= {c_max} and "
+                     f"1 <= H, W <= {side}, got {str(shape)[:80]}")
+    k = record.get("num_classes")
+    if not (isinstance(k, int) and not isinstance(k, bool) and 2 <= k <= LIMITS["num_classes"]):
+        _record_fail(where, path, "num_classes", f"must be an integer in [2, {LIMITS['num_classes']}], "
+                     f"got {str(k)[:60]}")
+    options = record.get("options", {})
+    allowed = {"vgg-bn": {"width", "dropout"}}.get(name, set())
+    if not isinstance(options, dict) or set(options) - allowed:
+        _record_fail(where, path, "options", f"a {name} network takes the options {sorted(allowed)}, got "
+                     f"{str(options)[:80]}")
+    width = options.get("width", 32)
+    if "width" in options and not (isinstance(width, int) and not isinstance(width, bool)
+                                   and 1 <= width <= LIMITS["width"]):
+        _record_fail(where, path, "options.width", f"must be an integer in [1, {LIMITS['width']}], got {str(width)[:40]}")
+    dropout = options.get("dropout", 0.25)
+    if "dropout" in options and not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
+                                     and 0 <= dropout < 1):
+        _record_fail(where, path, "options.dropout", f"must be a number in [0, 1), got {str(dropout)[:40]}")
+    return {**record, "options": dict(options)}
+
+
+def _check_against_weights(record: dict, weights: dict, where: str, path) -> int:
+    """Compare a checked record with the checkpoint's weight shapes (``{key: shape}`` from the .npy
+    headers) before building anything; return how many values the weights hold in all."""
+    first = weights.get("0.weight")
+    c = record["input_shape"][0]
+    if first is None or len(first) != 4:
+        _record_fail(where, path, "name", f"the record names a {record['name']} network, whose first layer is a "
+                     f"convolution, but the checkpoint has no 4-D weight 0.weight (it has {shape_text(first)})")
+    if first[1] != c:
+        _record_fail(where, path, "input_shape", f"says {c} channel(s), but the first convolution's weights "
+                     f"0.weight {tuple(first)} take {first[1]}")
+    if record["name"] == "vgg-bn" and first[0] != record["options"].get("width", 32):
+        _record_fail(where, path, "options.width", f"is {record['options'].get('width', 32)}, but the first "
+                     f"convolution's weights 0.weight {tuple(first)} have {first[0]} filters")
+    return sum(math.prod(shape) for shape in weights.values())
+
+
+def shape_text(shape) -> str:
+    return "none" if shape is None else f"shape {tuple(shape)}"
+
+
+def from_record(record, rng: np.random.Generator, *, where: str = "zoo.from_record", path=None,
+                weights: dict | None = None) -> Sequential:
+    """Rebuild the network a ``describe`` record names (fresh weights drawn from ``rng``).
+
+    ``weights`` (``{key: shape}`` of the checkpoint's ``model/`` members, from
+    ``checkpoint.model_shapes``): the record is first checked against them, so that a tampered record
+    cannot make this allocate more than the checkpoint itself holds (its channels and width must match
+    the first convolution's weights, its classifier may not exceed all the weights together)."""
+    record = check_record(record, where=where, path=path)
+    entry = MODELS[record["name"]]
+    max_dense = None if weights is None else _check_against_weights(record, weights, where, path)
     try:
-        return entry.builder(tuple(record["input_shape"]), record["num_classes"], rng, **record.get("options", {}))
+        return entry.builder(tuple(record["input_shape"]), record["num_classes"], rng, **record["options"],
+                             _max_dense=max_dense)
+    except _TooLarge as err:
+        _record_fail(where, path, "input_shape", str(err))
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{where}: the checkpoint's model record {record} does not build a {name!r} "
-                         f"network: {err}") from err
+        _record_fail(where, path, "", f"the checkpoint's model record {str(record)[:200]} does not build a "
+                     f"{record['name']!r} network: {err}")
 
 
 def load_model(path) -> tuple[Sequential, dict]:
     """Rebuild the zoo network a ``tinycnn train`` checkpoint names and load its weights.
 
     Returns (model in eval mode, the checkpoint's metadata as ``load_checkpoint`` returns it). Raises
-    ValueError naming the problem for a checkpoint without a zoo record, with an unknown model name,
-    or whose weights do not fit the named network (keys and shapes that differ).
+    CheckpointError (a ValueError) naming the file and the problem: no zoo record, an unknown model
+    name, a record that does not match the weights' shapes (checked on the .npy headers before the
+    network is built), or weights that do not fit the named network (keys and shapes that differ).
     """
     where = f"zoo.load_model({str(path)!r})"
-    meta = read_checkpoint(path)["meta"]
+    meta = read_meta(path)
     extra = meta.get("extra")
     record = extra.get("model") if isinstance(extra, dict) else None
-    model = from_record(record, np.random.default_rng(0), where=where)
+    model = from_record(record, np.random.default_rng(0), where=where, path=path, weights=model_shapes(path))
     try:
         info = load_checkpoint(path, model)
-    except ValueError as err:
-        raise ValueError(f"{where}: the checkpoint says it holds a {record['name']!r} network "
-                         f"{record['input_shape']} -> {record['num_classes']} classes, but its weights "
-                         f"do not fit that network: {err}") from err
+    except CheckpointError as err:
+        if err.field != "model":
+            raise
+        raise CheckpointError(path, "model", f"the checkpoint says it holds a {record['name']!r} network "
+                              f"{record['input_shape']} -> {record['num_classes']} classes, but its weights "
+                              f"do not fit that network: {err.problem}") from None
     return model.eval(), info

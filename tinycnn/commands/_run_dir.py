@@ -18,11 +18,33 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 
 
 class RunDirError(ValueError):
-    """--out cannot be used (it exists and is not empty, or it is a file)."""
+    """--out cannot be used (it exists and is not empty, it is a file, or its place is not writable)."""
+
+
+def check_writable_out(out, command: str = "tinycnn train") -> Path:
+    """``RunDir.check(out)``, and that the run's folders can be created there: probed by creating
+    (and removing) a hidden folder in the nearest existing folder above ``out``, which catches
+    read-only file systems and missing permissions alike (``os.access`` would not, e.g. for root).
+    Call it before loading the dataset, so a run that cannot be saved fails in a second, not after
+    training. Returns ``out`` as an absolute path; raises RunDirError naming the flag and the folder."""
+    out = RunDir.check(out)
+    place = out.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise RunDirError(f"{command}: --out {out}: {place} is a file, not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=place)
+        os.rmdir(probe)
+    except OSError as err:
+        raise RunDirError(f"{command}: --out {out} cannot be written: creating a folder in {place} fails "
+                          f"({err.strerror or err}); choose a writable place with --out") from None
+    return out
 
 
 class RunDir:

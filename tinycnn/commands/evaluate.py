@@ -44,6 +44,8 @@ def run(args) -> int:
     try:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.subset is not None and args.subset < 1:
+            raise ValueError(f"--subset must be >= 1 image, got {args.subset}")
         saved = load_run(args.checkpoint)
         name = args.dataset or saved.dataset
         options = {}
@@ -56,7 +58,7 @@ def run(args) -> int:
         return 2
     x, y = ds.x_test, ds.y_test
     if args.subset is not None and args.subset < len(y):
-        pick = np.sort(np.random.default_rng(0).choice(len(y), size=max(args.subset, 1), replace=False))
+        pick = np.sort(np.random.default_rng(0).choice(len(y), size=args.subset, replace=False))
         x, y = x[pick], y[pick]
     batches = data.Batches(x, y, args.batch_size, normalizer=saved.normalizer)
     print(f"checkpoint {args.checkpoint}: {saved.config.get('model', '?')} trained {saved.epoch} epoch(s) on "

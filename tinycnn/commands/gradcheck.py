@@ -15,6 +15,8 @@ Inputs are kept away from kinks: ReLU sees |x| >= 0.01, max pooling sees distinc
 """
 from __future__ import annotations
 
+import argparse
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -211,13 +213,35 @@ def run_case(name: str, case, rng, h: float, tol: float) -> Outcome:
     return Outcome(name, report, time.perf_counter() - start)
 
 
+def _positive_float(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        return value
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def add_arguments(parser):
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=_seed, default=0,
                         help="seed of the random configurations, inputs and upstream gradients (default 0)")
     parser.add_argument("--only", action="append", metavar="NAME", choices=sorted(CASES),
                         help="check only this layer (repeatable); one of: " + ", ".join(CASES))
-    parser.add_argument("--h", type=float, default=1e-6, help="finite-difference step (default 1e-6)")
-    parser.add_argument("--tol", type=float, default=1e-7,
+    parser.add_argument("--h", type=_positive_float("--h"), default=1e-6, help="finite-difference step (default 1e-6)")
+    parser.add_argument("--tol", type=_positive_float("--tol"), default=1e-7,
                         help="largest relative error called OK (default 1e-7)")
 
 

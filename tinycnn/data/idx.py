@@ -15,6 +15,7 @@ A name ending in ``.gz`` is gzip-decompressed first.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -26,24 +27,46 @@ from .errors import DataError
 UINT8 = 0x08
 
 
-def _raw_bytes(path: Path) -> bytes:
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"read_idx: file {path} does not exist") from None
-    except EOFError as err:
-        raise DataError(f"read_idx: {path} is truncated: the gzip stream ends early ({err}); "
-                        "delete it and download it again") from None
-    except (gzip.BadGzipFile, zlib.error, OSError) as err:
-        raise DataError(f"read_idx: {path} is not a valid gzip file ({err}); "
-                        "delete it and download it again") from None
+MAX_BYTES = 1 << 31       # the largest IDX payload read (MNIST's biggest file holds 47 MB)
+_CHUNK = 1 << 20
 
 
-def parse_idx(data: bytes, where: str = "IDX data") -> np.ndarray:
-    """Decode the bytes of one IDX file into a uint8 array of the shape its header gives."""
+def _open(path: Path):
+    if not path.is_file():
+        raise DataError(f"read_idx: file {path} does not exist")
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def _read_up_to(f, n: int) -> bytes:
+    """At most ``n`` bytes, read in chunks (so a huge ``n`` never allocates more than the file has)."""
+    parts, got = [], 0
+    while got < n:
+        chunk = f.read(min(_CHUNK, n - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _count_rest(f) -> int:
+    """Bytes left in ``f``, read and discarded (a gzip stream is checked to its end this way)."""
+    n = 0
+    while chunk := f.read(_CHUNK):
+        n += len(chunk)
+    return n
+
+
+def _payload_size(dims: tuple, where: str) -> int:
+    size = math.prod(dims)                               # Python ints: the product cannot overflow
+    if size > MAX_BYTES:
+        raise DataError(f"read_idx: {where}: its header announces shape {dims} = {size} bytes, more than the "
+                        f"{MAX_BYTES} an IDX file may hold here (a damaged header)")
+    return size
+
+
+def _parse_header(data: bytes, where: str) -> tuple[int, tuple]:
+    """(header length, dims) from the first bytes of an IDX file."""
     if len(data) < 4:
         raise DataError(f"read_idx: {where} is {len(data)} bytes long, too short for an IDX header")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
@@ -57,8 +80,13 @@ def parse_idx(data: bytes, where: str = "IDX data") -> np.ndarray:
     if len(data) < header:
         raise DataError(f"read_idx: {where} is truncated inside its header ({len(data)} bytes, "
                         f"the header of a {ndim}-D file has {header})")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    return header, struct.unpack(f">{ndim}I", data[4:header])
+
+
+def parse_idx(data: bytes, where: str = "IDX data") -> np.ndarray:
+    """Decode the bytes of one IDX file into a uint8 array of the shape its header gives."""
+    header, dims = _parse_header(data, where)
+    expected = header + _payload_size(dims, where)
     if len(data) < expected:
         raise DataError(f"read_idx: {where} is truncated: its header announces shape {dims} = "
                         f"{expected} bytes with the header, but it has {len(data)}")
@@ -69,9 +97,33 @@ def parse_idx(data: bytes, where: str = "IDX data") -> np.ndarray:
 
 
 def read_idx(path) -> np.ndarray:
-    """Read an IDX file (``.gz`` or plain) -> uint8 array, e.g. (60000, 28, 28) or (60000,)."""
+    """Read an IDX file (``.gz`` or plain) -> uint8 array, e.g. (60000, 28, 28) or (60000,).
+
+    The header is read first; then exactly the bytes it announces (at most ``MAX_BYTES``), so a
+    damaged header or a gzip bomb cannot make this allocate more; the rest of the file is counted
+    (and a gzip stream checked to its end) without being kept."""
     path = Path(path)
-    return parse_idx(_raw_bytes(path), str(path))
+    where = str(path)
+    try:
+        with _open(path) as f:
+            head = _read_up_to(f, 4)
+            if len(head) == 4:
+                head += _read_up_to(f, 4 * head[3])
+            header, dims = _parse_header(head, where)
+            data = head + _read_up_to(f, _payload_size(dims, where))
+            rest = _count_rest(f)
+    except EOFError as err:
+        raise DataError(f"read_idx: {path} is truncated: the gzip stream ends early ({err}); "
+                        "delete it and download it again") from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise DataError(f"read_idx: {path} is not a valid gzip file ({err}); "
+                        "delete it and download it again") from None
+    except OSError as err:
+        raise DataError(f"read_idx: {path} cannot be read ({err})") from None
+    if rest:
+        raise DataError(f"read_idx: {where} has {rest} bytes after the {len(data)} its header "
+                        f"(shape {dims}) announces")
+    return parse_idx(data, where)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
