@@ -51,7 +51,7 @@ import numpy as np
 
 from .. import __version__, data, plots, zoo
 from ..callbacks import LearningRateScheduler
-from ..checkpoint import load_checkpoint, read_checkpoint
+from ..checkpoint import load_checkpoint, model_shapes, read_meta
 from ..data import Augment
 from ..optim import SGD, Adam
 from ..schedules import CosineAnnealingLR, OneCycleLR
@@ -61,6 +61,7 @@ from . import _train_config as cfg
 from ._epochs import EpochTimer, RunCheckpoint, evaluate
 from ._report import print_report, report_dict
 from ._run_dir import RunDir, RunDirError
+from ._saved_run import check_run_meta
 
 CHECKPOINT = "checkpoint.npz"
 EVAL_BATCH = 256
@@ -118,13 +119,12 @@ def _loadavg():
 
 
 def _read_resume(path) -> dict:
-    """The metadata of a checkpoint written by `tinycnn train` (ValueError for any other)."""
-    meta = read_checkpoint(path)["meta"]
-    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-    zoo.from_record(extra.get("model"), np.random.default_rng(0), where=f"tinycnn train --resume {path}")
-    if not all(k in extra for k in ("config", "data", "history")) or meta.get("epoch") is None:
-        raise ValueError(f"tinycnn train --resume {path}: the checkpoint names a zoo model but lacks the run's "
-                         f"settings (config, data, history, epoch); it was not written by `tinycnn train`")
+    """The metadata of a checkpoint written by `tinycnn train`, every field of the run record checked
+    (CheckpointError, a ValueError, naming the file and the field); nothing else is read yet."""
+    meta = check_run_meta(path, read_meta(path), resume=True)
+    if meta.get("epoch") is None:
+        raise ValueError(f"tinycnn train --resume {path}: the checkpoint records no finished epoch; it was not "
+                         f"written by `tinycnn train`")
     return meta
 
 
@@ -311,7 +311,7 @@ def _setup(args, say) -> Setup:
                              f"{list(ds.classes)} and images {ds.image_shape}, the run had {saved['classes']} "
                              f"and {tuple(saved['image_shape'])}")
         record = resume["extra"]["model"]
-        model = zoo.from_record(record, model_rng)
+        model = zoo.from_record(record, model_rng, path=args.resume, weights=model_shapes(args.resume))
     else:
         record = zoo.describe(config.model, ds.image_shape, ds.num_classes)
         model = zoo.build(config.model, ds.image_shape, ds.num_classes, model_rng)
