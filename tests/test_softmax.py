@@ -20,7 +20,12 @@ def test_softmax_backward_matches_finite_differences(shape, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape) * 3
     report = check_layer(tc.Softmax(), x, rng=rng, tol=FD_REL_TOL)
-    assert report.ok, report.table()
+    # A saturated softmax (one y_k ~ 1) has a gradient near 0, where a relative error compares rounding
+    # noise: the central difference of L = sum(g * y) carries up to ~2 u_64 S / h absolute error,
+    # S = sum |g * y| <= 5 * size (|y| <= 1, |g| < 5 for the check's normal draws). Below that floor the
+    # difference is no evidence of a wrong gradient.
+    floor = 4 * np.finfo(np.float64).eps * 5 * x.size / 1e-6
+    assert report.ok or all(row.max_abs_diff <= floor for row in report.rows), report.table()
 
 
 @given(shape=shapes, seed=st.integers(0, 2**32 - 1))
