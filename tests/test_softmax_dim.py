@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import tinycnn as tc
 from tinycnn.gradcheck import check_layer
-from tinycnn.layers.softmax_dim import LogSoftmax, Softmax
+from tinycnn.layers.softmax import LogSoftmax, Softmax
 from layer_oracle import assert_all_close_f64, run_both
 from tolerances import (FD_REL_TOL, NUMPY_EXP_ULPS_F32, NUMPY_LOG_ULPS_F32, TORCH_EXP_ULPS_F32, TORCH_LOG_ULPS_F32,
                         assert_within, gamma)
@@ -107,7 +107,7 @@ def test_default_dim_is_one_as_tinycnns_softmax():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 4, 2))
     np.testing.assert_array_equal(Softmax().forward(x), tc.Softmax().forward(x))
-    assert repr(Softmax()) == "Softmax(dim=1)" and Softmax().output_shape((4, 2)) == (4, 2)
+    assert repr(Softmax()) == "Softmax()" and repr(Softmax(dim=-1)) == "Softmax(dim=-1)" and Softmax().output_shape((4, 2)) == (4, 2)
     np.testing.assert_allclose(np.exp(LogSoftmax().forward(x)).sum(axis=1), 1.0, rtol=1e-15)
 
 
@@ -134,7 +134,7 @@ def test_bad_input_names_the_layer_the_argument_and_the_numbers():
     with pytest.raises(ValueError, match=r"layer 0, LogSoftmax\(dim=-4\), cannot take .*: dim=-4 is out of range for a "
                                          r"3-D input of shape \(N, 3, 4\)"):
         tc.Sequential(LogSoftmax(-4), input_shape=(3, 4))
-    with pytest.raises(TypeError, match=r"Softmax\(dim=1\): input dtype is int64"):
+    with pytest.raises(TypeError, match=r"Softmax\(\): input dtype is int64"):
         Softmax().forward(np.zeros((2, 3), dtype=np.int64))
     with pytest.raises(ValueError, match=r"at least 2 dimensions, got shape \(3,\)"):
         LogSoftmax(0).forward(np.zeros(3))

@@ -40,7 +40,7 @@ from .schedules import MultiStepLR, ReduceLROnPlateau, SequentialLR  # noqa: E40
 
 __all__ += ["AdamW", "RMSprop", "MultiStepLR", "ReduceLROnPlateau", "SequentialLR"]
 
-# Graph containers and modern layers (tinycnn.layers: containers, pointwise, softmax_dim, dropout2d,
+# Graph containers and modern layers (tinycnn.layers: containers, pointwise, softmax, dropout2d,
 # norm, adaptive_pool).
 from .layers import (AdaptiveAvgPool2D, AdaptiveMaxPool2D, BatchNorm1D, Concat, Dropout2D, GELU,  # noqa: E402
                      GroupNorm, Identity, LayerNorm, LeakyReLU, LogSoftmax, Residual, SiLU)

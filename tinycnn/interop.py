@@ -20,7 +20,7 @@ Layer correspondence (looked up by class name, so layers added later need no imp
     LeakyReLU, GELU, SiLU, Identity, LogSoftmax <-> their nn namesakes   Dropout2D <-> nn.Dropout2d
     BatchNorm1D, LayerNorm, GroupNorm <-> nn.BatchNorm1d, nn.LayerNorm, nn.GroupNorm
     AdaptiveAvgPool2D, AdaptiveMaxPool2D <-> nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d (no return_indices)
-    nn.Softmax(dim=d), d != 1 -> tinycnn.layers.softmax_dim.Softmax(d)
+    nn.Softmax(dim=d), d != 1 -> tinycnn.layers.softmax.Softmax(d)
     BatchNorm2D <-> nn.BatchNorm2d (running_mean, running_var, num_batches_tracked)
 
 Graphs (``tinycnn.layers.containers``), inside the top-level Sequential:
@@ -104,7 +104,7 @@ _TO_TORCH = {
     "Dense": lambda nn, lay: nn.Linear(lay.in_features, lay.out_features, bias=lay.bias is not None),
     "Dropout": lambda nn, lay: nn.Dropout(lay.p),
     "BatchNorm2D": _batchnorm_to_torch,
-    # the layers of pointwise.py, softmax_dim.py, dropout2d.py, norm.py, adaptive_pool.py
+    # the layers of pointwise.py, softmax.py, dropout2d.py, norm.py, adaptive_pool.py
     "LeakyReLU": lambda nn, lay: nn.LeakyReLU(lay.negative_slope),
     "GELU": lambda nn, lay: nn.GELU(approximate=lay.approximate),
     "SiLU": lambda nn, lay: nn.SiLU(),
@@ -268,7 +268,7 @@ def _from_torch_layer(i, m):
         if m.dim == 1:
             return _cls("Softmax")()
         _require(isinstance(m.dim, int), i, m, f"dim={m.dim} (an implicit dim)")
-        from .layers.softmax_dim import Softmax as SoftmaxAlong
+        from .layers.softmax import Softmax as SoftmaxAlong
         return SoftmaxAlong(m.dim)
     if kind == "LogSoftmax":
         _require(isinstance(m.dim, int), i, m, f"dim={m.dim} (an implicit dim)")

@@ -226,7 +226,8 @@ def _compiled(model, what: str) -> Compiled:
 def _logit_layers(model) -> list:
     """The layers that produce the logits: all of them, or all but a trailing Softmax (fused)."""
     layers = model.layers
-    return layers[:-1] if layers and isinstance(layers[-1], Softmax) else layers
+    fused = layers and isinstance(layers[-1], Softmax) and layers[-1].dim in (1, -1)   # over the classes
+    return layers[:-1] if fused else layers
 
 
 def _fused(model) -> bool:

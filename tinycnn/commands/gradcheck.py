@@ -127,7 +127,7 @@ _LATER = {
 CASES.update({name: build for name, build in _LATER.items() if hasattr(tc, name)})
 
 
-# -- graph containers and the modern layers (layers/containers.py, pointwise.py, softmax_dim.py,
+# -- graph containers and the modern layers (layers/containers.py, pointwise.py, softmax.py,
 #    dropout2d.py, norm.py, adaptive_pool.py) ----------------------------------------------------------
 
 def _residual(rng):
@@ -153,7 +153,7 @@ def _affine(layer, rng):
 
 
 def _softmax_dim(rng):
-    from tinycnn.layers.softmax_dim import Softmax
+    from tinycnn.layers.softmax import Softmax
     return LayerCase(Softmax(dim=-1), 2 * rng.standard_normal((2, 3, 4)))
 
 
