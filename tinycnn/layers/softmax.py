@@ -66,8 +66,8 @@ class _AlongDim(Layer):
         if x.dtype.kind != "f":
             raise TypeError(f"{self!r}: input dtype is {x.dtype}, but a floating array is needed")
         if x.ndim < 2:
-            raise ValueError(f"{self!r}: expected input (N, K, ...) with at least 2 dimensions (a batch "
-                             f"and the softmax's axis), got shape {x.shape}")
+            raise ValueError(f"{self!r}: expected input (N, K, ...) with at least 2 dimensions, got shape "
+                             f"{x.shape}")
         return np.ascontiguousarray(x), self._axis(x.ndim, str(x.shape))
 
 
