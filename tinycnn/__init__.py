@@ -2,34 +2,99 @@
 
 Every layer's forward and backward pass is written out by hand (no autograd) and checked against
 finite differences, the adjoint identity and PyTorch.
+
+``import tinycnn as tc`` gives the layers, the model, losses, optimizers, schedules and the training
+front end directly; the heavier sub-packages ``tc.data``, ``tc.zoo``, ``tc.gradcheck`` and
+``tc.plots`` are imported on first use, so that ``import tinycnn`` stays fast.
 """
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, Sigmoid
-from .layers import BatchNorm2D, Dropout, Tanh
+from __future__ import annotations
+
+import importlib
+
+from . import callbacks, checkpoint, interop, lr_finder, metrics, schedules
+from ._version import __version__
+from .checkpoint import load_checkpoint, save_checkpoint
+from .layers import (
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    Parameter,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from .losses import SoftmaxCrossEntropy
+from .lr_finder import LRRangeResult, lr_range_test
 from .model import Sequential
 from .optim import SGD, Adam
+from .schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR
+from .shapes import ShapeError
+from .training import History, NonFiniteLossError
 
-__version__ = "0.1.0"
+# Sub-packages imported on first attribute access (module __getattr__ below).
+_LAZY_SUBMODULES = ("data", "zoo", "gradcheck", "plots")
 
 __all__ = [
-    "Parameter", "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense",
-    "SoftmaxCrossEntropy", "Sequential", "SGD", "Adam",
+    "__version__",
+    # layers
+    "Parameter",
+    "Layer",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Flatten",
+    "Dense",
+    "Softmax",
+    "Dropout",
+    "BatchNorm2D",
+    # model, loss, optimizers, schedules
+    "Sequential",
+    "ShapeError",
+    "SoftmaxCrossEntropy",
+    "SGD",
+    "Adam",
+    "StepLR",
+    "CosineAnnealingLR",
+    "LinearLR",
+    "OneCycleLR",
+    # training front end
+    "History",
+    "NonFiniteLossError",
+    "lr_range_test",
+    "LRRangeResult",
+    "save_checkpoint",
+    "load_checkpoint",
+    # sub-modules
+    "callbacks",
+    "checkpoint",
+    "interop",
+    "lr_finder",
+    "metrics",
+    "schedules",
+    "data",
+    "zoo",
+    "gradcheck",
+    "plots",
 ]
-__all__ += ["Tanh", "Dropout", "BatchNorm2D"]
 
-# Keras-style front end (issue 3): Softmax layer, training errors and History; callbacks in tc.callbacks.
-from . import callbacks  # noqa: E402
-from .layers import Softmax  # noqa: E402
-from .shapes import ShapeError  # noqa: E402
-from .training import History, NonFiniteLossError  # noqa: E402
 
-__all__ += ["Softmax", "ShapeError", "History", "NonFiniteLossError", "callbacks"]
+def __getattr__(name: str):
+    """Import ``tinycnn.data``, ``tinycnn.zoo``, ``tinycnn.gradcheck`` and ``tinycnn.plots`` on first use."""
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'tinycnn' has no attribute {name!r}")
 
-# Learning-rate tools, metrics, checkpoints, PyTorch interop (issue 3). torch is imported lazily.
-from . import checkpoint, interop, lr_finder, metrics, schedules  # noqa: E402
-from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from .lr_finder import LRRangeResult, lr_range_test  # noqa: E402
-from .schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR  # noqa: E402
 
-__all__ += ["checkpoint", "interop", "lr_finder", "metrics", "schedules", "save_checkpoint", "load_checkpoint",
-            "lr_range_test", "LRRangeResult", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
