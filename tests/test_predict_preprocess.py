@@ -123,7 +123,6 @@ def test_fashion_items_fill_the_whole_input():
 
 
 def test_a_colour_photo_for_a_cifar_network_keeps_its_aspect_ratio():
-    rng = np.random.default_rng(0)
     ys, xs = np.indices((40, 80))
     photo = np.stack([128 + 80 * np.sin(xs / 7 + k) * np.cos(ys / 9 - k) for k in range(3)], axis=2).astype(np.uint8)
     prep = Preparation.for_training_data("cifar10", (3, 32, 32), mean=[125, 123, 114])

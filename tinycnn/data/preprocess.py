@@ -221,7 +221,8 @@ def _pillow():
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise ImportError("reading images needs Pillow: pip install 'tinycnn[images]' (or pip install pillow)") from None
+        raise ImportError("reading images needs Pillow: pip install 'tinycnn[images]' "
+                          "(or pip install pillow)") from None
     return Image, ImageOps
 
 
