@@ -92,6 +92,7 @@ def load(name: str = DEFAULT, *, data_dir=None, cache_dir=None, download: bool =
     if key not in DATASETS:
         hint = (f" {name!r} is a folder: did you mean 'folder:{name}'?"
                 if Path(name).expanduser().is_dir() else "")
-        raise DataError(f"data.load: unknown dataset {name!r}; known: {', '.join(NAMES)}.{hint}")
+        fact = f"unknown dataset {name!r}; known: {', '.join(NAMES)}.{hint}"
+        raise DataError(f"data.load: {fact}", fact=fact)
     return load_named(DATASETS[key], data_dir=data_dir, cache_dir=cache_dir, download=download,
                       verify=verify, timeout=timeout, mirror=mirror, progress=progress)
