@@ -21,7 +21,7 @@ from .cache import cache_root, sha256_file
 from .cifar import read_cifar
 from .dataset import Dataset, as_nchw
 from .download import DEFAULT_TIMEOUT, fetch, placement_hint
-from .errors import ChecksumError, DataError, MissingFilesError
+from .errors import ChecksumError, DataError, DownloadError, MissingFilesError
 from .idx import read_idx
 from .npz import npz_files, read_npz
 from .registry import DatasetSpec
@@ -100,7 +100,17 @@ def _from_cache(spec: DatasetSpec, folder: Path, download: bool, timeout: float,
                 missing.append(f)
                 continue
             urls = (mirror.rstrip("/") + "/" + f.name,) if mirror else None
-            fetch(f, folder, timeout=timeout, urls=urls, progress=progress)
+            try:
+                fetch(f, folder, timeout=timeout, urls=urls, progress=progress)
+            except DownloadError as err:       # (and ChecksumError) name every file still missing
+                rest = [g for g in spec.files[spec.files.index(f) + 1:] if not (folder / g.name).is_file()]
+                todo = [*missing, f, *rest]
+                later = (f" The other missing file{'s' if len(todo) > 2 else ''} "
+                         f"({', '.join(g.name for g in todo if g is not f)}) {'were' if len(todo) > 2 else 'was'} "
+                         "not tried." if len(todo) > 1 else "")
+                raise type(err)(f"load({spec.name!r}): could not download {f.name}; tried:\n"
+                                + "\n".join(getattr(err, "tried", [str(err)])) + f"\n{later.strip()}\n"
+                                + placement_hint(todo, folder)) from None
     if missing:
         raise MissingFilesError(f"load({spec.name!r}): files missing and download=False.\n"
                                 + placement_hint(missing, folder))
