@@ -41,9 +41,9 @@ Where files come from (``load`` keywords):
 Errors are ``data.DataError`` (a ValueError) or its subclasses ``ChecksumError``, ``DownloadError``,
 ``MissingFilesError``, each naming the file and what to do.
 
-Modules: dataset (Dataset, as_nchw), arrays (load_arrays), preprocess (pictures for predict), registry (names, addresses, checksums), idx, cifar, npz, folder,
-embedded (readers), cache, download, sources (finding files), split, normalize, augment, batches,
-pipeline (make_loaders).
+Modules: dataset (Dataset, as_nchw), arrays (load_arrays), preprocess (pictures for predict),
+registry (names, addresses, checksums), idx, cifar, npz, folder, embedded (readers), cache,
+download, sources (finding files), split, normalize, augment, batches, pipeline (make_loaders).
 """
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ NAMES = ("embedded", *DATASETS, "folder:PATH")
 DEFAULT = "embedded"
 
 __all__ = [
-    "load", "load_arrays", "dataset_arrays", "NAMES", "DEFAULT", "Dataset", "as_nchw", "make_loaders", "Loaders", "Batches",
+    "load", "load_arrays", "dataset_arrays", "NAMES", "DEFAULT", "Dataset", "as_nchw", "make_loaders", "Loaders",
+    "Batches",
     "Normalizer", "Augment", "random_crop_flip", "stratified_split", "load_folder", "load_embedded",
     "DataError", "ChecksumError", "DownloadError", "MissingFilesError",
 ]
