@@ -124,3 +124,18 @@ class _Args:
 
     def __getattr__(self, name):
         return None
+
+
+def test_named_dataset_errors_under_train_speak_in_flags(tmp_path, capsys):
+    from tinycnn.data import registry
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for f in registry.DATASETS["mnist"].files:
+        (folder / f.name).write_bytes(b"not the original")
+    for argv, says in ((["--data-dir", str(tmp_path / "absent")], f"--data-dir {tmp_path / 'absent'} is not a folder"),
+                       (["--data-dir", str(tmp_path / "data")], "the command line always checks the SHA-256"),
+                       (["--data-dir", str(tmp_path)], "(or into a folder you pass as data_dir / --data-dir)")):
+        assert main(["train", "--dataset", "mnist", *argv, "--out", str(tmp_path / "run")]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("tinycnn train: error: --dataset mnist: ") and says in err, (argv, err)
+        assert "pass verify=False" not in err and "load('mnist')" not in err, err

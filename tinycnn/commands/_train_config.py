@@ -22,7 +22,9 @@ AUGMENT = ("auto", "none", "crop", "crop-flip")
 OPTIMIZERS = ("sgd", "adam")
 COLORS = {"L": "L", "GREY": "L", "GRAY": "L", "RGB": "RGB"}
 # How the command line spells the keyword arguments that fix a data error (DataError.fixes).
-CLI_FIXES = {"mode": "add --color RGB (or --color L)", "size": "add --image-size H,W (or --image-size 32 for 32x32)"}
+CLI_FIXES = {"mode": "add --color RGB (or --color L)", "size": "add --image-size H,W (or --image-size 32 for 32x32)",
+             "verify": "the command line always checks the SHA-256: replace the file with the original, or "
+                       "load it from Python with tinycnn.data.load(..., verify=False)"}
 # Fewer optimizer steps than this in a whole run rarely learn much: warn.
 MIN_STEPS = 100
 
@@ -159,7 +161,8 @@ def load_data(config: Config, data_dir, progress):
     except data.DataError as err:
         if err.fact is None:
             raise
-        advice = "".join(f"; {CLI_FIXES[k]} {what}" for k, what in err.fixes.items() if k in CLI_FIXES)
+        advice = "".join(f"; {CLI_FIXES[k]}" + ("" if k == "verify" else f" {what}")
+                         for k, what in err.fixes.items() if k in CLI_FIXES)
         raise data.DataError(f"--dataset {config.dataset}: {err.fact}{advice}", fact=err.fact,
                              fixes=err.fixes) from None
 
