@@ -159,12 +159,17 @@ def load_data(config: Config, data_dir, progress):
     try:
         return data.load(config.dataset, data_dir=data_dir, progress=progress, **options)
     except data.DataError as err:
-        if err.fact is None:
-            raise
-        advice = "".join(f"; {CLI_FIXES[k]}" + ("" if k == "verify" else f" {what}")
-                         for k, what in err.fixes.items() if k in CLI_FIXES)
-        raise data.DataError(f"--dataset {config.dataset}: {err.fact}{advice}", fact=err.fact,
-                             fixes=err.fixes) from None
+        raise in_cli_terms(err, config.dataset) from None
+
+
+def in_cli_terms(err: data.DataError, dataset: str) -> data.DataError:
+    """``err`` said for the command line: ``--dataset NAME: <fact>; <the flags that fix it>`` (``err``
+    itself when it carries no ``fact``)."""
+    if err.fact is None:
+        return err
+    advice = "".join(f"; {CLI_FIXES[k]}" + ("" if k == "verify" else f" {what}")
+                     for k, what in err.fixes.items() if k in CLI_FIXES)
+    return type(err)(f"--dataset {dataset}: {err.fact}{advice}", fact=err.fact, fixes=err.fixes)
 
 
 def too_little_training(config: Config, n_train: int, steps_per_epoch: int, first_epoch: int = 0) -> str | None:
@@ -174,6 +179,7 @@ def too_little_training(config: Config, n_train: int, steps_per_epoch: int, firs
         return None
     epochs = math.ceil(MIN_STEPS / max(steps_per_epoch, 1))
     return (f"{n_train} training images in batches of {config.batch_size} for {config.epochs} epoch"
-            f"{'s' if config.epochs != 1 else ''} make only {steps} optimizer steps; a network rarely learns "
+            f"{'s' if config.epochs != 1 else ''} make only {steps} optimizer step{'s' if steps != 1 else ''}; "
+            "a network rarely learns "
             f"much in fewer than {MIN_STEPS} (expect an accuracy near chance). Try --epochs {epochs} "
             f"(or a smaller --batch-size), or add images")
