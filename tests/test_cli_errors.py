@@ -109,9 +109,9 @@ def test_a_run_too_short_to_learn_warns_and_says_what_to_do(tmp_path, capsys):
     assert main(["train", "--dataset", f"folder:{root}", "--epochs", "1", "--quiet", "--out",
                  str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
-    assert "tinycnn train: warning: " in err and "optimizer steps" in err
+    assert "tinycnn train: warning: " in err and "make only 1 optimizer step;" in err
     suggested = int(err.split("Try --epochs ")[1].split()[0])
-    # 16 training images (80 % of 20) minus the 10 % validation hold-out, batch 64: one step per epoch
+    # 16 training images (80 % of 20) less the 10 % validation hold-out, batch 64: one step per epoch
     assert suggested == cfg.MIN_STEPS
     assert cfg.too_little_training(cfg.fresh(_Args(epochs=3)), 13500, 211) is None
 
