@@ -108,8 +108,9 @@ def test_a_run_too_short_to_learn_warns_and_says_what_to_do(tmp_path, capsys):
     root = folder(tmp_path, "tiny", per_class=10)
     assert main(["train", "--dataset", f"folder:{root}", "--epochs", "1", "--quiet", "--out",
                  str(tmp_path / "r")]) == 0
-    err = capsys.readouterr().err
-    assert "tinycnn train: warning: " in err and "make only 1 optimizer step;" in err
+    err = " ".join(capsys.readouterr().err.split())                      # undo the wrapping
+    assert "tinycnn train: warning: " in err and "make only 1 optimizer step," in err
+    assert "near chance (50 %)" in err                                   # two classes
     suggested = int(err.split("Try --epochs ")[1].split()[0])
     # 16 training images (80 % of 20) less the 10 % validation hold-out, batch 64: one step per epoch
     assert suggested == cfg.MIN_STEPS

@@ -25,8 +25,8 @@ COLORS = {"L": "L", "GREY": "L", "GRAY": "L", "RGB": "RGB"}
 CLI_FIXES = {"mode": "add --color RGB (or --color L)", "size": "add --image-size H,W (or --image-size 32 for 32x32)",
              "verify": "the command line always checks the SHA-256: replace the file with the original, or "
                        "load it from Python with tinycnn.data.load(..., verify=False)"}
-# Fewer optimizer steps than this in a whole run rarely learn much: warn.
-MIN_STEPS = 100
+# Fewer optimizer steps than this in a whole run may leave a network near chance: warn.
+MIN_STEPS = 50
 
 
 def parse_image_size(text: str) -> list:
@@ -172,14 +172,24 @@ def in_cli_terms(err: data.DataError, dataset: str) -> data.DataError:
     return type(err)(f"--dataset {dataset}: {err.fact}{advice}", fact=err.fact, fixes=err.fixes)
 
 
-def too_little_training(config: Config, n_train: int, steps_per_epoch: int, first_epoch: int = 0) -> str | None:
-    """A warning when the run takes fewer than MIN_STEPS optimizer steps in all (None otherwise)."""
+def too_little_training(config: Config, n_train: int, steps_per_epoch: int, first_epoch: int = 0,
+                        num_classes: int = 10) -> str | None:
+    """A warning when a fresh run takes fewer than MIN_STEPS optimizer steps in all (None otherwise)."""
     steps = (config.epochs - first_epoch) * steps_per_epoch
     if steps >= MIN_STEPS or first_epoch > 0:
         return None
     epochs = math.ceil(MIN_STEPS / max(steps_per_epoch, 1))
     return (f"{n_train} training images in batches of {config.batch_size} for {config.epochs} epoch"
-            f"{'s' if config.epochs != 1 else ''} make only {steps} optimizer step{'s' if steps != 1 else ''}; "
-            "a network rarely learns "
-            f"much in fewer than {MIN_STEPS} (expect an accuracy near chance). Try --epochs {epochs} "
-            f"(or a smaller --batch-size), or add images")
+            f"{'s' if config.epochs != 1 else ''} make only {steps} optimizer step{'s' if steps != 1 else ''}, "
+            f"too few for most datasets: the accuracy may stay near chance ({100 / num_classes:.0f} %). "
+            f"Try --epochs {epochs} (about {MIN_STEPS} steps) or a smaller --batch-size, or add images")
+
+
+def warn(text: str, file=None) -> None:
+    """Print ``tinycnn train: warning: <text>`` to stderr, wrapped to the terminal's width."""
+    import shutil
+    import sys
+    import textwrap
+    width = shutil.get_terminal_size((80, 24)).columns
+    print(textwrap.fill(f"tinycnn train: warning: {text}", width=max(width, 40), subsequent_indent="  ",
+                        break_on_hyphens=False, break_long_words=False), file=file or sys.stderr)

@@ -275,9 +275,10 @@ def _announce(s: Setup, stats, data_info, args, say) -> None:
     say(f"training: {config.optimizer} lr {config.lr:g} ({config.schedule} schedule), weight decay "
         f"{config.weight_decay:g}, batch {config.batch_size}, epochs {s.first_epoch + 1}..{config.epochs}, "
         f"seed {config.seed}" + (f", resumed from {args.resume}" if args.resume else ""))
-    warning = cfg.too_little_training(config, s.loaders.train.num_samples, len(s.loaders.train), s.first_epoch)
+    warning = cfg.too_little_training(config, s.loaders.train.num_samples, len(s.loaders.train), s.first_epoch,
+                                      ds.num_classes)
     if warning:
-        print(f"tinycnn train: warning: {warning}", file=sys.stderr)
+        cfg.warn(warning)
 
 
 def run(args) -> int:
