@@ -167,6 +167,18 @@ def test_summary_fits_an_80_column_terminal_and_keeps_its_numbers(monkeypatch, n
         assert f"{i}  {layer!r}" in wide
 
 
+def test_without_a_terminal_the_summary_keeps_whole_lines():
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np\nfrom tinycnn import zoo\n"
+            "zoo.build('lenet', (1, 28, 28), 10, np.random.default_rng(0)).summary(batch_size=64)\n")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert "Conv2D(32, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" in out      # a pipe: no limit
+    assert "3,612,672" in out and max(len(line) for line in out.splitlines()) > 80
+
+
 def test_short_names_keep_what_differs_from_the_defaults():
     from tinycnn.shapes import short_name
     assert short_name(tc.Conv2D(3, 8, 3, stride=2, padding=1)) == "Conv2D(3, 8, k=3, s=2, p=1)"

@@ -6,17 +6,18 @@
                 installed, plain lines at every tenth of the epoch carry the same numbers
     verbose=2   one line per epoch, at its end
 
-Every line fits the terminal's width (``shutil.get_terminal_size``, which reads ``COLUMNS``; 80
-when there is no terminal): the bar drops its image counts and elapsed time when they do not fit,
-the validation numbers get their own line under the bar when an epoch ends, and longer lines are
-wrapped between fields. Rates and times come from ``time.perf_counter``; they are for the eye only
+Every line fits the terminal's width (``COLUMNS`` when set, see ``tinycnn._terminal``; no limit
+when the output is a file or a pipe): the bar drops its image counts and elapsed time when they do
+not fit, the validation numbers get their own line under the bar when an epoch ends, and longer
+lines are wrapped between fields. Rates and times come from ``time.perf_counter``; they are for the eye only
 (no test asserts them).
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import time
+
+from ._terminal import columns
 
 MIN_BAR = 5        # the narrowest progress bar worth drawing, in characters
 
@@ -38,17 +39,13 @@ def _fields(logs: dict) -> list[str]:
     return [f"{k} {v:.4f}" for k, v in logs.items() if k != "lr"]
 
 
-def terminal_width() -> int:
-    """Columns of the terminal (``COLUMNS`` wins; 80 without a terminal)."""
-    return max(20, shutil.get_terminal_size((80, 24)).columns)
-
-
-def wrap(fields: list[str], width: int, *, sep: str = "  ", indent: str = "  ") -> list[str]:
-    """Join ``fields`` with ``sep`` into lines of at most ``width`` characters, breaking only between
-    fields; continuation lines start with ``indent``. A single field longer than a line stays whole."""
+def wrap(fields: list[str], width: int | None, *, sep: str = "  ", indent: str = "  ") -> list[str]:
+    """Join ``fields`` with ``sep`` into lines of at most ``width`` characters (None: one line),
+    breaking only between fields; continuation lines start with ``indent``. A single field longer
+    than a line stays whole."""
     lines, line = [], ""
     for f in fields:
-        if line and len(line) + len(sep) + len(f) > width:
+        if line and width is not None and len(line) + len(sep) + len(f) > width:
             lines.append(line)
             line = indent + f
         else:
@@ -56,7 +53,7 @@ def wrap(fields: list[str], width: int, *, sep: str = "  ", indent: str = "  ") 
     return lines + [line] if line else lines
 
 
-def bar_format(desc: str, total: int, postfix: str, width: int) -> str:
+def bar_format(desc: str, total: int, postfix: str, width: int | None) -> str:
     """A tqdm ``bar_format`` that fits ``width`` with room for a bar of at least MIN_BAR: the full
     form (percentage, bar, images done / total, elapsed < remaining, postfix), else without the
     counts and elapsed time, else the percentage and postfix alone."""
@@ -65,7 +62,7 @@ def bar_format(desc: str, total: int, postfix: str, width: int) -> str:
               len(desc) + 6 + len(counts) + len(postfix)),
              ("{desc} {percentage:3.0f}%|{bar}| <{remaining} {postfix}", len(desc) + 6 + 9 + len(postfix))]
     for form, fixed in forms:
-        if fixed + MIN_BAR <= width:
+        if width is None or fixed + MIN_BAR <= width:
             return form
     return "{desc} {percentage:3.0f}% {postfix}"
 
@@ -86,7 +83,7 @@ class Progress:
         self.tqdm = _import_tqdm() if verbose == 1 else None
         self._bar = None
         self._desc = ""
-        self._width = 80
+        self._width: int | None = None
         self._step = 0
         self._seen = 0
         self._t0 = 0.0
@@ -102,7 +99,7 @@ class Progress:
         """``epoch``: 0-based."""
         self._step, self._seen, self._t0 = 0, 0, time.perf_counter()
         self._next_line = 1
-        self._desc, self._width = f"Epoch {epoch + 1}/{self.epochs}", terminal_width()
+        self._desc, self._width = f"Epoch {epoch + 1}/{self.epochs}", columns()
         if self.tqdm is not None:
             self._bar = self.tqdm(total=self.n_samples, unit="img", desc=self._desc, file=self._out(),
                                   leave=True, ncols=self._width, bar_format="{desc} {percentage:3.0f}%|{bar}|")
@@ -136,7 +133,7 @@ class Progress:
             left = (self.n_samples - self._seen) / rate if rate > 0 else 0.0
             fields = [f"  step {self._step}/{self.steps}", f"{rate:.0f} img/s", f"{_seconds(left)} left",
                       *_fields(logs)]
-            for line in wrap(fields, terminal_width(), indent="    "):
+            for line in wrap(fields, columns(), indent="    "):
                 self._print(line)
 
     def end_epoch(self, epoch: int, logs: dict):
@@ -155,7 +152,7 @@ class Progress:
         elif self.verbose:
             fields = [f"Epoch {epoch + 1}/{self.epochs} -", f"{self._seen} images -", f"{_seconds(elapsed)} -",
                       f"{rate:.0f} img/s -", *_fields(logs)]
-            for line in wrap(fields, terminal_width(), sep=" "):
+            for line in wrap(fields, columns(), sep=" "):
                 self._print(line)
 
     def close(self):

@@ -14,11 +14,11 @@ When a layer rejects its input, the error says which layer (index and repr), wha
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._terminal import columns
 from .layers.dense import Dense, Flatten
 
 
@@ -214,11 +214,12 @@ def _wrapped(label: str, text: str, width: int) -> list[str]:
 def summary_text(records: list[LayerShape], input_shape: tuple, batch_size: int, dtype,
                  width: int | None = None) -> str:
     """The table ``Sequential.summary()`` prints, and its totals, in at most ``width`` columns
-    (default: the terminal's width, ``COLUMNS``, or 80). When the layers' full reprs do not fit, the
-    table uses compact names (``short_name``) and MACs in k / M / G, and cuts what still does not fit."""
+    (default: the terminal's width, or ``COLUMNS`` when set; no limit when the output is not a
+    terminal). When the layers' full reprs do not fit, the table uses compact names (``short_name``)
+    and MACs in k / M / G, and cuts what still does not fit."""
     if width is None:
-        width = shutil.get_terminal_size((80, 24)).columns
-    width = max(int(width), 40)
+        width = columns()
+    width = 10**9 if width is None else max(int(width), 40)
     dtype = np.dtype(dtype)
     stats = layer_stats(records, batch_size, dtype.itemsize)
     layers = [r.layer for r in records]

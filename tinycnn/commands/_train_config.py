@@ -186,10 +186,13 @@ def too_little_training(config: Config, n_train: int, steps_per_epoch: int, firs
 
 
 def warn(text: str, file=None) -> None:
-    """Print ``tinycnn train: warning: <text>`` to stderr, wrapped to the terminal's width."""
-    import shutil
+    """Print ``tinycnn train: warning: <text>`` to stderr, wrapped to the terminal's width (if any)."""
     import sys
     import textwrap
-    width = shutil.get_terminal_size((80, 24)).columns
-    print(textwrap.fill(f"tinycnn train: warning: {text}", width=max(width, 40), subsequent_indent="  ",
-                        break_on_hyphens=False, break_long_words=False), file=file or sys.stderr)
+
+    from .._terminal import columns
+    width, text = columns(), f"tinycnn train: warning: {text}"
+    if width is not None:
+        text = textwrap.fill(text, width=width, subsequent_indent="  ", break_on_hyphens=False,
+                             break_long_words=False)
+    print(text, file=file or sys.stderr)
