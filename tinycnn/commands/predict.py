@@ -59,7 +59,7 @@ def run(args) -> int:
             try:
                 x, steps = prepare(pixels, prep, invert=args.invert)
             except ValueError as err:
-                raise ValueError(f"{path}: {err}") from None
+                raise ValueError(f"{path}: {err}".replace("(invert=True)", "(--invert)")) from None
             images.append(x)
             log.append((path, [f"read {what}", *steps]))
         x = np.stack(images)                                                   # uint8 (N, C, H, W)

@@ -125,7 +125,7 @@ def _digit_layout(g: np.ndarray, h: int, w: int, box: float, steps: list) -> np.
     if peak - bg < MIN_CONTRAST:
         raise ValueError(f"the image looks blank: its brightest pixel ({peak:.0f}) is within {MIN_CONTRAST:.0f} "
                          f"grey levels of its background ({bg:.0f}) after the steps above; if that background "
-                         "is light, the picture needs inverting (--invert; invert=True in Python)")
+                         "is light, the picture needs inverting (invert=True)")
     ink = np.clip(g - bg, 0.0, 255.0)
     if peak - bg < 255 - LEVELS_SLACK:
         ink *= 255.0 / (peak - bg)
