@@ -201,3 +201,21 @@ def test_an_image_over_the_decompression_bomb_limit_gets_the_folder_loaders_mess
     assert f"cannot read image {big} (DecompressionBombError: " in err
     assert err.strip().split("cannot read image", 1)[1] == folder_msg.split("cannot read image", 1)[1]
     assert "Traceback" not in err
+
+
+def test_predict_with_a_cifar_like_network_keeps_the_aspect_ratio(tmp_path, capsys):
+    path = tmp_path / "checkpoint.npz"
+    model = zoo.build("seed-keras", (3, 32, 32), 10, np.random.default_rng(0))
+    extra = {"model": zoo.describe("seed-keras", (3, 32, 32), 10), "config": {},
+             "data": {"dataset": "cifar10", "classes": [f"c{k}" for k in range(10)], "image_shape": [3, 32, 32],
+                      "normalization": {"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}}}
+    tc.save_checkpoint(path, model, epoch=1, extra=extra)
+    photo = tmp_path / "wide.png"
+    ys, xs = np.indices((40, 80))
+    Image.fromarray(np.stack([(xs * 3) % 256, (ys * 5) % 256, (xs + ys) % 256], axis=2).astype(np.uint8)).save(photo)
+    assert main(["predict", str(path), str(photo)]) == 0
+    out = capsys.readouterr().out
+    assert f"{photo}: read 40x80 RGB" in out
+    assert f"{photo}: resized 40x80 -> 32x64 (aspect kept), centre 32x32 cut out" in out
+    assert "inverted" not in out and "background" not in out                  # no polarity guess for photos
+    assert re.search(rf"^{re.escape(str(photo))}\s+c\d\s+\(p = ", out, re.M), out
