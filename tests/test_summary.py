@@ -70,7 +70,8 @@ def test_wrong_channels_at_the_first_layer_names_the_model_input():
 def test_grayscale_batch_without_channel_axis_gets_a_hint():
     model = tc.Sequential(tc.Conv2D(1, 4, 3), tc.ReLU())
     with pytest.raises(tc.ShapeError, match=r"expects a \(C, H, W\) image per sample.*got per-sample shape "
-                                            r"\(28, 28\); for grayscale images add a channel axis, e\.g\. x\[:, None\]"):
+                                            r"\(28, 28\); for grayscale images add a channel axis, "
+                                            r"e\.g\. x\[:, None\]"):
         model(np.zeros((5, 28, 28), np.float32))
 
 
@@ -117,7 +118,7 @@ def test_layer_stats_match_hand_counts_and_what_a_forward_allocates():
     # Hand-worked: conv0 out (8, 8, 8), 8*8*8 outputs x 3*3*3 weights each.
     assert stats[0].out_shape == (8, 8, 8) and stats[0].params == 8 * 27 + 8 and stats[0].macs == 512 * 27
     assert stats[3].out_shape == (6, 4, 5) and stats[3].params == 6 * 8 * 6 + 6 and stats[3].macs == 120 * 48
-    assert stats[4].params == 12 and stats[4].buffers == 6 + 6 + 1          # BatchNorm2D: weight, bias; running stats + count
+    assert stats[4].params == 12 and stats[4].buffers == 6 + 6 + 1   # BatchNorm2D: weight, bias; running stats, count
     assert stats[6].params == 120 * 5 + 5 and stats[6].macs == 600
     assert [s.macs for s in stats if s.index not in (0, 3, 6)] == [0] * 5
     # Against the arrays a real forward allocates (float32, batch 3).
