@@ -30,7 +30,8 @@ def machine_md(m: dict) -> list[str]:
              f"- Load average (1, 5, 15 min) at start {_load(m.get('load_average_at_start'))}, at end "
              f"{_load(m.get('load_average_at_end'))}: anything near or above the core count means other "
              "processes shared the cores and the two-thread figures are unreliable",
-             f"- Environment: {'removed ' + ', '.join(f'{k}={v}' for k, v in removed.items()) if removed else 'unchanged'}"
+             "- Environment: "
+             f"{'removed ' + ', '.join(f'{k}={v}' for k, v in removed.items()) if removed else 'unchanged'}"
              " for this run (see benchmarks/blas_env.py)", ""]
     return lines
 
@@ -118,7 +119,8 @@ def memory_md(mem: dict) -> list[str]:
 
 
 def matmul_md(mm: dict) -> list[str]:
-    lines = ["## Machine float32 matrix multiply (NumPy's BLAS)", "", "| threads | size | GFLOP/s |", "|---:|---:|---:|"]
+    lines = ["## Machine float32 matrix multiply (NumPy's BLAS)", "", "| threads | size | GFLOP/s |",
+             "|---:|---:|---:|"]
     for n, r in mm.items():
         lines.append(f"| {n} | {r['size']} | {r['gflops']:.0f} |")
     return lines + [""]
@@ -133,7 +135,8 @@ def whatif_md(w: dict) -> list[str]:
         lines.append(f"| {r['threads']} | " + " | ".join(f"{r['ms'][k]:.1f}" for k in names) + " |")
     if w.get("splits"):
         sp = w["splits"]
-        lines += ["", f"Split of the {sp['cores']} cores between the thread pools (shipped tinycnn, training step, ms):", "",
+        lines += ["", f"Split of the {sp['cores']} cores between the thread pools (shipped tinycnn, training step, "
+                  "ms):", "",
                   "| " + " | ".join(sp["ms"]) + " |", "|" + "---:|" * len(sp["ms"]),
                   "| " + " | ".join(f"{v:.1f}" for v in sp["ms"].values()) + " |"]
     return lines + ["", "Variants are defined in benchmarks/whatif.py; the first three train "

@@ -6,7 +6,10 @@ machine's float32 matrix-multiply rate), ``whatif`` (measured potential of propo
 does not own), ``startup`` (first training step in a fresh process, cold and warm Numba
 cache), ``memory`` (peak memory of a training run, each contender in its own process) and ``ladder``
 (the convolution speed ladder). ``--quick`` shrinks every section to a seconds-long smoke run whose
-numbers mean nothing. Results: ``<out>/latest.md`` and ``<out>/latest.json``.
+numbers mean nothing. Results: ``<out>/latest.md`` and ``<out>/latest.json``, where ``<out>`` is
+``benchmarks/results/local/`` (ignored by git) unless ``--out`` names another folder; ``--publish``
+writes the tracked ``benchmarks/results/latest.*`` that the README's Speed table quotes (a full run
+only: not with ``--quick`` or ``--sections``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import time
 from pathlib import Path
 
 SECTIONS = ("matmul", "train", "layers", "ladder", "whatif", "startup", "memory")
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+PUBLISHED = Path(__file__).resolve().parent / "results"          # tracked: what the README quotes
+DEFAULT_OUT = PUBLISHED / "local"                                # ignored by git
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,15 +33,43 @@ def build_parser() -> argparse.ArgumentParser:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds); its numbers mean nothing")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=None, help="sections to run (default: all)")
-    p.add_argument("--out", type=Path, default=None, help=f"folder for latest.md/latest.json (default {DEFAULT_OUT})")
+    p.add_argument("--out", type=Path, default=None, help=f"folder for latest.md/latest.json (default {DEFAULT_OUT}, "
+                   "ignored by git)")
+    p.add_argument("--publish", action="store_true",
+                   help=f"write the tracked {PUBLISHED}/latest.md and latest.json (the README's Speed table); "
+                        "full runs only")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     p.add_argument("--keep-blas-env", action="store_true",
                    help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (the suite removes them by default)")
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = publish_problem(args)
+    if problem:
+        parser.error(problem)
     return run(args)
+
+
+def publish_problem(args) -> str | None:
+    """Why ``--publish`` cannot be honoured with these options (None when it can, or is not asked)."""
+    if not getattr(args, "publish", False):
+        return None
+    if args.quick:
+        return "--publish: a --quick run's numbers mean nothing; publish a full run"
+    if args.sections:
+        return "--publish: the published results hold every section; run them all (no --sections)"
+    if args.out is not None:
+        return f"--publish writes {PUBLISHED}; leave out --out"
+    return None
+
+
+def out_dir(args) -> Path:
+    """Where this run's latest.md / latest.json go."""
+    if getattr(args, "publish", False):
+        return PUBLISHED
+    return args.out or DEFAULT_OUT
 
 
 def run(args) -> int:
@@ -45,7 +77,7 @@ def run(args) -> int:
     from .nets import NETS
 
     t_start = time.perf_counter()
-    out_dir = args.out or DEFAULT_OUT
+    out = out_dir(args)
     sections = args.sections or (("matmul", "train", "layers", "ladder", "whatif") if args.quick else SECTIONS)
     use_torch = throughput.have_torch() and not args.no_torch
     all_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -103,7 +135,8 @@ def run(args) -> int:
     if "whatif" in sections:
         from . import whatif
         log("== what-if: the shipped training step beside variants of it (ablation)")
-        results["whatif"] = whatif.run([1] if q else threads, batch=4 if q else 64, rounds=1 if q else 5, reps=1 if q else 4,
+        results["whatif"] = whatif.run([1] if q else threads, batch=4 if q else 64, rounds=1 if q else 5,
+                                       reps=1 if q else 4,
                                        use_torch=use_torch, log=log)
 
     if "startup" in sections:
@@ -118,7 +151,7 @@ def run(args) -> int:
 
     results["suite_seconds"] = time.perf_counter() - t_start
     results["machine"]["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    md, js = report.write(results, out_dir)
+    md, js = report.write(results, out)
     log(f"wrote {md} and {js} ({results['suite_seconds']:.0f} s)")
     return 0
 

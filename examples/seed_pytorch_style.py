@@ -14,7 +14,8 @@ Training is the explicit PyTorch loop: zero_grad, forward, loss, backward, step.
 
     python examples/seed_pytorch_style.py [--data ../shared/datasets] [--epochs 3] [--n-train 700]
 
-Data: the lossless CIFAR-10 subset (1000 training images, original pixels) of shared/datasets;
+Data: the lossless CIFAR-10 subset (1000 training images, original pixels) of shared/datasets
+(without it, 1000 embedded MNIST digits padded to 3x32x32, and a line saying so);
 the first ``n_train`` train, the last ``n_test`` test.
 """
 from __future__ import annotations
@@ -32,8 +33,19 @@ DEFAULT_DATA = os.path.join(REPO, "..", "shared", "datasets")
 
 
 def load_cifar_subset(data_dir=DEFAULT_DATA):
-    """x: uint8 (1000, 3, 32, 32) NCHW, y: int64 (1000,)."""
-    with np.load(os.path.join(data_dir, "cifar10", "train_lossless_subset.npz")) as d:
+    """x: uint8 (1000, 3, 32, 32) NCHW, y: int64 (1000,).
+
+    Without the CIFAR-10 subset, the first 1000 embedded MNIST training digits stand in (say so):
+    zero-padded from 28x28 to 32x32 and the grey repeated over 3 channels, so the same network runs."""
+    path = os.path.join(data_dir, "cifar10", "train_lossless_subset.npz")
+    if not os.path.isfile(path):
+        print(f"{path} is absent (the lossless CIFAR-10 subset of shared/datasets; pass --data DIR for a folder "
+              "holding cifar10/train_lossless_subset.npz). Using the embedded MNIST digits instead, padded to "
+              "32x32, grey repeated over 3 channels.")
+        ds = tc.data.load("embedded")
+        x = np.pad(ds.x_train[:1000], ((0, 0), (0, 0), (2, 2), (2, 2)))             # (1000, 1, 32, 32)
+        return np.repeat(x, 3, axis=1), ds.y_train[:1000]
+    with np.load(path) as d:
         return d["x"].transpose(0, 3, 1, 2), d["y"].astype(np.int64)      # NHWC -> NCHW
 
 

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(not (ROOT / "benchmarks" / "__main__.py").is_file(), reason="no benchmarks/ folder in this checkout")
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "__main__.py").is_file(),
+                    reason="no benchmarks/ folder in this checkout")
 def test_bench_quick_runs_every_quick_section(tmp_path):
     pytest.importorskip("threadpoolctl", reason="the benchmark suite needs threadpoolctl: pip install -e '.[bench]'")
     env = dict(os.environ)
@@ -159,3 +160,27 @@ def test_random_state_fits_every_net():
         got = random_state(info.spec, np.random.default_rng(0))
         assert got.keys() == want.keys(), info.name
         assert all(got[k].shape == want[k].shape and got[k].dtype == want[k].dtype for k in want), info.name
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "__main__.py").is_file(),
+                    reason="no benchmarks/ folder in this checkout")
+def test_runs_never_overwrite_the_published_results_unless_asked():
+    from benchmarks import run
+    from benchmarks.accuracy import run as accuracy
+    parser = run.build_parser()
+    default = parser.parse_args(["--quick"])
+    assert run.out_dir(default) == run.DEFAULT_OUT != run.PUBLISHED
+    assert run.out_dir(parser.parse_args(["--publish"])) == run.PUBLISHED
+    for argv in (["--quick", "--publish"], ["--sections", "train", "--publish"], ["--out", "x", "--publish"]):
+        assert run.publish_problem(parser.parse_args(argv)), argv
+    assert run.publish_problem(parser.parse_args(["--publish"])) is None
+    accuracy.use_published(False)
+    assert accuracy.RESULTS_JSON.parent == accuracy.LOCAL != accuracy.PUBLISHED_JSON.parent
+    accuracy.use_published(True)
+    assert accuracy.RESULTS_JSON == accuracy.PUBLISHED_JSON
+    accuracy.use_published(False)
+    for path in (run.DEFAULT_OUT / "latest.md", accuracy.LOCAL / "results.json"):
+        git = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT, capture_output=True)
+        if git.returncode == 128:
+            pytest.skip("not a git checkout: cannot ask git what it ignores")
+        assert git.returncode == 0, f"{path}: the default output folders must be ignored by git"

@@ -118,6 +118,25 @@ def test_early_stopping_in_fit_stops_and_restores_the_best_epoch():
     assert_same_weights(model.state_dict(), rec.per_epoch[best])
 
 
+@pytest.mark.parametrize("restore", [True, False])
+def test_early_stopping_says_when_it_stops_and_which_weights_the_model_keeps(capsys, restore):
+    model, x, y = overfitting_setup(1)
+    stop = EarlyStopping(patience=2, restore_best_weights=restore)
+    history = model.fit(x, y, epochs=30, batch_size=8, validation_split=0.5, callbacks=[stop], verbose=0)
+    val = history.history["val_loss"]
+    best = int(np.argmin(val))
+    out = capsys.readouterr().out
+    assert (f"EarlyStopping: val_loss has not improved by more than 0 for 2 epochs (best {val[best]:.4f} at "
+            f"epoch {best + 1}); stopping after epoch {len(val)}") in out
+    if restore:
+        assert f"EarlyStopping: restored the weights of epoch {best + 1}, the best val_loss ({val[best]:.4f})" in out
+    else:
+        assert f"keeps the weights of its last epoch ({len(val)}); pass restore_best_weights=True" in out
+    quiet = EarlyStopping(patience=2, verbose=0)
+    model.fit(x, y, epochs=30, batch_size=8, validation_split=0.5, callbacks=[quiet], verbose=0)
+    assert capsys.readouterr().out == ""
+
+
 def test_model_checkpoint_best_only_holds_the_best_epoch(tmp_path):
     model, x, y = overfitting_setup(1)
     rec = RecordWeights()

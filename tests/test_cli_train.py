@@ -146,16 +146,16 @@ def test_predict_on_images_written_with_pillow(base_run, tmp_path, capsys):
     Image.fromarray(np.repeat(ds.x_test[3, 0][:, :, None], 3, axis=2)).resize((56, 56)).save(rgb)
     assert main(["predict", str(ckpt), *map(str, paths), str(rgb), "--top", "3"]) == 0
     text = capsys.readouterr().out
-    assert f"notice: {rgb}: converted from RGB to grey" in text
-    assert f"notice: {rgb}: resized from 56x56 to the network's 28x28" in text
+    assert f"{rgb}: read 56x56 RGB" in text                        # each preparation step on its own line
+    assert re.search(rf"{re.escape(str(rgb))}: content \d+x\d+ .* scaled to \d+x\d+", text), text
     model, _ = zoo.load_model(ckpt)
     expected = model.predict(x[:3]).argmax(axis=1)
     for path, k in zip(paths, expected):
-        line = next(ln for ln in text.splitlines() if ln.startswith(str(path)))
+        line = next(ln for ln in text.splitlines() if ln.startswith(str(path) + " "))
         assert re.match(rf"{re.escape(str(path))}\s+{k}\s+\(p = ", line), line
         probs = [float(v) for v in re.findall(r" (\d\.\d{3})(?:,|$)", line.split("top 3:")[1])]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1.001
-    assert any(ln.startswith(str(rgb)) for ln in text.splitlines())
+    assert any(ln.startswith(str(rgb) + " ") for ln in text.splitlines())
 
 
 def test_interrupted_run_leaves_no_out_and_resumes_bit_identically(base_run, tmp_path, monkeypatch, capsys):

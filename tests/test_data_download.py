@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
-
 from data_files import MNIST_NAMES, idx_by_hand, mnist_arrays, mnist_gz_files
+
 from tinycnn import data
 from tinycnn.data import cache, registry
 from tinycnn.data.download import fetch
@@ -100,7 +100,8 @@ def test_truncated_file_leaves_nothing(server, tmp_path):
     base, files, _ = server
     body = tiny_idx_gz()
     files["/a.gz"] = body[:-10]                       # the server has a short copy
-    with pytest.raises(data.DownloadError, match=rf"truncated transfer: received {len(body) - 10:,} of {len(body):,} bytes"):
+    expected = rf"truncated transfer: received {len(body) - 10:,} of {len(body):,} bytes"
+    with pytest.raises(data.DownloadError, match=expected):
         fetch(remote_for("a.gz", body, [base + "/a.gz"]), tmp_path)
     assert os.listdir(tmp_path) == []
 
@@ -241,3 +242,20 @@ def test_load_offline_fails_at_once_and_leaves_nothing(tmp_path, fake_mnist):
     with pytest.raises(data.DownloadError, match=r"could not download train-images-idx3-ubyte.gz"):
         data.load("mnist", cache_dir=tmp_path, mirror=f"http://127.0.0.1:{closed_port()}", timeout=2)
     assert not (tmp_path / "mnist").exists() or os.listdir(tmp_path / "mnist") == []
+
+
+def test_offline_error_lists_every_missing_file(tmp_path, fake_mnist):
+    _, bodies = fake_mnist
+    mirror = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(data.DownloadError) as info:
+        data.load("mnist", cache_dir=tmp_path, mirror=mirror, timeout=2)
+    msg = str(info.value)
+    for name in MNIST_NAMES:
+        assert f"  {name}  ({len(bodies[name]):,} bytes, sha256 " in msg, name
+    (tmp_path / "mnist").mkdir(exist_ok=True)
+    (tmp_path / "mnist" / MNIST_NAMES[0]).write_bytes(bodies[MNIST_NAMES[0]])   # one already in the cache
+    with pytest.raises(data.DownloadError) as info:
+        data.load("mnist", cache_dir=tmp_path, mirror=mirror, timeout=2)
+    msg = str(info.value)
+    assert f"could not download {MNIST_NAMES[1]}" in msg and f"  {MNIST_NAMES[0]}  (" not in msg
+    assert all(f"  {name}  (" in msg for name in MNIST_NAMES[1:])

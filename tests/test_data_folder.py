@@ -78,7 +78,8 @@ def test_grey_and_colour_mixed(tmp_path):
     save(tmp_path / "a" / "1.png", rgb(rng))
     save(tmp_path / "b" / "2.png", rng.integers(0, 256, (6, 5), dtype=np.uint8))
     save(tmp_path / "b" / "3.png", rgb(rng))
-    with pytest.raises(DataError, match=r"grey and colour images are mixed: .*0.png is RGB, .*2.png is grey; pass mode='RGB'"):
+    with pytest.raises(DataError, match=r"grey and colour images are mixed: .*0.png is RGB, .*2.png is grey; "
+                                        r"pass mode='RGB'"):
         load_folder(tmp_path)
     ds = load_folder(tmp_path, mode="RGB")
     assert ds.x_train.shape[1] == 3

@@ -1,10 +1,10 @@
 """``data.load``: names, data_dir with original files or the .npz layout, and the Dataset checks."""
 import numpy as np
 import pytest
-
 from data_files import MNIST_NAMES, mnist_arrays, mnist_gz_files, write_files
+
 from tinycnn import data
-from tinycnn.data import as_nchw, Dataset, DataError, MissingFilesError
+from tinycnn.data import DataError, Dataset, MissingFilesError, as_nchw
 
 
 def test_unknown_name_lists_the_known_ones(tmp_path):
@@ -36,7 +36,8 @@ def test_original_idx_files_by_hand(tmp_path):
 def test_idx_files_that_disagree(tmp_path):
     x_tr, y_tr, x_te, y_te = mnist_arrays(np.random.default_rng(0))
     write_files(tmp_path, mnist_gz_files(x_tr, y_tr[:-1], x_te, y_te))
-    with pytest.raises(DataError, match=r"mnist: the train IDX files in .* do not match: images \(30, 28, 28\), labels \(29,\)"):
+    with pytest.raises(DataError, match=r"mnist: the train IDX files in .* do not match: images \(30, 28, 28\), "
+                                        r"labels \(29,\)"):
         data.load("mnist", data_dir=tmp_path, verify=False)
 
 

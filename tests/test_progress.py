@@ -24,25 +24,48 @@ def test_verbose_0_prints_nothing(capsys):
     assert out.out == "" and out.err == ""
 
 
-def test_verbose_2_prints_one_line_per_epoch_with_rate_and_numbers(capsys):
+@pytest.mark.parametrize("columns", [80, 200])
+def test_verbose_2_prints_one_entry_per_epoch_with_rate_and_numbers(capsys, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
     model, x, y = setup()
     model.fit(x, y, epochs=3, batch_size=4, validation_split=0.2, verbose=2)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3
-    for i, line in enumerate(lines, 1):
-        assert line.startswith(f"Epoch {i}/3 - 16 images - ")
+    starts = [k for k, line in enumerate(lines) if line.startswith("Epoch ")]
+    assert len(starts) == 3 and all(len(line) <= columns for line in lines)
+    if columns == 200:
+        assert len(lines) == 3                                  # one line each when they fit
+    for i, (a, b) in enumerate(zip(starts, starts[1:] + [len(lines)]), 1):
+        entry = " ".join(lines[a:b])
+        assert entry.startswith(f"Epoch {i}/3 - 16 images - ")
         for word in ("img/s", "loss ", "accuracy ", "val_loss ", "val_accuracy "):
-            assert word in line, (word, line)
+            assert word in entry, (word, entry)
 
 
-def test_verbose_1_draws_a_tqdm_bar_with_images_per_second_and_time_left(capsys):
+def test_verbose_1_draws_a_tqdm_bar_with_images_per_second_and_time_left(capsys, monkeypatch):
     pytest.importorskip("tqdm", reason="tqdm is the optional 'progress' extra")
+    monkeypatch.setenv("COLUMNS", "120")
     model, x, y = setup()
     model.fit(x, y, epochs=2, batch_size=4, verbose=1)
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
     assert "img/s" in out and "loss " in out and "accuracy " in out
     assert "20/20 [" in out and "<00:00" in out          # tqdm's [elapsed<remaining, rate] block
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_the_bar_and_the_end_of_epoch_numbers_fit_the_terminal(capsys, monkeypatch, columns):
+    pytest.importorskip("tqdm", reason="tqdm is the optional 'progress' extra")
+    monkeypatch.setenv("COLUMNS", str(columns))
+    rng = np.random.default_rng(0)
+    model = tc.Sequential(tc.Conv2D(1, 2, 3, rng=rng), tc.ReLU(), tc.Flatten(), tc.Dense(2 * 4 * 4, 3, rng=rng))
+    model.compile("sgd", metrics=["accuracy"])
+    x = rng.standard_normal((12000, 1, 6, 6)).astype(np.float32)      # five-digit image counts
+    model.fit(x, rng.integers(0, 3, 12000), epochs=10, batch_size=2000, validation_split=0.1, verbose=1)
+    screens = capsys.readouterr().out.replace("\r", "\n").splitlines()  # every state the bar was drawn in
+    assert max(len(s) for s in screens) <= columns
+    ends = [s for s in screens if s.startswith("  val_loss ")]
+    assert len(ends) == 10 and all("val_accuracy " in s for s in ends)
+    assert any(s.startswith("Epoch 10/10 100%") and "loss " in s and "accuracy " in s for s in screens)
 
 
 def test_verbose_1_without_tqdm_falls_back_to_plain_lines(capsys, monkeypatch):

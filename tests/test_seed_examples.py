@@ -86,3 +86,14 @@ def test_examples_run_as_scripts(name):
                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})      # see the module docstring
     assert out.returncode == 0, out.stderr
     assert "test" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["seed_keras_style", "seed_pytorch_style"])
+def test_examples_without_the_shared_data_fall_back_to_the_embedded_digits(name, tmp_path, capsys, one_blas_thread):
+    module = load_example(name)
+    kwargs = {"verbose": 0} if name == "seed_keras_style" else {"verbose": False}
+    result = module.main(str(tmp_path), n_train=300, n_test=200, epochs=2, **kwargs)
+    out = capsys.readouterr().out
+    assert "is absent" in out and "Using the embedded MNIST digits instead" in out
+    accuracy = result["test"]["accuracy"] if name == "seed_keras_style" else result["test_accuracy"]
+    assert accuracy >= 0.2, accuracy                     # clearly above chance (0.1) on 200 test digits

@@ -4,6 +4,8 @@ The numbers summary() reports are checked against independent sources: parameter
 torch's, MACs against the sizes of the matrix products a forward pass actually performs, memory
 against the nbytes of the arrays a forward pass actually allocates.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -68,7 +70,8 @@ def test_wrong_channels_at_the_first_layer_names_the_model_input():
 def test_grayscale_batch_without_channel_axis_gets_a_hint():
     model = tc.Sequential(tc.Conv2D(1, 4, 3), tc.ReLU())
     with pytest.raises(tc.ShapeError, match=r"expects a \(C, H, W\) image per sample.*got per-sample shape "
-                                            r"\(28, 28\); for grayscale images add a channel axis, e\.g\. x\[:, None\]"):
+                                            r"\(28, 28\); for grayscale images add a channel axis, "
+                                            r"e\.g\. x\[:, None\]"):
         model(np.zeros((5, 28, 28), np.float32))
 
 
@@ -115,7 +118,7 @@ def test_layer_stats_match_hand_counts_and_what_a_forward_allocates():
     # Hand-worked: conv0 out (8, 8, 8), 8*8*8 outputs x 3*3*3 weights each.
     assert stats[0].out_shape == (8, 8, 8) and stats[0].params == 8 * 27 + 8 and stats[0].macs == 512 * 27
     assert stats[3].out_shape == (6, 4, 5) and stats[3].params == 6 * 8 * 6 + 6 and stats[3].macs == 120 * 48
-    assert stats[4].params == 12 and stats[4].buffers == 6 + 6 + 1          # BatchNorm2D: weight, bias; running stats + count
+    assert stats[4].params == 12 and stats[4].buffers == 6 + 6 + 1   # BatchNorm2D: weight, bias; running stats, count
     assert stats[6].params == 120 * 5 + 5 and stats[6].macs == 600
     assert [s.macs for s in stats if s.index not in (0, 3, 6)] == [0] * 5
     # Against the arrays a real forward allocates (float32, batch 3).
@@ -132,7 +135,8 @@ def test_layer_stats_match_hand_counts_and_what_a_forward_allocates():
             assert s.im2col_bytes == 0
 
 
-def test_summary_text_shows_every_layer_and_totals(capsys):
+def test_summary_text_shows_every_layer_and_totals(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")                  # wide enough for the layers' full reprs
     rng = np.random.default_rng(3)
     model = small_model(rng)
     text = model.summary(batch_size=4)
@@ -141,8 +145,48 @@ def test_summary_text_shows_every_layer_and_totals(capsys):
     assert f"Total params:            {total:,}" in text
     assert f"{(512 * 27 + 120 * 48 + 600):,} per sample" in text
     for i, layer in enumerate(model.layers):
-        assert f"{i:>3}  {layer!r}" in text
+        assert f"{i}  {layer!r}" in text
     assert "im2col buffers:" in text and "for a batch of 4" in text
+
+
+@pytest.mark.parametrize("name, shape", [("lenet", (1, 28, 28)), ("vgg-bn", (3, 32, 32)),
+                                         ("seed-keras", (3, 32, 32))])
+def test_summary_fits_an_80_column_terminal_and_keeps_its_numbers(monkeypatch, name, shape):
+    from tinycnn import zoo
+    from tinycnn.shapes import short_name
+    monkeypatch.setenv("COLUMNS", "80")
+    model = zoo.build(name, shape, 10, np.random.default_rng(0))
+    text = model.summary(batch_size=64, print_fn=None)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    monkeypatch.setenv("COLUMNS", "300")
+    wide = model.summary(batch_size=64, print_fn=None)
+    total = sum(p.data.size for p in model.parameters())
+    for t in (text, wide):
+        assert f"Total params:            {total:,}" in t
+    for i, layer in enumerate(model.layers):
+        assert re.search(rf"^ *{i} +{re.escape(short_name(layer))} ", text, re.M), (i, short_name(layer))
+        assert f"{i}  {layer!r}" in wide
+
+
+def test_without_a_terminal_the_summary_keeps_whole_lines():
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np\nfrom tinycnn import zoo\n"
+            "zoo.build('lenet', (1, 28, 28), 10, np.random.default_rng(0)).summary(batch_size=64)\n")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert "Conv2D(32, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" in out      # a pipe: no limit
+    assert "3,612,672" in out and max(len(line) for line in out.splitlines()) > 80
+
+
+def test_short_names_keep_what_differs_from_the_defaults():
+    from tinycnn.shapes import short_name
+    assert short_name(tc.Conv2D(3, 8, 3, stride=2, padding=1)) == "Conv2D(3, 8, k=3, s=2, p=1)"
+    assert short_name(tc.Conv2D(3, 8, 3)) == "Conv2D(3, 8, k=3)"
+    assert short_name(tc.MaxPool2D(3, stride=1)) == "MaxPool2D(k=3, s=1)"
+    assert short_name(tc.MaxPool2D(2)) == "MaxPool2D(k=2)"
+    assert short_name(tc.BatchNorm2D(16)) == "BatchNorm2D(16)"
 
 
 def test_summary_parameter_count_matches_torch(torch):

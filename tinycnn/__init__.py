@@ -2,54 +2,147 @@
 
 Every layer's forward and backward pass is written out by hand (no autograd) and checked against
 finite differences, the adjoint identity and PyTorch.
-"""
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Parameter, ReLU, Sigmoid
-from .layers import BatchNorm2D, Dropout, Tanh
-from .losses import SoftmaxCrossEntropy
-from .model import Sequential
-from .optim import SGD, Adam
 
-__version__ = "0.1.0"
+``import tinycnn as tc`` gives the layers, the model, losses, optimizers, schedules and the training
+front end directly; the heavier sub-packages ``tc.data``, ``tc.zoo``, ``tc.gradcheck`` and
+``tc.plots`` are imported on first use, so that ``import tinycnn`` stays fast. ``tc.fast`` is the
+executor that runs a model fast (``Sequential`` uses it by default).
+"""
+from __future__ import annotations
+
+import importlib
+
+from . import callbacks, checkpoint, export, fast, interop, lr_finder, metrics, saving, schedules
+from ._version import __version__
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .layers import (
+    GELU,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Concat,
+    Conv2D,
+    Dense,
+    Dropout,
+    Dropout2D,
+    Flatten,
+    GroupNorm,
+    Identity,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    LogSoftmax,
+    MaxPool2D,
+    Parameter,
+    ReLU,
+    Residual,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+)
+from .losses import SoftmaxCrossEntropy
+from .lr_finder import LRRangeResult, lr_range_test
+from .model import Sequential
+from .optim import SGD, Adam, AdamW, RMSprop
+from .saving import load_model, save_model
+from .schedules import (
+    CosineAnnealingLR,
+    LinearLR,
+    MultiStepLR,
+    OneCycleLR,
+    ReduceLROnPlateau,
+    SequentialLR,
+    StepLR,
+)
+from .shapes import ShapeError
+from .training import History, NonFiniteLossError
+
+# Sub-packages imported on first attribute access (module __getattr__ below).
+_LAZY_SUBMODULES = ("data", "zoo", "gradcheck", "plots")
 
 __all__ = [
-    "Parameter", "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense",
-    "SoftmaxCrossEntropy", "Sequential", "SGD", "Adam",
+    "__version__",
+    # layers
+    "Parameter",
+    "Layer",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "AdaptiveAvgPool2D",
+    "AdaptiveMaxPool2D",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "LeakyReLU",
+    "GELU",
+    "SiLU",
+    "Identity",
+    "Softmax",
+    "LogSoftmax",
+    "Flatten",
+    "Dense",
+    "Dropout",
+    "Dropout2D",
+    "BatchNorm2D",
+    "BatchNorm1D",
+    "LayerNorm",
+    "GroupNorm",
+    "Residual",
+    "Concat",
+    # model, loss, optimizers, schedules
+    "Sequential",
+    "ShapeError",
+    "SoftmaxCrossEntropy",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "StepLR",
+    "MultiStepLR",
+    "CosineAnnealingLR",
+    "LinearLR",
+    "OneCycleLR",
+    "SequentialLR",
+    "ReduceLROnPlateau",
+    # training front end
+    "History",
+    "NonFiniteLossError",
+    "lr_range_test",
+    "LRRangeResult",
+    # files
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+    "save_model",
+    "load_model",
+    # sub-packages
+    "callbacks",
+    "checkpoint",
+    "export",
+    "fast",
+    "interop",
+    "lr_finder",
+    "metrics",
+    "saving",
+    "schedules",
+    "data",
+    "zoo",
+    "gradcheck",
+    "plots",
 ]
-__all__ += ["Tanh", "Dropout", "BatchNorm2D"]
 
-# Keras-style front end (issue 3): Softmax layer, training errors and History; callbacks in tc.callbacks.
-from . import callbacks  # noqa: E402
-from .layers import Softmax  # noqa: E402
-from .shapes import ShapeError  # noqa: E402
-from .training import History, NonFiniteLossError  # noqa: E402
 
-__all__ += ["Softmax", "ShapeError", "History", "NonFiniteLossError", "callbacks"]
+def __getattr__(name: str):
+    """Import ``tinycnn.data``, ``tinycnn.zoo``, ``tinycnn.gradcheck`` and ``tinycnn.plots`` on first use."""
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'tinycnn' has no attribute {name!r}")
 
-# Learning-rate tools, metrics, checkpoints, PyTorch interop (issue 3). torch is imported lazily.
-from . import checkpoint, interop, lr_finder, metrics, schedules  # noqa: E402
-from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from .lr_finder import LRRangeResult, lr_range_test  # noqa: E402
-from .schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR  # noqa: E402
 
-__all__ += ["checkpoint", "interop", "lr_finder", "metrics", "schedules", "save_checkpoint", "load_checkpoint",
-            "lr_range_test", "LRRangeResult", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
-
-# Optimizers and schedules beyond SGD / Adam, torch.optim's names and rules.
-from .optim import AdamW, RMSprop  # noqa: E402
-from .schedules import MultiStepLR, ReduceLROnPlateau, SequentialLR  # noqa: E402
-
-__all__ += ["AdamW", "RMSprop", "MultiStepLR", "ReduceLROnPlateau", "SequentialLR"]
-
-# Graph containers and modern layers (tinycnn.layers: containers, pointwise, softmax, dropout2d,
-# norm, adaptive_pool).
-from .layers import (AdaptiveAvgPool2D, AdaptiveMaxPool2D, BatchNorm1D, Concat, Dropout2D, GELU,  # noqa: E402
-                     GroupNorm, Identity, LayerNorm, LeakyReLU, LogSoftmax, Residual, SiLU)
-
-__all__ += ["Residual", "Concat", "LeakyReLU", "GELU", "SiLU", "Identity", "LogSoftmax", "Dropout2D",
-            "BatchNorm1D", "LayerNorm", "GroupNorm", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D"]
-
-# Whole models to and from files (architecture as JSON, no pickle), and ONNX export (onnx imported lazily).
-from . import export, saving  # noqa: E402
-from .saving import load_model, save_model  # noqa: E402
-
-__all__ += ["export", "saving", "save_model", "load_model"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

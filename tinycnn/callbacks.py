@@ -20,6 +20,8 @@ What each one does:
   ``patience`` epochs; with ``restore_best_weights`` the model ends with the weights of its best epoch.
   Deliberate difference from Keras: Keras restores only when it actually stops early; here the best
   weights are restored at the end of training in every case (the name promises the best weights).
+  It says (``verbose=1``, the default; 0 for silence) when it stops, why, and which epoch's weights
+  the model ends with.
 * ``ModelCheckpoint``: saves weights, optimizer state, epoch and the shuffling generator's state with
   ``tinycnn.checkpoint.save_checkpoint`` (atomic) after every epoch, or only when ``monitor`` improves
   (``save_best_only``). ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.npz"``.
@@ -100,7 +102,7 @@ class EarlyStopping(Callback):
     """Stop after ``patience`` epochs without an improvement of more than ``min_delta`` in ``monitor``."""
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
-                 restore_best_weights=False, verbose=0):
+                 restore_best_weights=False, verbose=1):
         if patience < 0:
             raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self._track = _Monitor("EarlyStopping", monitor, mode, min_delta)
@@ -130,16 +132,21 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
             if self.verbose:
-                print(f"EarlyStopping: {self.monitor} has not improved for {self.wait} epoch(s) "
-                      f"(best {self.best:.4f} at epoch {self.best_epoch + 1 if self.best_epoch is not None else '-'}); "
-                      f"stopping after epoch {epoch + 1}")
+                best = (f"best {self.best:.4f} at epoch {self.best_epoch + 1}" if self.best_epoch is not None
+                        else "no finite value yet")
+                print(f"EarlyStopping: {self.monitor} has not improved by more than {self._track.min_delta:g} "
+                      f"for {self.wait} epoch{'s' if self.wait != 1 else ''} ({best}); stopping after epoch "
+                      f"{epoch + 1}")
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
             if self.verbose:
-                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1} "
-                      f"({self.monitor} = {self.best:.4f})")
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1}, the best "
+                      f"{self.monitor} ({self.best:.4f})")
+        elif self.verbose and self.stopped_epoch is not None:
+            print(f"EarlyStopping: the model keeps the weights of its last epoch ({self.stopped_epoch + 1}); "
+                  f"pass restore_best_weights=True to end with those of the best epoch")
 
 
 # the keys fit's epoch logs can hold: loss, lr and tinycnn's metrics, each also as val_<key>

@@ -45,7 +45,9 @@ def _available():
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
     parser = argparse.ArgumentParser(prog="tinycnn", description="A CNN engine you can read.")
+    parser.add_argument("--version", action="version", version=f"tinycnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in _available():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -13,10 +13,12 @@ When a layer rejects its input, the error says which layer (index and repr), wha
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._terminal import columns
 from .layers.dense import Dense, Flatten
 
 
@@ -203,43 +205,115 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def summary_text(records: list[LayerShape], input_shape: tuple, batch_size: int, dtype) -> str:
-    """The table ``Sequential.summary()`` prints, and its totals."""
+def short_name(layer) -> str:
+    """A layer's repr made compact for a narrow table: ``Conv2D(1, 32, kernel_size=(3, 3), stride=(1, 1),
+    padding=(1, 1))`` -> ``Conv2D(1, 32, k=3, p=1)``: square pairs written once, keywords shortened,
+    default strides and zero padding left out."""
+    return _short_text(repr(layer))
+
+
+def _short_text(text: str) -> str:
+    """``short_name`` on a repr's text."""
+    text = re.sub(r"\((\d+), \1\)", r"\1", text)
+    for word, short in (("kernel_size", "k"), ("stride", "s"), ("padding", "p")):
+        text = text.replace(f"{word}=", f"{short}=")
+    text = re.sub(r", p=0\b", "", text)                        # no padding: the default everywhere
+    text = text.replace(", eps=1e-05", "").replace(", momentum=0.1", "")   # batch norm's defaults
+    if text.startswith("Conv2D("):
+        text = re.sub(r", s=1\b", "", text)                    # a convolution's default stride
+    else:
+        text = re.sub(r"k=(\d+), s=\1\b", r"k=\1", text)       # a pool's default stride: its kernel
+    return text
+
+
+def _si(n: int) -> str:
+    """3869824 -> "3.87 M" (for the MACs column of a narrow table)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return str(n)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(width - 1, 1)] + "~"
+
+
+def _wrapped(label: str, text: str, width: int) -> list[str]:
+    """``label`` then ``text``, broken between words so that no line is longer than ``width``;
+    continuation lines are indented under the text."""
+    lines, line = [], label
+    for word in text.split(" "):
+        if len(line) > len(label) and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = " " * len(label) + word
+        else:
+            line = f"{line}{'' if len(line) == len(label) else ' '}{word}"
+    return lines + [line]
+
+
+def summary_text(records: list[LayerShape], input_shape: tuple, batch_size: int, dtype,
+                 width: int | None = None) -> str:
+    """The table ``Sequential.summary()`` prints, and its totals, in at most ``width`` columns
+    (default: the terminal's width, or ``COLUMNS`` when set; no limit when the output is not a
+    terminal). When the layers' full reprs do not fit, the table uses compact names (``short_name``)
+    and MACs in k / M / G, and cuts what still does not fit."""
+    if width is None:
+        width = columns()
+    width = 10**9 if width is None else max(int(width), 40)
     dtype = np.dtype(dtype)
     stats = layer_stats(records, batch_size, dtype.itemsize)
     rows = _memory_rows(stats)                       # the stack's layers, each container's layers after it
 
-    def label(s):                                    # nested layers indented by their depth
-        return "  " * s.path.count(".") + s.name
+    def label(s, name):                              # nested layers indented by their depth
+        return "  " * s.path.count(".") + name
 
-    name_w = max([len("layer")] + [len(label(s)) for s in rows]) + 2
-    idx_w = max([3] + [len(s.path) for s in rows])
-    head = (f"{'#':>{idx_w}}  {'layer':<{name_w}}{'output shape':<18}{'params':>12}{'MACs':>16}"
-            f"{'activations':>14}{'im2col':>12}")
-    rule = "-" * len(head)
-    lines = [f"Sequential summary: input {tuple(input_shape)} per sample, {dtype.name}, batch size {batch_size}",
-             rule, head, rule]
-    for s in rows:
-        lines.append(f"{s.path:>{idx_w}}  {label(s):<{name_w}}{str(s.out_shape):<18}{s.params:>12,}{s.macs:>16,}"
-                     f"{human_bytes(s.activation_bytes):>14}{(human_bytes(s.im2col_bytes) if s.im2col_bytes else '-'):>12}")
+    def table(names, macs):
+        cells = [(s.path, n, str(s.out_shape), f"{s.params:,}", m, human_bytes(s.activation_bytes),
+                  human_bytes(s.im2col_bytes) if s.im2col_bytes else "-") for s, n, m in zip(rows, names, macs)]
+        heads = ("#", "layer", "output shape", "params", "MACs", "activations", "im2col")
+        widths = [max([len(h)] + [len(c[k]) for c in cells]) for k, h in enumerate(heads)]
+        return heads, cells, widths
+
+    full_names = [label(s, s.name) for s in rows]
+    short_names = [label(s, _short_text(s.name)) for s in rows]
+    full_macs, short_macs = [f"{s.macs:,}" for s in rows], [_si(s.macs) for s in rows]
+    for names, macs, sep in ((full_names, full_macs, "  "), (short_names, full_macs, "  "),
+                             (short_names, short_macs, "  "), (short_names, short_macs, " ")):
+        heads, cells, widths = table(names, macs)
+        if sum(widths) + len(sep) * (len(widths) - 1) <= width:
+            break
+    else:                                                   # cut the names to what is left
+        widths[1] = max(8, width - (sum(widths) - widths[1]) - len(sep) * (len(widths) - 1))
+        cells = [(c[0], _cut(c[1], widths[1]), *c[2:]) for c in cells]
+
+    def row(values):
+        left = {0: ">", 1: "<", 2: "<"}
+        return sep.join(f"{v:{left.get(k, '>')}{widths[k]}}" for k, v in enumerate(values)).rstrip()
+
+    head = row(heads)
+    rule = "-" * min(width, max(len(head), *(len(row(c)) for c in cells)) if cells else len(head))
+    lines = _wrapped("", f"Sequential summary: input {tuple(input_shape)} per sample, {dtype.name}, "
+                         f"batch size {batch_size}", width)
+    lines += [rule, head, rule, *(row(c) for c in cells)]
     if any(s.nested for s in stats):
-        lines.append("  (a container's row counts the params and MACs of the layers indented under it)")
+        lines += _wrapped("", "(a container's row counts the params and MACs of the layers indented under it)", width)
     total_params = sum(s.params for s in stats)      # containers include their layers: top rows only
     total_buffers = sum(s.buffers for s in stats)
     macs = sum(s.macs for s in stats)
     act = sum(s.activation_bytes for s in rows)      # every output is an array of its own: all rows
     cols = sum(s.im2col_bytes for s in rows)
     input_bytes = int(np.prod(input_shape)) * batch_size * dtype.itemsize
-    lines += [
-        rule,
-        f"Total params:            {total_params:,} ({human_bytes(total_params * dtype.itemsize)}; "
-        f"gradients take as much again)",
-        f"Non-trainable buffers:   {total_buffers:,}",
-        f"MACs:                    {macs:,} per sample, {macs * batch_size:,} per batch of {batch_size}",
-        f"Activation memory:       {human_bytes(act)} for a batch of {batch_size} (layer outputs), "
-        f"plus {human_bytes(input_bytes)} of input",
-        f"im2col buffers:          {human_bytes(cols)} for a batch of {batch_size} "
-        f"(each Conv2D keeps its columns for backward)",
-        f"Forward memory in all:   {human_bytes(act + cols + input_bytes)} for a batch of {batch_size}",
-    ]
+    lines.append(rule)
+    for label, text in (
+        ("Total params:", f"{total_params:,} ({human_bytes(total_params * dtype.itemsize)}; gradients take as "
+                          f"much again)"),
+        ("Non-trainable buffers:", f"{total_buffers:,}"),
+        ("MACs:", f"{macs:,} per sample, {macs * batch_size:,} per batch of {batch_size}"),
+        ("Activation memory:", f"{human_bytes(act)} for a batch of {batch_size} (layer outputs), plus "
+                               f"{human_bytes(input_bytes)} of input"),
+        ("im2col buffers:", f"{human_bytes(cols)} for a batch of {batch_size} (each Conv2D keeps its columns "
+                            f"for backward)"),
+        ("Forward memory in all:", f"{human_bytes(act + cols + input_bytes)} for a batch of {batch_size}"),
+    ):
+        lines += _wrapped(f"{label:<25}", text, width)
     return "\n".join(lines)

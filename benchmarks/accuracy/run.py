@@ -6,7 +6,9 @@
 
 Each row runs ``tinycnn train <its arguments> --out <folder>`` in a child process, exactly as the
 README shows it, with the machine's environment unchanged. Recorded per run, in ``results.json``
-(every run is kept, newest last) and the table ``results.md`` (the newest run of each row):
+(every run is kept, newest last) and the table ``results.md`` (the newest run of each row) -- in
+``benchmarks/accuracy/local/`` (ignored by git), or with ``--publish`` in the tracked files beside
+this one that the README's accuracy table quotes:
 
     test accuracy (from the run's metrics.json), target, reached or not
     wall seconds of the whole command (start-up, data loading, training, test, pictures) and the
@@ -40,8 +42,11 @@ from .rows import BY_KEY, ROWS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-RESULTS_JSON = HERE / "results.json"
-RESULTS_MD = HERE / "results.md"
+PUBLISHED_JSON = HERE / "results.json"          # tracked: the README's accuracy table comes from here
+PUBLISHED_MD = HERE / "results.md"
+LOCAL = HERE / "local"                          # ignored by git: where runs go unless --publish
+RESULTS_JSON = LOCAL / "results.json"
+RESULTS_MD = LOCAL / "results.md"
 
 
 def default_data_dir() -> str | None:
@@ -176,11 +181,23 @@ def run_row(row, data_dir, keep: Path | None, busy_before=None, threads: int | N
     return result
 
 
+def use_published(publish: bool) -> None:
+    """Record into the tracked results.json / results.md (``--publish``) or the ignored local/ copy."""
+    global RESULTS_JSON, RESULTS_MD
+    RESULTS_JSON, RESULTS_MD = (PUBLISHED_JSON, PUBLISHED_MD) if publish else (LOCAL / "results.json",
+                                                                               LOCAL / "results.md")
+
+
 def read_results() -> list:
-    return json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else []
+    """The recorded runs; a first local run starts from the published ones, so its table is whole."""
+    for path in (RESULTS_JSON, PUBLISHED_JSON):
+        if path.exists():
+            return json.loads(path.read_text())
+    return []
 
 
 def write_results(runs: list) -> None:
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS_JSON.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(runs, indent=1) + "\n")
     os.replace(tmp, RESULTS_JSON)
@@ -217,7 +234,8 @@ def markdown(runs: list) -> str:
         load = r["load_average_1min"]
         acc = (f"**{r['accuracy']:.2%}**" + ("" if r["reached"] else " (below target)")
                if "accuracy" in r else f"failed (exit {r['exit_status']})")
-        lines.append(f"| {r['title']} | `{_shown(r['command'])}` | {acc} | {r['target']:.1%} | {_minutes(r['wall_seconds'])} "
+        lines.append(f"| {r['title']} | `{_shown(r['command'])}` | {acc} | {r['target']:.1%} | "
+                     f"{_minutes(r['wall_seconds'])} "
                      f"| {_minutes(r.get('train_seconds'))} | {r.get('epochs', '-')} | {r.get('images_per_s', '-')} "
                      f"| {r.get('threads', 'default (all cores)')} "
                      f"| {load['before']} / {load['during']['mean']} / {load['during']['max']} "
@@ -247,7 +265,11 @@ def main(argv=None) -> int:
                         "(default: the libraries' own choice, all cores); recorded with the result")
     parser.add_argument("--keep", type=Path, help="keep each run's --out folder under this folder")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands, run nothing")
+    parser.add_argument("--publish", action="store_true",
+                        help=f"record into the tracked {PUBLISHED_JSON.name} and {PUBLISHED_MD.name} (the README's "
+                             f"table); default: {LOCAL}/, ignored by git")
     args = parser.parse_args(argv)
+    use_published(args.publish)
     unknown = [r for r in args.rows if r not in BY_KEY]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {', '.join(BY_KEY)}")

@@ -56,9 +56,9 @@ class RunDir:
         folder); return it as an absolute path."""
         out = Path(out).expanduser().absolute()
         if out.exists() and not out.is_dir():
-            raise RunDirError(f"tinycnn train: --out {out} is a file; give a folder path")
+            raise RunDirError(f"--out {out} is a file; give a folder path")
         if out.is_dir() and any(out.iterdir()) and not replace:
-            raise RunDirError(f"tinycnn train: --out {out} already exists and is not empty; choose "
+            raise RunDirError(f"--out {out} already exists and is not empty; choose "
                               f"another folder (the default is a new runs/<date>-<time> folder)")
         return out
 

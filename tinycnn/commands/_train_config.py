@@ -9,16 +9,45 @@ one-cycle schedule is laid out over the saved number of epochs).
 """
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import asdict, dataclass, fields
 
-from .. import zoo
+from .. import data, zoo
 
 DEFAULTS = {"dataset": "embedded", "model": "lenet", "augment": "auto", "seed": 0, "val_split": 0.1,
-            "subset": None, "image_size": None}
+            "subset": None, "image_size": None, "color": None}
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUGMENT = ("auto", "none", "crop", "crop-flip")
 OPTIMIZERS = ("sgd", "adam")
+COLORS = {"L": "L", "GREY": "L", "GRAY": "L", "RGB": "RGB"}
+# How the command line spells the keyword arguments that fix a data error (DataError.fixes).
+CLI_FIXES = {"mode": "add --color RGB (or --color L)", "size": "add --image-size H,W (or --image-size 32 for 32x32)",
+             "verify": "the command line always checks the SHA-256: replace the file with the original, or "
+                       "load it from Python with tinycnn.data.load(..., verify=False)"}
+# Fewer optimizer steps than this in a whole run may leave a network near chance: warn.
+MIN_STEPS = 50
+
+
+def parse_image_size(text: str) -> list:
+    """``--image-size``: "32" (square), "32,48" or "32x48" (H, W) -> [H, W]."""
+    try:
+        parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected H,W or one number for a square (e.g. 32 or 64,48), got {text!r}")
+    return parts
+
+
+def parse_color(text: str) -> str:
+    """``--color``: L (grey; also grey / gray) or RGB, any case -> "L" or "RGB"."""
+    try:
+        return COLORS[text.upper()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected L (grey) or RGB, got {text!r}") from None
 
 
 class ConfigError(ValueError):
@@ -40,6 +69,7 @@ class Config:
     val_split: float
     subset: int | None          # train on this many random training images (and test on at most as many)
     image_size: list | None     # [H, W] to resize a folder's images to
+    color: str | None = None    # "L" or "RGB" to convert a folder's images to
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +95,10 @@ class Config:
             bad.append(f"--image-size must be H,W with H, W >= 1, got {self.image_size}")
         if self.image_size is not None and not self.dataset.startswith("folder:"):
             bad.append("--image-size applies only to --dataset folder:PATH")
+        if self.color is not None and self.color not in ("L", "RGB"):
+            bad.append(f"--color must be L or RGB, got {self.color!r}")
+        if self.color is not None and not self.dataset.startswith("folder:"):
+            bad.append("--color applies only to --dataset folder:PATH")
         for name, value, allowed in (("--optimizer", self.optimizer, OPTIMIZERS),
                                      ("--schedule", self.schedule, SCHEDULES),
                                      ("--augment", self.augment, AUGMENT),
@@ -72,7 +106,7 @@ class Config:
             if value not in allowed:
                 bad.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if bad:
-            raise ConfigError("tinycnn train: " + "; ".join(bad))
+            raise ConfigError("; ".join(bad))
         return self
 
 
@@ -87,7 +121,7 @@ def fresh(args) -> Config:
     given = _given(args)
     model = given.get("model", DEFAULTS["model"])
     if model not in zoo.MODELS:
-        raise ConfigError(f"tinycnn train: --model must be one of {', '.join(zoo.names())}, got {model!r}")
+        raise ConfigError(f"--model must be one of {', '.join(zoo.names())}, got {model!r}")
     recipe = asdict(zoo.MODELS[model].recipe)
     values = {**DEFAULTS, **recipe, **given, "model": model}
     return Config(**{f.name: values[f.name] for f in fields(Config)}).check()
@@ -95,7 +129,7 @@ def fresh(args) -> Config:
 
 def resumed(args, saved: dict, checkpoint_epoch: int) -> Config:
     """Settings for ``--resume``: the saved ones; command-line values must agree (see module doc)."""
-    config = Config(**{f.name: saved[f.name] for f in fields(Config)})
+    config = Config(**{f.name: saved.get(f.name, DEFAULTS.get(f.name)) for f in fields(Config)})
     conflicts, hint = [], ""
     for key, value in _given(args).items():
         if key == "epochs" and config.schedule == "constant":
@@ -106,11 +140,59 @@ def resumed(args, saved: dict, checkpoint_epoch: int) -> Config:
                 hint = (" --epochs can change only with the constant schedule; this run's "
                         f"{config.schedule!r} schedule is laid out over {config.epochs} epochs.")
     if conflicts:
-        raise ConfigError("tinycnn train --resume continues the saved run with its own settings, but "
+        raise ConfigError("--resume continues the saved run with its own settings, but "
                           "the command line asks for " + ", ".join(conflicts) + "." + hint)
     if checkpoint_epoch >= config.epochs:
-        raise ConfigError(f"tinycnn train --resume: the checkpoint has finished all {checkpoint_epoch} "
+        raise ConfigError(f"--resume: the checkpoint has finished all {checkpoint_epoch} "
                           f"of {config.epochs} epochs; nothing to train (use `tinycnn evaluate` to test it"
                           + (", or --epochs N > " + str(checkpoint_epoch) + " to train on" if
                              config.schedule == "constant" else "") + ")")
     return config.check()
+
+
+def load_data(config: Config, data_dir, progress):
+    """``data.load`` for the run's settings; a data error comes back in the command line's terms:
+    the flag it is about (``--dataset``) and the flags that fix it (``CLI_FIXES``)."""
+    options = {}
+    if config.dataset.startswith("folder:"):
+        options = {"seed": config.seed, "size": config.image_size, "mode": config.color}
+    try:
+        return data.load(config.dataset, data_dir=data_dir, progress=progress, **options)
+    except data.DataError as err:
+        raise in_cli_terms(err, config.dataset) from None
+
+
+def in_cli_terms(err: data.DataError, dataset: str) -> data.DataError:
+    """``err`` said for the command line: ``--dataset NAME: <fact>; <the flags that fix it>`` (``err``
+    itself when it carries no ``fact``)."""
+    if err.fact is None:
+        return err
+    advice = "".join(f"; {CLI_FIXES[k]}" + ("" if k == "verify" else f" {what}")
+                     for k, what in err.fixes.items() if k in CLI_FIXES)
+    return type(err)(f"--dataset {dataset}: {err.fact}{advice}", fact=err.fact, fixes=err.fixes)
+
+
+def too_little_training(config: Config, n_train: int, steps_per_epoch: int, first_epoch: int = 0,
+                        num_classes: int = 10) -> str | None:
+    """A warning when a fresh run takes fewer than MIN_STEPS optimizer steps in all (None otherwise)."""
+    steps = (config.epochs - first_epoch) * steps_per_epoch
+    if steps >= MIN_STEPS or first_epoch > 0:
+        return None
+    epochs = math.ceil(MIN_STEPS / max(steps_per_epoch, 1))
+    return (f"{n_train} training images in batches of {config.batch_size} for {config.epochs} epoch"
+            f"{'s' if config.epochs != 1 else ''} make only {steps} optimizer step{'s' if steps != 1 else ''}, "
+            f"too few for most datasets: the accuracy may stay near chance ({100 / num_classes:.0f} %). "
+            f"Try --epochs {epochs} (about {MIN_STEPS} steps) or a smaller --batch-size, or add images")
+
+
+def warn(text: str, file=None) -> None:
+    """Print ``tinycnn train: warning: <text>`` to stderr, wrapped to the terminal's width (if any)."""
+    import sys
+    import textwrap
+
+    from .._terminal import columns
+    width, text = columns(), f"tinycnn train: warning: {text}"
+    if width is not None:
+        text = textwrap.fill(text, width=width, subsequent_indent="  ", break_on_hyphens=False,
+                             break_long_words=False)
+    print(text, file=file or sys.stderr)

@@ -4,8 +4,9 @@ The suite lives in the repository's ``benchmarks/`` folder, not in the installed
 tinycnn with PyTorch and a plain-NumPy baseline, which the package must not depend on). This command
 finds that folder next to the package source and runs the suite in a fresh Python process, passing
 the options through; ``tinycnn bench --quick`` is a seconds-long smoke run whose numbers mean nothing.
-Results are written to ``benchmarks/results/latest.md`` and ``latest.json`` unless ``--out`` says
-otherwise.
+Results are written to ``benchmarks/results/local/latest.md`` and ``latest.json`` (ignored by git)
+unless ``--out`` says otherwise; ``--publish`` writes the tracked ``benchmarks/results/latest.*``
+that the README's Speed table quotes (a full run only).
 """
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
                         help="sections to run (default: all)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for latest.md and latest.json (default: benchmarks/results)")
+                        help="folder for latest.md and latest.json (default: benchmarks/results/local, "
+                        "ignored by git)")
+    parser.add_argument("--publish", action="store_true", help="write the tracked benchmarks/results/latest.md "
+                        "and latest.json, which the README's Speed table quotes (a full run only)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     parser.add_argument("--keep-blas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (the suite removes them for its own run)")
@@ -47,6 +51,8 @@ def run(args) -> int:
         argv += ["--sections", *args.sections]
     if args.out is not None:
         argv += ["--out", str(Path(args.out).resolve())]
+    if args.publish:
+        argv.append("--publish")
     if args.no_torch:
         argv.append("--no-torch")
     if args.keep_blas_env:

@@ -20,6 +20,7 @@ from .. import data
 from ._epochs import evaluate
 from ._report import print_report, report_dict
 from ._saved_run import load_run
+from ._train_config import in_cli_terms
 
 
 def add_arguments(parser) -> None:
@@ -50,8 +51,12 @@ def run(args) -> int:
         name = args.dataset or saved.dataset
         options = {}
         if name.startswith("folder:") and name == saved.dataset:      # the same split as in training
-            options = {"seed": saved.config.get("seed", 0), "size": saved.config.get("image_size")}
-        ds = data.load(name, data_dir=args.data_dir, **options)
+            options = {"seed": saved.config.get("seed", 0), "size": saved.config.get("image_size"),
+                       "mode": saved.config.get("color")}
+        try:
+            ds = data.load(name, data_dir=args.data_dir, **options)
+        except data.DataError as err:
+            raise in_cli_terms(err, name) from None
         _check_compatible(saved, ds, f"dataset {name!r}")
     except (ValueError, ImportError) as err:
         print(f"tinycnn evaluate: error: {err}", file=sys.stderr)

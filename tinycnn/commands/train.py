@@ -67,14 +67,6 @@ CHECKPOINT = "checkpoint.npz"
 EVAL_BATCH = 256
 
 
-def _image_size(text: str) -> list:
-    try:
-        h, w = (int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise ValueError(f"--image-size: expected H,W (e.g. 64,64), got {text!r}") from None
-    return [h, w]
-
-
 def add_arguments(parser) -> None:
     """Every option defaults to None: unset options come from the model's recipe (or, with --resume,
     from the checkpoint); see ``_train_config``."""
@@ -101,7 +93,10 @@ def add_arguments(parser) -> None:
                         "validation (default 0.1; 0 for none)")
     parser.add_argument("--subset", type=int, help="train on N random training images and test on at most N "
                         "(quick trials)")
-    parser.add_argument("--image-size", type=_image_size, help="H,W: resize the images of a folder: dataset")
+    parser.add_argument("--image-size", type=cfg.parse_image_size, help="H,W (or one number for a square): resize "
+                        "the images of a folder: dataset")
+    parser.add_argument("--color", type=cfg.parse_color, help="L (grey) or RGB: convert the images of a folder: "
+                        "dataset (needed when grey and colour images are mixed)")
     parser.add_argument("--out", help="folder for the checkpoint, metrics.json and pictures "
                         "(default runs/<date>-<time>); must not exist or be empty")
     parser.add_argument("--resume", metavar="CHECKPOINT", help="continue the run a checkpoint.npz (or an "
@@ -123,7 +118,7 @@ def _read_resume(path) -> dict:
     (CheckpointError, a ValueError, naming the file and the field); nothing else is read yet."""
     meta = check_run_meta(path, read_meta(path), resume=True)
     if meta.get("epoch") is None:
-        raise ValueError(f"tinycnn train --resume {path}: the checkpoint records no finished epoch; it was not "
+        raise ValueError(f"--resume {path}: the checkpoint records no finished epoch; it was not "
                          f"written by `tinycnn train`")
     return meta
 
@@ -144,10 +139,7 @@ def _load_dataset(config: cfg.Config, data_dir, say):
             announced.add(name)
             say(f"downloading {name} ({total / 1e6:.1f} MB) ...")
 
-    options = {}
-    if config.dataset.startswith("folder:"):
-        options = {"seed": config.seed, "size": config.image_size}
-    ds = data.load(config.dataset, data_dir=data_dir, progress=progress, **options)
+    ds = cfg.load_data(config, data_dir, progress)
     if config.subset is not None:
         ds = _subset(ds, config.subset, np.random.default_rng(config.seed))
     return ds
@@ -307,7 +299,7 @@ def _setup(args, say) -> Setup:
     if resume:
         saved = resume["extra"]["data"]
         if list(ds.classes) != saved["classes"] or list(ds.image_shape) != saved["image_shape"]:
-            raise ValueError(f"tinycnn train --resume: the dataset {config.dataset!r} now has classes "
+            raise ValueError(f"--resume: the dataset {config.dataset!r} now has classes "
                              f"{list(ds.classes)} and images {ds.image_shape}, the run had {saved['classes']} "
                              f"and {tuple(saved['image_shape'])}")
         record = resume["extra"]["model"]
@@ -340,6 +332,10 @@ def _announce(s: Setup, stats, data_info, args, say) -> None:
     say(f"training: {config.optimizer} lr {config.lr:g} ({config.schedule} schedule), weight decay "
         f"{config.weight_decay:g}, batch {config.batch_size}, epochs {s.first_epoch + 1}..{config.epochs}, "
         f"seed {config.seed}" + (f", resumed from {args.resume}" if args.resume else ""))
+    warning = cfg.too_little_training(config, s.loaders.train.num_samples, len(s.loaders.train), s.first_epoch,
+                                      ds.num_classes)
+    if warning:
+        cfg.warn(warning)
 
 
 def run(args) -> int:

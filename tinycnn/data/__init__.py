@@ -9,6 +9,7 @@ The whole API::
     ds = data.load("mnist")              # downloads once into the cache, SHA-256 checked
     ds = data.load("cifar10", data_dir="../shared/datasets")   # files placed by hand, no download
     ds = data.load("folder:~/photos")    # one sub-folder per class (needs Pillow)
+    (x_train, y_train), (x_test, y_test) = data.load_arrays("embedded")   # float32, normalised: for fit
 
     ds.x_train  uint8 (N, C, H, W)   ds.y_train int64 (N,)     ds.classes  tuple of K names
     ds.x_test   uint8 (M, C, H, W)   ds.y_test  int64 (M,)     ds.augment  recommended default
@@ -40,14 +41,15 @@ Where files come from (``load`` keywords):
 Errors are ``data.DataError`` (a ValueError) or its subclasses ``ChecksumError``, ``DownloadError``,
 ``MissingFilesError``, each naming the file and what to do.
 
-Modules: dataset (Dataset, as_nchw), registry (names, addresses, checksums), idx, cifar, npz, folder,
-embedded (readers), cache, download, sources (finding files), split, normalize, augment, batches,
-pipeline (make_loaders).
+Modules: dataset (Dataset, as_nchw), arrays (load_arrays), preprocess (pictures for predict),
+registry (names, addresses, checksums), idx, cifar, npz, folder, embedded (readers), cache,
+download, sources (finding files), split, normalize, augment, batches, pipeline (make_loaders).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from .arrays import dataset_arrays, load_arrays
 from .augment import Augment, random_crop_flip
 from .batches import Batches
 from .dataset import Dataset, as_nchw
@@ -65,7 +67,8 @@ NAMES = ("embedded", *DATASETS, "folder:PATH")
 DEFAULT = "embedded"
 
 __all__ = [
-    "load", "NAMES", "DEFAULT", "Dataset", "as_nchw", "make_loaders", "Loaders", "Batches",
+    "load", "load_arrays", "dataset_arrays", "NAMES", "DEFAULT", "Dataset", "as_nchw", "make_loaders", "Loaders",
+    "Batches",
     "Normalizer", "Augment", "random_crop_flip", "stratified_split", "load_folder", "load_embedded",
     "DataError", "ChecksumError", "DownloadError", "MissingFilesError",
 ]
@@ -92,6 +95,7 @@ def load(name: str = DEFAULT, *, data_dir=None, cache_dir=None, download: bool =
     if key not in DATASETS:
         hint = (f" {name!r} is a folder: did you mean 'folder:{name}'?"
                 if Path(name).expanduser().is_dir() else "")
-        raise DataError(f"data.load: unknown dataset {name!r}; known: {', '.join(NAMES)}.{hint}")
+        fact = f"unknown dataset {name!r}; known: {', '.join(NAMES)}.{hint}"
+        raise DataError(f"data.load: {fact}", fact=fact)
     return load_named(DATASETS[key], data_dir=data_dir, cache_dir=cache_dir, download=download,
                       verify=verify, timeout=timeout, mirror=mirror, progress=progress)

@@ -89,8 +89,10 @@ def fetch(remote: RemoteFile, folder, *, timeout: float = DEFAULT_TIMEOUT, urls=
     """Download ``remote`` into ``folder`` (created if needed) and return the file's path.
 
     urls: addresses to use instead of ``remote.urls`` (e.g. a local mirror). progress: optional
-    callable(file_name, bytes_so_far, total_bytes), called after every chunk (1 MiB). Raises ChecksumError if every address that answered served
-    other bytes, DownloadError otherwise; either way nothing is left in ``folder``.
+    callable(file_name, bytes_so_far, total_bytes), called after every chunk (1 MiB). Raises
+    ChecksumError if every address that answered served other bytes, DownloadError otherwise (its
+    ``tried`` attribute lists each address with what went wrong); either way nothing is left in
+    ``folder``.
     """
     folder = Path(folder)
     dest = folder / remote.name
@@ -112,5 +114,7 @@ def fetch(remote: RemoteFile, folder, *, timeout: float = DEFAULT_TIMEOUT, urls=
         except (http.client.HTTPException, OSError) as err:   # IncompleteRead, reset, timeout, ...
             tried.append(f"  {url}: {type(err).__name__}: {err}")
     kind = ChecksumError if mismatch else DownloadError
-    raise kind(f"fetch: could not download {remote.name}; tried:\n" + "\n".join(tried) + "\n"
+    err = kind(f"fetch: could not download {remote.name}; tried:\n" + "\n".join(tried) + "\n"
                + placement_hint([remote], folder))
+    err.tried = tried                  # one line per address, for a caller that reports several files
+    raise err

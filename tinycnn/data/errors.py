@@ -10,7 +10,17 @@ from __future__ import annotations
 
 
 class DataError(ValueError):
-    """Bad or missing data: an unreadable, truncated or inconsistent file or folder."""
+    """Bad or missing data: an unreadable, truncated or inconsistent file or folder.
+
+    Besides the message (written for Python callers), an error may carry its parts, so that a front
+    end such as the command line can say the same in its own terms: ``fact`` (what is wrong, without
+    the function's name or advice) and ``fixes``, the keyword arguments that would fix it, as
+    ``{keyword: what it does}`` (e.g. ``{"mode": "to convert them all"}``)."""
+
+    def __init__(self, message: str, *, fact: str | None = None, fixes: dict | None = None):
+        super().__init__(message)
+        self.fact = fact
+        self.fixes = dict(fixes or {})
 
 
 class ChecksumError(DataError):

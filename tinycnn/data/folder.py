@@ -12,7 +12,8 @@ images may sit in nested folders under their class folder).
 
 All images must share one size and one kind (grey, or colour) -- a mix is an error naming two files
 that differ -- unless ``size=(H, W)`` (resize everything, bilinear) and/or ``mode="L"`` / ``"RGB"``
-(convert everything) ask for a conversion. Alpha channels are dropped; palette images become RGB.
+(convert everything) ask for a conversion. Errors are ``DataError`` with ``fact`` and ``fixes`` set
+(the command line turns ``fixes`` into its flags). Alpha channels are dropped; palette images become RGB.
 Returns a :class:`Dataset` in uint8 NCHW.
 """
 from __future__ import annotations
@@ -30,6 +31,16 @@ GREY_MODES = {"1", "L", "LA"}
 COLOUR_MODES = {"RGB", "RGBA", "P", "PA", "CMYK", "YCbCr"}
 
 
+# How the keyword arguments that fix an error are spelled for a Python caller (DataError.fixes).
+PYTHON_FIXES = {"mode": "pass mode='RGB' (or 'L')", "size": "pass size=(H, W)"}
+
+
+def _error(fact: str, **fixes: str) -> DataError:
+    """A DataError "load_folder: <fact>[; pass <keyword> <what it does>]" that keeps its parts."""
+    advice = "".join(f"; {PYTHON_FIXES[k]} {what}" for k, what in fixes.items())
+    return DataError(f"load_folder: {fact}{advice}", fact=fact, fixes=fixes)
+
+
 def _pillow():
     try:
         from PIL import Image
@@ -42,20 +53,20 @@ def _pillow():
 def _class_dirs(root: Path) -> dict:
     """{class name: sorted list of image paths} for the non-hidden sub-folders of root."""
     if not root.is_dir():
-        raise DataError(f"load_folder: {root} is not a folder")
+        raise _error(f"{root} is not a folder")
     classes = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
                        and not any(part.startswith(".") for part in p.relative_to(d).parts))
         if not files:
-            raise DataError(f"load_folder: class folder {d} holds no images ({', '.join(sorted(SUFFIXES))}); "
-                            "remove it or put images in it")
+            raise _error(f"class folder {d} holds no images ({', '.join(sorted(SUFFIXES))}); "
+                         "remove it or put images in it")
         classes[d.name] = files
     if not classes:
         loose = [p.name for p in root.iterdir() if p.suffix.lower() in SUFFIXES]
         hint = (f" It holds {len(loose)} images directly; move them into one sub-folder per class."
                 if loose else "")
-        raise DataError(f"load_folder: {root} holds no class sub-folders with images.{hint}")
+        raise _error(f"{root} holds no class sub-folders with images.{hint}")
     return classes
 
 
@@ -70,9 +81,8 @@ def _read(path: Path, size, mode, Image) -> np.ndarray:
                 elif im.mode in COLOUR_MODES:
                     im = im.convert("RGB")
                 else:
-                    raise DataError(f"load_folder: {path} has Pillow mode {im.mode!r}; supported: "
-                                    f"grey {sorted(GREY_MODES)} or colour {sorted(COLOUR_MODES)} "
-                                    "(or pass mode='L' / 'RGB' to convert)")
+                    raise _error(f"{path} has Pillow mode {im.mode!r}; supported: grey {sorted(GREY_MODES)} "
+                                 f"or colour {sorted(COLOUR_MODES)}", mode="to convert it")
             else:
                 im = im.convert(mode)
             if size is not None and im.size != (size[1], size[0]):
@@ -81,7 +91,7 @@ def _read(path: Path, size, mode, Image) -> np.ndarray:
     except DataError:
         raise
     except Exception as err:           # UnidentifiedImageError, truncated file, ...
-        raise DataError(f"load_folder: cannot read image {path} ({type(err).__name__}: {err})") from None
+        raise _error(f"cannot read image {path} ({type(err).__name__}: {err})") from None
 
 
 def _stack(paths: list, size, mode, Image) -> np.ndarray:
@@ -95,13 +105,13 @@ def _stack(paths: list, size, mode, Image) -> np.ndarray:
     kinds = [k for k in first if k[0] == "kind"]
     if len(kinds) > 1:
         a, b = kinds[:2]
-        raise DataError(f"load_folder: grey and colour images are mixed: {first[a]} is {a[1]}, "
-                        f"{first[b]} is {b[1]}; pass mode='RGB' (or 'L') to convert them all")
+        raise _error(f"grey and colour images are mixed: {first[a]} is {a[1]}, {first[b]} is {b[1]}",
+                     mode="to convert them all")
     sizes = [k for k in first if k[0] == "size"]
     if len(sizes) > 1:
         a, b = sizes[:2]
-        raise DataError(f"load_folder: images have different sizes: {first[a]} is {a[1][0]}x{a[1][1]} "
-                        f"(HxW), {first[b]} is {b[1][0]}x{b[1][1]}; pass size=(H, W) to resize them all")
+        raise _error(f"images have different sizes: {first[a]} is {a[1][0]}x{a[1][1]} (HxW), {first[b]} is "
+                     f"{b[1][0]}x{b[1][1]}", size="to resize them all")
     x = np.stack(arrays)                                    # (N, H, W) or (N, H, W, 3)
     return as_nchw(x, "NHW" if x.ndim == 3 else "NHWC", "load_folder")
 
@@ -128,16 +138,16 @@ def load_folder(root, *, test_fraction: float = 0.2, seed: int = 0, size=None, m
     train_dirs = _class_dirs(root / "train" if pre_split else root)
     classes = tuple(train_dirs)
     if len(classes) < 2:
-        raise DataError(f"load_folder: {root} has only one class folder {list(classes)}; a classifier "
-                        "needs at least 2 (one sub-folder per class)")
+        raise _error(f"{root} has only one class folder {list(classes)}; a classifier needs at least 2 "
+                     "(one sub-folder per class)")
     paths = [p for c in classes for p in train_dirs[c]]
     labels = np.array([k for k, c in enumerate(classes) for _ in train_dirs[c]], dtype=np.int64)
     if pre_split:
         test_dirs = _class_dirs(root / "test")
         unknown = sorted(set(test_dirs) - set(classes))
         if unknown:
-            raise DataError(f"load_folder: {root / 'test'} has class folders {unknown} that "
-                            f"{root / 'train'} lacks (train classes: {list(classes)})")
+            raise _error(f"{root / 'test'} has class folders {unknown} that {root / 'train'} lacks "
+                         f"(train classes: {list(classes)})")
         test_paths = [p for c in classes for p in test_dirs.get(c, [])]
         y_test = np.array([k for k, c in enumerate(classes) for _ in test_dirs.get(c, [])], np.int64)
         x_all = _stack(paths + test_paths, size, mode, Image)
@@ -145,8 +155,7 @@ def load_folder(root, *, test_fraction: float = 0.2, seed: int = 0, size=None, m
     else:
         tr, te = stratified_split(labels, test_fraction, np.random.default_rng(seed))
         if len(te) == 0:
-            raise DataError(f"load_folder: {root} has too few images to hold out a test split "
-                            "(every class needs at least 2)")
+            raise _error(f"{root} has too few images to hold out a test split (every class needs at least 2)")
         x_all = _stack(paths, size, mode, Image)
         x_train, y_train, x_test, y_test = x_all[tr], labels[tr], x_all[te], labels[te]
     if augment is None:

@@ -21,18 +21,20 @@ from .cache import cache_root, sha256_file
 from .cifar import read_cifar
 from .dataset import Dataset, as_nchw
 from .download import DEFAULT_TIMEOUT, fetch, placement_hint
-from .errors import ChecksumError, DataError, MissingFilesError
+from .errors import ChecksumError, DataError, DownloadError, MissingFilesError
 from .idx import read_idx
 from .npz import npz_files, read_npz
 from .registry import DatasetSpec
 
 
-def _check(path: Path, remote, hint: str) -> None:
+def _check(path: Path, remote, hint: str, fixes: dict | None = None) -> None:
+    """ChecksumError unless ``path`` has ``remote``'s SHA-256. ``hint``: advice for a Python caller;
+    ``fixes``: the keyword arguments it names (see DataError), for other front ends."""
     digest = sha256_file(path)
     if digest != remote.sha256:
-        raise ChecksumError(f"{path}: SHA-256 {digest} differs from the published {remote.sha256} "
-                            f"of {remote.name} ({remote.size:,} bytes; this file has "
-                            f"{path.stat().st_size:,}). {hint}")
+        fact = (f"{path}: SHA-256 {digest} differs from the published {remote.sha256} of {remote.name} "
+                f"({remote.size:,} bytes; this file has {path.stat().st_size:,})")
+        raise ChecksumError(f"{fact}. {hint}".rstrip(), fact=fact if fixes is not None else None, fixes=fixes)
 
 
 def read_original(spec: DatasetSpec, folder: Path) -> Dataset:
@@ -54,14 +56,17 @@ def read_original(spec: DatasetSpec, folder: Path) -> Dataset:
 
 def _from_data_dir(spec: DatasetSpec, root: Path, verify: bool) -> Dataset:
     if not root.is_dir():
-        raise MissingFilesError(f"load({spec.name!r}): data_dir {root} is not a folder")
+        raise MissingFilesError(f"load({spec.name!r}): data_dir {root} is not a folder",
+                                fact=f"--data-dir {root} is not a folder")
     candidates = [root / spec.folder, root]
     for folder in candidates:
         if all((folder / f.name).is_file() for f in spec.files):
             if verify:
                 for f in spec.files:
                     _check(folder / f.name, f, "If it is a copy you trust (e.g. re-compressed), "
-                           "pass verify=False; otherwise replace it with the original file.")
+                           "pass verify=False; otherwise replace it with the original file.",
+                           fixes={"verify": "if it is a copy you trust (e.g. re-compressed); otherwise replace "
+                                            "it with the original file"})
             return read_original(spec, folder)
     for folder in candidates:
         if npz_files(folder) is not None:
@@ -74,11 +79,11 @@ def _from_data_dir(spec: DatasetSpec, root: Path, verify: bool) -> Dataset:
     present = [f.name for folder in candidates for f in spec.files if (folder / f.name).is_file()]
     missing = [f for f in spec.files if f.name not in present]
     got = f" Found only {present}; missing {[f.name for f in missing]}." if present else ""
-    raise MissingFilesError(
-        f"load({spec.name!r}): no {spec.name} files in {root} or {root / spec.folder}.{got}\n"
-        + placement_hint(missing or spec.files, root / spec.folder)
-        + f"\nor the .npz layout: {root / spec.folder}/train.npz (or train-0.npz, train-1.npz, ...) "
-          "and test.npz with arrays x and y.")
+    fact = (f"no {spec.name} files in {root} or {root / spec.folder}.{got}\n"
+            + placement_hint(missing or spec.files, root / spec.folder)
+            + f"\nor the .npz layout: {root / spec.folder}/train.npz (or train-0.npz, train-1.npz, ...) "
+              "and test.npz with arrays x and y.")
+    raise MissingFilesError(f"load({spec.name!r}): {fact}", fact=fact)
 
 
 def _from_cache(spec: DatasetSpec, folder: Path, download: bool, timeout: float, mirror,
@@ -100,7 +105,17 @@ def _from_cache(spec: DatasetSpec, folder: Path, download: bool, timeout: float,
                 missing.append(f)
                 continue
             urls = (mirror.rstrip("/") + "/" + f.name,) if mirror else None
-            fetch(f, folder, timeout=timeout, urls=urls, progress=progress)
+            try:
+                fetch(f, folder, timeout=timeout, urls=urls, progress=progress)
+            except DownloadError as err:       # (and ChecksumError) name every file still missing
+                rest = [g for g in spec.files[spec.files.index(f) + 1:] if not (folder / g.name).is_file()]
+                todo = [*missing, f, *rest]
+                later = (f" The other missing file{'s' if len(todo) > 2 else ''} "
+                         f"({', '.join(g.name for g in todo if g is not f)}) {'were' if len(todo) > 2 else 'was'} "
+                         "not tried." if len(todo) > 1 else "")
+                fact = (f"could not download {f.name}; tried:\n" + "\n".join(getattr(err, "tried", [str(err)]))
+                        + f"\n{later.strip()}\n" + placement_hint(todo, folder))
+                raise type(err)(f"load({spec.name!r}): {fact}", fact=fact) from None
     if missing:
         raise MissingFilesError(f"load({spec.name!r}): files missing and download=False.\n"
                                 + placement_hint(missing, folder))
