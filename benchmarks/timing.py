@@ -13,7 +13,6 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-
 # Pause before each contender's turn, in seconds. Every engine leaves threads spinning after its
 # work for a while: OpenBLAS's workers ~0.1 s (its THREAD_TIMEOUT), OpenMP's (PyTorch's) as its wait
 # policy says. Without the pause the contender that follows finds the second core taken by the one

@@ -10,7 +10,6 @@ forward (running statistics).
 from __future__ import annotations
 
 import numpy as np
-
 from tolerances import TORCH_F64_REL_TOL, assert_rel_close
 
 

@@ -29,7 +29,7 @@ def main(argv=None):
     settings.register_profile("measure", max_examples=args.examples, deadline=None, derandomize=True,
                               database=None, suppress_health_check=list(HealthCheck))
     settings.load_profile("measure")
-    import test_gradients as T                 # after the profile: @given reads it at import
+    import test_gradients as T  # after the profile: @given reads it at import
     numba.set_num_threads(1)
     T.RECORD = {}
     tests = [getattr(T, name) for name in dir(T) if name.startswith("test_")]

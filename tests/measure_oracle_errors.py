@@ -21,8 +21,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from test_torch_oracle import (bound_ratio, max_rel_error, run_avgpool, run_conv, run_dense,  # noqa: E402
-                               run_flatten, run_maxpool, run_relu, run_sigmoid, run_softmax_ce)
+from test_torch_oracle import (  # noqa: E402
+    bound_ratio,
+    max_rel_error,
+    run_avgpool,
+    run_conv,
+    run_dense,
+    run_flatten,
+    run_maxpool,
+    run_relu,
+    run_sigmoid,
+    run_softmax_ce,
+)
 from window_shapes import Window  # noqa: E402
 
 

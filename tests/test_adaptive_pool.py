@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from layer_oracle import assert_all_close_f64, run_both
+from tolerances import FD_REL_TOL, assert_close_reduction
 
 import tinycnn as tc
 from tinycnn.gradcheck import check_layer, distinct_values
 from tinycnn.layers.adaptive_pool import bin_edges
-from layer_oracle import assert_all_close_f64, run_both
-from tolerances import FD_REL_TOL, assert_close_reduction
 
 F64, F32 = np.float64, np.float32
 

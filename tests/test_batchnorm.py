@@ -25,11 +25,18 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import (
+    ADJOINT_REL_TOL,
+    FD_REL_TOL,
+    TORCH_F64_REL_TOL,
+    assert_rel_close,
+    assert_within,
+    batchnorm_atol,
+    batchnorm_running_atol,
+)
 
 import tinycnn as tc
 from tinycnn.gradcheck import adjoint_check, check_layer
-from tolerances import (ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_rel_close, assert_within,
-                        batchnorm_atol, batchnorm_running_atol)
 
 SEEDS = st.integers(0, 2**32 - 1)
 

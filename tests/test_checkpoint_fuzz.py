@@ -20,14 +20,13 @@ import warnings
 
 import numpy as np
 import pytest
+from checkpoint_files import members, meta_of, npy_bytes, run_checkpoint, with_meta, write_zip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tinycnn as tc
 from tinycnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinycnn.commands._saved_run import load_run
-
-from checkpoint_files import members, meta_of, npy_bytes, run_checkpoint, with_meta, write_zip
 
 PROFILE = os.environ.get("TINYCNN_PROFILE", "ci")
 EXAMPLES = {"ci": 50, "thorough": 1000}.get(PROFILE, 50)

@@ -8,15 +8,21 @@ import zipfile
 
 import numpy as np
 import pytest
+from checkpoint_files import members, npy_bytes, rewrite_meta, run_checkpoint, with_meta, write_zip
 
 import tinycnn as tc
 from tinycnn import zoo
-from tinycnn.checkpoint import (CheckpointError, finite_state_problem, load_checkpoint, model_shapes,
-                                read_checkpoint, read_meta, save_checkpoint)
+from tinycnn.checkpoint import (
+    CheckpointError,
+    finite_state_problem,
+    load_checkpoint,
+    model_shapes,
+    read_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
 from tinycnn.cli import main as cli
 from tinycnn.commands._saved_run import check_run_meta, load_run
-
-from checkpoint_files import members, npy_bytes, rewrite_meta, run_checkpoint, with_meta, write_zip
 
 MB = 1 << 20
 

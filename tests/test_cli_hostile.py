@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checkpoint_files import run_checkpoint
 
 import tinycnn as tc
 from tinycnn import cli as cli_module
@@ -18,8 +19,6 @@ from tinycnn.cli import main as cli
 from tinycnn.commands._run_dir import RunDirError, check_writable_out
 from tinycnn.data import DataError
 from tinycnn.data.idx import parse_idx, read_idx
-
-from checkpoint_files import run_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}

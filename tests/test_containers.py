@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close
 
 import tinycnn as tc
 from tinycnn.gradcheck import check_layer
 from tinycnn.interop import from_torch_module, to_torch_module
 from tinycnn.layers.containers import Concat, Residual
-from tolerances import ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close
 
 F64 = np.float64
 

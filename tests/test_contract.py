@@ -19,11 +19,11 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinycnn as tc
-from tests.tolerances import (TORCH_F64_REL_TOL, TRAJECTORY_F64_REL_TOL, assert_close_reduction,
-                              assert_rel_close)
+from tests.tolerances import TORCH_F64_REL_TOL, TRAJECTORY_F64_REL_TOL, assert_close_reduction, assert_rel_close
 
 F64 = np.float64
 F32 = np.float32

@@ -4,8 +4,8 @@ import pickle
 
 import numpy as np
 import pytest
-
 from data_files import cifar10_archive, cifar100_archive, cifar_tar, py2_style_pickle
+
 from tinycnn.data import DataError
 from tinycnn.data.cifar import read_cifar, safe_unpickle
 

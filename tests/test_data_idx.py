@@ -3,8 +3,8 @@ import gzip
 
 import numpy as np
 import pytest
-
 from data_files import idx_by_hand
+
 from tinycnn.data import DataError
 from tinycnn.data.idx import idx_bytes, parse_idx, read_idx, write_idx
 

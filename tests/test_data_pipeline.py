@@ -4,8 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinycnn.data import (Augment, Batches, Dataset, DataError, Normalizer, make_loaders,
-                          random_crop_flip, stratified_split)
+from tinycnn.data import (
+    Augment,
+    Batches,
+    DataError,
+    Dataset,
+    Normalizer,
+    make_loaders,
+    random_crop_flip,
+    stratified_split,
+)
 
 U32 = float(np.finfo(np.float32).eps)
 

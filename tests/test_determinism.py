@@ -14,8 +14,8 @@ import textwrap
 import numpy as np
 
 import tinycnn as tc
-from tinycnn.checkpoint import load_checkpoint
 from tinycnn.callbacks import ModelCheckpoint
+from tinycnn.checkpoint import load_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

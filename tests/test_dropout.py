@@ -12,16 +12,21 @@
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import (
+    ADJOINT_REL_TOL,
+    FD_REL_TOL,
+    TORCH_F64_REL_TOL,
+    assert_rel_close,
+    assert_within,
+    hoeffding_halfwidth,
+)
 
 import tinycnn as tc
 from tinycnn.gradcheck import adjoint_check, check_layer
-from tolerances import (ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_rel_close, assert_within,
-                        hoeffding_halfwidth)
 
 SEEDS = st.integers(0, 2**32 - 1)
 SHAPES = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6), st.integers(1, 6))  # N, C, H, W

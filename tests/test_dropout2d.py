@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import FD_REL_TOL, hoeffding_halfwidth
 
 import tinycnn as tc
 from tinycnn.gradcheck import check_layer
-from tolerances import FD_REL_TOL, hoeffding_halfwidth
 
 F64, F32 = np.float64, np.float32
 

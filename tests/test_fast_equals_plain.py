@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close, assert_within, batchnorm_atol
 
 import tinycnn as tc
 from tinycnn import fast
 from tinycnn.fast.passes import lanes
-from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close, assert_within, batchnorm_atol
 
 SEEDS = st.integers(0, 2**31 - 1)
 

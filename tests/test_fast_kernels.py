@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import assert_close_reduction
 
 import tinycnn as tc
-from tinycnn import kernels as K
 from tinycnn import fast
+from tinycnn import kernels as K
 from tinycnn.fast.layout import is_channel_major
-from tolerances import assert_close_reduction
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 SEEDS = st.integers(0, 2**32 - 1)
@@ -357,6 +357,7 @@ def test_split_matmul_matches_reference(m, k, p, dtype, seed, threads, transpose
     """Column, row and K splits (MIN_WORK lowered so that small products split too) agree with
     np.matmul within 2 gamma_K S, and every element of ``out`` is written."""
     import numba
+
     from tinycnn.kernels import gemm as mm
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((m, k)).astype(dtype)
@@ -381,6 +382,7 @@ def test_split_matmul_matches_reference(m, k, p, dtype, seed, threads, transpose
 def test_split_matmul_restores_the_blas_thread_count():
     import numba
     from threadpoolctl import threadpool_info
+
     from tinycnn.kernels import gemm as mm
     if numba.config.NUMBA_NUM_THREADS < 2 or mm._blas_controllers() is None:
         pytest.skip("needs 2 threads and threadpoolctl")
@@ -417,6 +419,7 @@ def test_serial_twins_compute_exactly_what_the_parallel_kernels_compute(win, dty
     """Same Python source, compiled with and without parallel=True: bitwise the same results, for
     every parallel kernel the layers launch (and launch() picks either by size)."""
     import numba
+
     from tinycnn import _jit
     rng = np.random.default_rng(seed)
     h, w, args, oh, ow = _cm_args(win)

@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from tolerances import TRAJECTORY_F64_REL_TOL, gamma
 
 import tinycnn as tc
-from tinycnn import data, training          # training.fit: what Sequential.fit forwards to
-from tolerances import TRAJECTORY_F64_REL_TOL, gamma
+from tinycnn import data, training  # training.fit: what Sequential.fit forwards to
 
 
 def tiny_model(seed, *, softmax=True, dtype=np.float64, extra=()):

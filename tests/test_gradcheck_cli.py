@@ -14,8 +14,7 @@ import pytest
 import tinycnn as tc
 from tinycnn import cli, kernels
 from tinycnn.commands import gradcheck as command
-from tinycnn.gradcheck import (adjoint_check, check_layer, check_loss, compare, distinct_values,
-                               numerical_gradient)
+from tinycnn.gradcheck import adjoint_check, check_layer, check_loss, compare, distinct_values, numerical_gradient
 
 CORE_LAYERS = ["Conv2D", "Conv2D(bias=False)", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten",
                "Dense", "Dense(bias=False)", "SoftmaxCrossEntropy(labels)", "SoftmaxCrossEntropy(probabilities)"]

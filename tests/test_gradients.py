@@ -21,12 +21,18 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from tolerances import (
+    ADJOINT_REL_TOL,
+    FD_REL_TOL,
+    NUMPY_EXP_ULPS_F32,
+    NUMPY_LOG_ULPS_F32,
+    _softmax_ce_error,
+    reduction_atol,
+)
+from window_shapes import EDGE_CASES, IM2COL_EDGE_CASES, windows
 
 import tinycnn as tc
 from tinycnn.gradcheck import adjoint_check, away_from_zero, check_layer, check_loss, distinct_values
-from tolerances import (ADJOINT_REL_TOL, FD_REL_TOL, NUMPY_EXP_ULPS_F32, NUMPY_LOG_ULPS_F32,
-                        _softmax_ce_error, reduction_atol)
-from window_shapes import EDGE_CASES, IM2COL_EDGE_CASES, windows
 
 F32, F64 = np.float32, np.float64
 EPS32, EPS64 = float(np.finfo(F32).eps), float(np.finfo(F64).eps)

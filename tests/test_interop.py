@@ -3,10 +3,10 @@ import sys
 
 import numpy as np
 import pytest
+from tolerances import TORCH_F64_REL_TOL, assert_rel_close
 
 import tinycnn as tc
 from tinycnn.interop import from_torch_module, load_torch_state_dict, to_torch_module, to_torch_state_dict
-from tolerances import TORCH_F64_REL_TOL, assert_rel_close
 
 F64 = np.float64
 

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from hypothesis import example, find, given
 from hypothesis import strategies as st
-
-from tinycnn import kernels as K
 from tolerances import assert_close_reduction, reduction_atol
 from window_shapes import EDGE_CASES, IM2COL_EDGE_CASES, windows
+
+from tinycnn import kernels as K
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 SEEDS = st.integers(0, 2**32 - 1)

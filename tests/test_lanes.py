@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close
 
 import tinycnn as tc
 from tinycnn import fast
 from tinycnn.fast.ops.base import PlainOp
 from tinycnn.fast.passes import lanes
-from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close
 
 
 @pytest.fixture

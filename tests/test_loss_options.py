@@ -21,10 +21,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tolerances import (
+    FD_REL_TOL,
+    NUMPY_EXP_ULPS_F32,
+    NUMPY_LOG_ULPS_F32,
+    TORCH_EXP_ULPS_F32,
+    TORCH_F64_REL_TOL,
+    TORCH_LOG_ULPS_F32,
+    _softmax_ce_error,
+    assert_rel_close,
+    gamma,
+)
 
 import tinycnn as tc
-from tolerances import (FD_REL_TOL, NUMPY_EXP_ULPS_F32, NUMPY_LOG_ULPS_F32, TORCH_EXP_ULPS_F32, TORCH_F64_REL_TOL,
-                        TORCH_LOG_ULPS_F32, _softmax_ce_error, assert_rel_close, gamma)
 
 
 @st.composite

@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinycnn.metrics import (accuracy, classification_report, confusion_matrix, precision_recall_f1,
-                             top_k_accuracy)
+from tinycnn.metrics import accuracy, classification_report, confusion_matrix, precision_recall_f1, top_k_accuracy
 
 # Example A, 4 classes: class 3 is never predicted, class 2 is predicted once but wrongly.
 #   index:   0  1  2  3  4  5  6  7

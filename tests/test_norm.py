@@ -7,12 +7,19 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from layer_oracle import assert_all_close_f64, run_both
+from tolerances import (
+    FD_REL_TOL,
+    TORCH_F64_REL_TOL,
+    assert_rel_close,
+    assert_within,
+    batchnorm_atol,
+    batchnorm_running_atol,
+    gamma,
+)
 
 import tinycnn as tc
 from tinycnn.gradcheck import check_layer
-from layer_oracle import assert_all_close_f64, run_both
-from tolerances import (FD_REL_TOL, TORCH_F64_REL_TOL, assert_rel_close, assert_within, batchnorm_atol,
-                        batchnorm_running_atol, gamma)
 
 F64, F32 = np.float64, np.float32
 

@@ -13,10 +13,10 @@ import json
 
 import numpy as np
 import pytest
-
-import tinycnn as tc
 from test_optim import SHAPES, make_problem
 from tolerances import TORCH_F64_REL_TOL, TRAJECTORY_F64_REL_TOL, assert_rel_close
+
+import tinycnn as tc
 
 ADAMW_GRID = [dict(lr=lr, betas=b, eps=e, weight_decay=wd, amsgrad=a)
               for lr, b, e, wd, a in itertools.product([1e-3, 0.1], [(0.9, 0.999), (0.3, 0.9)], [1e-8, 1e-3],

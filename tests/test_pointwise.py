@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from layer_oracle import assert_all_close_f64, run_both
+from tolerances import FD_REL_TOL, TORCH_EXP_ULPS_F32, assert_within
 
 import tinycnn as tc
 from tinycnn.gradcheck import away_from_zero, check_layer
-from layer_oracle import assert_all_close_f64, run_both
-from tolerances import FD_REL_TOL, TORCH_EXP_ULPS_F32, assert_within
 
 F64, F32 = np.float64, np.float32
 U32 = float(np.finfo(F32).eps)

@@ -12,11 +12,18 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_schedules import assert_same_sequence, run_tc, run_torch, tc_sgd, torch_sgd
 
 import tinycnn as tc
-from test_schedules import assert_same_sequence, run_tc, run_torch, tc_sgd, torch_sgd
-from tinycnn.schedules import (CosineAnnealingLR, LinearLR, MultiStepLR, OneCycleLR, ReduceLROnPlateau,
-                               SequentialLR, StepLR)
+from tinycnn.schedules import (
+    CosineAnnealingLR,
+    LinearLR,
+    MultiStepLR,
+    OneCycleLR,
+    ReduceLROnPlateau,
+    SequentialLR,
+    StepLR,
+)
 
 lrs_st = st.floats(1e-5, 1.0, allow_nan=False)
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_rel_close
 
 import tinycnn as tc
 from tinycnn.gradcheck import adjoint_check, check_layer
-from tolerances import ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_rel_close
 
 # (N, K) or (N, K, H, W): softmax runs over axis 1 in both.
 shapes = st.one_of(

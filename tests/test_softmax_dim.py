@@ -6,13 +6,20 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from layer_oracle import assert_all_close_f64, run_both
+from tolerances import (
+    FD_REL_TOL,
+    NUMPY_EXP_ULPS_F32,
+    NUMPY_LOG_ULPS_F32,
+    TORCH_EXP_ULPS_F32,
+    TORCH_LOG_ULPS_F32,
+    assert_within,
+    gamma,
+)
 
 import tinycnn as tc
 from tinycnn.gradcheck import check_layer
 from tinycnn.layers.softmax import LogSoftmax, Softmax
-from layer_oracle import assert_all_close_f64, run_both
-from tolerances import (FD_REL_TOL, NUMPY_EXP_ULPS_F32, NUMPY_LOG_ULPS_F32, TORCH_EXP_ULPS_F32, TORCH_LOG_ULPS_F32,
-                        assert_within, gamma)
 
 F64, F32 = np.float64, np.float32
 U32 = float(np.finfo(F32).eps)

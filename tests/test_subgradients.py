@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from window_shapes import EDGE_CASES, windows
 
 import tinycnn as tc
-from window_shapes import EDGE_CASES, windows
 
 TWO_BY_TWO = EDGE_CASES["two_by_two_stride_two"]            # max pooling's unrolled fast path
 

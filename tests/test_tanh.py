@@ -14,12 +14,20 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import (
+    ADJOINT_REL_TOL,
+    FD_REL_TOL,
+    TINYCNN_TANH_ULPS_F32,
+    TORCH_F64_REL_TOL,
+    TORCH_TANH_ULPS_F32,
+    assert_rel_close,
+    assert_within,
+    tanh_backward_atol,
+    tanh_forward_atol,
+)
 
 import tinycnn as tc
 from tinycnn.gradcheck import adjoint_check, check_layer
-from tolerances import (ADJOINT_REL_TOL, FD_REL_TOL, TINYCNN_TANH_ULPS_F32, TORCH_F64_REL_TOL,
-                        TORCH_TANH_ULPS_F32, assert_rel_close, assert_within, tanh_backward_atol,
-                        tanh_forward_atol)
 
 SEEDS = st.integers(0, 2**32 - 1)
 SHAPES = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6), st.integers(1, 6))  # N, C, H, W

@@ -24,11 +24,10 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from tolerances import TORCH_F64_REL_TOL, reduction_atol, sigmoid_backward_atol, sigmoid_forward_atol, softmax_ce_atol
+from window_shapes import EDGE_CASES, Window, windows
 
 import tinycnn as tc
-from tolerances import TORCH_F64_REL_TOL, reduction_atol, sigmoid_backward_atol, sigmoid_forward_atol, \
-    softmax_ce_atol
-from window_shapes import EDGE_CASES, Window, windows
 
 DTYPES = [np.float64, np.float32]
 SEEDS = st.integers(0, 2**32 - 1)

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerances import TRAJECTORY_F64_REL_TOL
 
 import tinycnn as tc
-from tolerances import TRAJECTORY_F64_REL_TOL
 
 BATCH = 8
 STEPS = 10

@@ -7,10 +7,10 @@ the total the seed's Keras ``model.summary()`` shows for that network (98,378).
 """
 import numpy as np
 import pytest
+from tolerances import TORCH_F64_REL_TOL, assert_rel_close
 
 import tinycnn as tc
 from tinycnn import zoo
-from tolerances import TORCH_F64_REL_TOL, assert_rel_close
 
 
 def rng(seed=0):

@@ -147,7 +147,7 @@ class Sequential:
     def save(self, path, optimizer=None, **options):
         """Architecture, weights and (optionally) optimizer state in one file; ``tinycnn.load_model``
         reads it back. See ``tinycnn.saving.save_model``."""
-        from .saving import save_model                # saving imports this module
+        from .saving import save_model  # saving imports this module
         return save_model(self, path, optimizer, **options)
 
     @property

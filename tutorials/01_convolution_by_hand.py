@@ -33,11 +33,10 @@ import re
 
 import matplotlib.pyplot as plt
 import numpy as np
+from helpers import FAST, assert_agree, rounding_bound, save_figure
 
 import tinycnn as tc
 from tinycnn.kernels import conv_output_size, im2col
-
-from helpers import FAST, assert_agree, rounding_bound, save_figure
 
 rng = np.random.default_rng(2024)
 print("mode:", "fast" if FAST else "full")

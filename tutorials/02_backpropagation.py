@@ -47,13 +47,12 @@ import re
 
 import matplotlib.pyplot as plt
 import numpy as np
+from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 
 import tinycnn as tc
 from tinycnn import kernels
-from tinycnn.kernels import elementwise
 from tinycnn.gradcheck import GradcheckReport, check_layer, check_loss, compare, numerical_gradient
-
-from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
+from tinycnn.kernels import elementwise
 
 rng = np.random.default_rng(7)
 

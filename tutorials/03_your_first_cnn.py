@@ -29,11 +29,10 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from helpers import FAST, TUTORIALS_DIR, save_figure
 
 import tinycnn as tc
 from tinycnn import data
-
-from helpers import FAST, TUTORIALS_DIR, save_figure
 
 print("mode:", "fast" if FAST else "full")
 

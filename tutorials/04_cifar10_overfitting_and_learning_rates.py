@@ -32,13 +32,12 @@ import time
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
+from helpers import FAST, TUTORIALS_DIR, save_figure
 from threadpoolctl import threadpool_limits
 
 import tinycnn as tc
 from tinycnn import data, zoo
 from tinycnn.callbacks import EarlyStopping
-
-from helpers import FAST, TUTORIALS_DIR, save_figure
 
 # One thread for Numba's kernels and for the BLAS matrix multiplies: this small network gains little
 # from a second thread, and on a machine shared with other work two threads per process make

@@ -29,13 +29,11 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from helpers import FAST, TUTORIALS_DIR, assert_agree, rounding_bound, save_figure
 
 import tinycnn as tc
 from tinycnn import data
 from tinycnn.gradcheck import compare
-from tinycnn.kernels import conv_output_size
-
-from helpers import FAST, TUTORIALS_DIR, assert_agree, rounding_bound, save_figure
 
 print("mode:", "fast" if FAST else "full")
 

@@ -45,12 +45,11 @@ from contextlib import contextmanager
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
+from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import tinycnn as tc
 from tinycnn import kernels
-
-from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 
 try:
     import torch
@@ -517,7 +516,7 @@ rates = [flops / t / 1e9 for t in times]
 def page_faults_per_call(fn, reps=5):
     """Minor page faults per call of fn(): pages of fresh memory the operating system had to hand over."""
     try:
-        import resource                     # Unix only
+        import resource  # Unix only
     except ImportError:
         return float("nan")
     fn()

@@ -24,8 +24,7 @@ from typing import Callable
 import numpy as np
 
 import tinycnn as tc
-from tinycnn.gradcheck import (GradcheckReport, away_from_zero, check_layer, check_loss,
-                               distinct_values)
+from tinycnn.gradcheck import GradcheckReport, away_from_zero, check_layer, check_loss, distinct_values
 
 F64 = np.float64
 

@@ -71,9 +71,9 @@ def add_arguments(parser) -> None:
     """Every option defaults to None: unset options come from the model's recipe (or, with --resume,
     from the checkpoint); see ``_train_config``."""
     models = ", ".join(f"{n} ({e.about})" for n, e in zoo.MODELS.items())
-    parser.add_argument("--dataset", help=f"embedded (default: an MNIST subset inside the package), mnist, "
-                        f"fashion_mnist, cifar10, cifar100, cifar100_coarse, or folder:PATH (one sub-folder "
-                        f"of images per class)")
+    parser.add_argument("--dataset", help="embedded (default: an MNIST subset inside the package), mnist, "
+                        "fashion_mnist, cifar10, cifar100, cifar100_coarse, or folder:PATH (one sub-folder "
+                        "of images per class)")
     parser.add_argument("--data-dir", help="a folder with the dataset's files placed by hand (original files "
                         "or the .npz layout); nothing is downloaded. Default: the cache, downloading once")
     parser.add_argument("--model", help=f"the network: {models}. Default lenet")

@@ -21,11 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import switch
-
 from .passes import ORDER as PASSES
 from .passes.lanes import set_enabled as set_lanes_enabled
 from .plan import Plan
-
 
 
 def compile(layers, passes=PASSES, *, plain: bool = False) -> Plan:  # noqa: A001

@@ -24,9 +24,8 @@ from ..kernels.gemm import blas_single_threaded
 from . import graph as graph_mod
 from . import switch
 from .ops import PlainOp, make_op
-from .passes import GRAPH_PASSES, ORDER
+from .passes import GRAPH_PASSES, ORDER, prune
 from .passes import lanes as lanes_pass
-from .passes import prune
 
 
 @dataclass

@@ -22,9 +22,6 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 from .._jit import launch
-from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
-from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
-from .gemm import matmul, matmul_reference
 from .batchnorm import (
     bn_backward_dx,
     bn_backward_dx_reference,
@@ -35,6 +32,9 @@ from .batchnorm import (
     bn_stats,
     bn_stats_reference,
 )
+from .gemm import matmul, matmul_reference
+from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
+from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
 from .pool import (
     avgpool2d_backward,
     avgpool2d_backward_reference,

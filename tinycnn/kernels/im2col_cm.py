@@ -27,7 +27,6 @@ import numpy as np
 from .._jit import jit, prange
 from .im2col import col2im_reference, conv_output_size, im2col_reference
 
-
 # ----------------------------------------------------------------------------------------------
 # References: the NCHW references applied to the transposed view.
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import numpy as np
 from .._jit import jit, prange
 from .im2col import conv_output_size
 
-
 # ----------------------------------------------------------------------------------------------
 # Plain references (Python loops: slow, obviously right).
 # ----------------------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ import numpy as np
 
 from .base import Layer
 
-
 # -- how a child is asked for its names, buffers and shapes --------------------------------------
 # A child is a Layer, a container, or a Sequential (which has ``layers`` but no ``named_buffers``
 # or ``output_shape``: its chain is walked here, so this module needs nothing from tinycnn.model).
