@@ -44,7 +44,6 @@ EXAMPLES = {
     # bins are covered in tests/test_adaptive_pool.py, and refused by the exporter in test_export.py)
     "AdaptiveAvgPool2D": (lambda r: [tc.AdaptiveAvgPool2D((2, 3))], (2, 4, 6)),
     "AdaptiveMaxPool2D": (lambda r: [tc.AdaptiveMaxPool2D(2)], (2, 4, 6)),
-    "GlobalAvgPool2D": (lambda r: [tc.GlobalAvgPool2D()], (2, 5, 7)),
     "Residual": (lambda r: [tc.Residual(tc.Sequential(tc.Conv2D(2, 2, 3, padding=1, rng=r), tc.BatchNorm2D(2),
                                                       tc.ReLU())),
                             tc.Residual(tc.Sequential(tc.Conv2D(2, 4, 3, padding=1, rng=r)),

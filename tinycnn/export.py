@@ -192,14 +192,6 @@ def _adaptive(op: str):
     return convert
 
 
-def _global_avgpool(g, layer, x, shape, path):
-    out = layer_output_shape(layer, shape)
-    y = g.node("GlobalAveragePool", [x], path)                 # (N, C, 1, 1)
-    if len(out) == 1:
-        y = g.node("Flatten", [y], path, axis=1)               # (N, C)
-    return y, out
-
-
 def _dense(g, layer, x, shape, path):
     p = _params(layer)
     out = layer_output_shape(layer, shape)
@@ -343,7 +335,6 @@ CONVERTERS = {
     "Conv2D": _conv, "Dense": _dense, "Flatten": _flatten,
     "MaxPool2D": _maxpool, "AvgPool2D": _avgpool,
     "AdaptiveAvgPool2D": _adaptive("Average"), "AdaptiveMaxPool2D": _adaptive("Max"),
-    "GlobalAvgPool2D": _global_avgpool,
     "ReLU": _elementwise("Relu"), "Sigmoid": _elementwise("Sigmoid"), "Tanh": _elementwise("Tanh"),
     "LeakyReLU": _leaky_relu, "SiLU": _silu, "GELU": _gelu,
     "Softmax": _softmax("Softmax"), "LogSoftmax": _softmax("LogSoftmax"),

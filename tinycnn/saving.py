@@ -253,7 +253,6 @@ REGISTRY: dict[str, Entry] = {
                              Arg("divisor_override", "int|pair", optional=True))),
     "AdaptiveAvgPool2D": Entry(args=(Arg("output_size", "int|pair"),)),
     "AdaptiveMaxPool2D": Entry(args=(Arg("output_size", "int|pair"),)),
-    "GlobalAvgPool2D": Entry(),
     "ReLU": Entry(), "Sigmoid": Entry(), "Tanh": Entry(), "Identity": Entry(), "SiLU": Entry(),
     "Flatten": Entry(args=(Arg("start_dim", "index", optional=True), Arg("end_dim", "index", optional=True))),
     "LeakyReLU": Entry(args=(Arg("negative_slope", "float"),)),
