@@ -1,4 +1,4 @@
-"""An outside reviewer's check of the public contract (/work/shared/DESIGN.md, issues 2 and 3).
+"""An outside reviewer's check of the public contract (shared/DESIGN.md).
 
 Written from the contract text alone: every configuration is drawn here (hypothesis or a seeded
 Generator), independently of the other test files, and PyTorch is the oracle. Tolerances come from
@@ -145,7 +145,7 @@ def tc_to_torch_state(torch, sd):
 # ----------------------------------------------------------------------------------------------
 CONTRACT_NAMES = ["Parameter", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Sigmoid", "Flatten", "Dense",
                   "SoftmaxCrossEntropy", "Sequential", "SGD", "Adam",
-                  # issue 3
+                  # train/eval modes
                   "Dropout", "BatchNorm2D", "Tanh", "History"]
 
 
@@ -838,7 +838,7 @@ def test_train_eval_modes_batchnorm_match_torch(torch, kwargs):
 
 
 # ----------------------------------------------------------------------------------------------
-# Keras-style front end (issue 3)
+# Keras-style front end
 # ----------------------------------------------------------------------------------------------
 def _toy_problem(n=160, seed=0):
     """Class 1: a bright blob in the top half of an 8x8 image; class 0: in the bottom half."""
@@ -942,7 +942,7 @@ def test_shape_bug_found_at_first_forward_without_input_shape():
 
 
 # ----------------------------------------------------------------------------------------------
-# Bad input (issue 2): a clear error naming the layer and the user's numbers
+# Bad input: a clear error naming the layer and the user's numbers
 # ----------------------------------------------------------------------------------------------
 BAD_INPUT = [
     (lambda: tc.Conv2D(4, 2, 3).forward(np.zeros((2, 3, 6, 6), F32)), r"Conv2D.*4.*3"),
@@ -975,7 +975,7 @@ def test_float32_model_stays_float32_after_loading_float64_weights():
 
 
 def test_keras_trailing_softmax_is_fused_not_applied_twice():
-    """Issue 3: a trailing softmax layer is fused into the loss; predict gives probabilities once."""
+    """A trailing softmax layer is fused into the loss; predict gives probabilities once."""
     x, y = _toy_problem(n=64, seed=3)
     plain, with_softmax = _keras_model(4), _keras_model(4)
     with_softmax = tc.Sequential(*with_softmax.layers, tc.Softmax(), input_shape=(1, 8, 8))

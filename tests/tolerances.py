@@ -10,7 +10,7 @@ with the data instead of being a magic number.
 
 | check                                        | dtype   | bound                                         |
 |----------------------------------------------|---------|-----------------------------------------------|
-| finite differences (central, h = 1e-6)        | float64 | norm-wise relative error < 1e-7 (issue 2 bar) |
+| finite differences (central, h = 1e-6)        | float64 | norm-wise relative error < 1e-7               |
 | adjoint <Jv, u> = <v, J^T u> (central diff.)  | float64 | |lhs-rhs| / max(|Jv||u|, |v||J^T u|) < 1e-7  |
 | tinycnn vs torch, forward and gradients       | float64 | relative 1e-10 of the tensor's max magnitude  |
 | tinycnn vs torch / fast vs reference          | float32 | 2 * gamma_n(u32) * S elementwise              |
@@ -181,7 +181,7 @@ def softmax_ce_atol(z, t, c=1.0, dtype=np.float32):
 
 
 # ----------------------------------------------------------------------------------------------
-# Tanh, Dropout, BatchNorm2D (issue 3).
+# Tanh, Dropout, BatchNorm2D.
 # ----------------------------------------------------------------------------------------------
 # tinycnn's float32 tanh is numpy's float64 tanh rounded once to float32: 0.5 ulp for the rounding,
 # plus the float64 error (allowing even 512 float64 ulps, that is 2^-20 of a float32 ulp).

@@ -5,7 +5,7 @@ One ``Window`` is everything a kernel call needs besides the data::
     x: (N, C, H, W), window KH x KW, stride (SH, SW), zero padding (PH, PW)
     OH = (H + 2*PH - KH) // SH + 1,   OW = (W + 2*PW - KW) // SW + 1
 
-Ranges (issue 2): batch 1-4, channels 1-6, kernel 1-5 on each axis independently (non-square),
+Ranges: batch 1-4, channels 1-6, kernel 1-5 on each axis independently (non-square),
 stride 1-3 (so stride > kernel, stride == kernel and overlapping stride < kernel all occur),
 padding 0..K-1 for convolution / im2col and 2*P <= K for pooling (PyTorch's rule). The input size is
 drawn so that the padded input holds at least one window, plus ``extra`` more pixels, which makes

@@ -23,7 +23,7 @@ import sys
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
-# name -> one-line help. A command module that is not there yet is simply not offered.
+# name -> one-line help; each is the module tinycnn.commands.<name>.
 COMMANDS = {
     "train": "train a CNN on a dataset and report its accuracy",
     "evaluate": "evaluate a saved checkpoint on a test set",
@@ -34,22 +34,12 @@ COMMANDS = {
 }
 
 
-def _available():
-    for name, help_text in COMMANDS.items():
-        try:
-            spec = importlib.util.find_spec(f"tinycnn.commands.{name}")
-        except ImportError:
-            spec = None
-        if spec is not None:
-            yield name, help_text
-
-
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
     parser = argparse.ArgumentParser(prog="tinycnn", description="A CNN engine you can read.")
     parser.add_argument("--version", action="version", version=f"tinycnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in _available():
+    for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=f"tinycnn.commands.{name}")
         importlib.import_module(f"tinycnn.commands.{name}").add_arguments(p)

@@ -103,7 +103,7 @@ def _sce_probabilities(rng):
     return LossCase(tc.SoftmaxCrossEntropy(), logits, rng.dirichlet(np.ones(5), size=4))
 
 
-# name -> builder(rng) -> LayerCase | LossCase. Layers of later issues join when tinycnn has them.
+# name -> builder(rng) -> LayerCase | LossCase.
 CASES: dict[str, Callable] = {
     "Conv2D": _conv,
     "Conv2D(bias=False)": lambda rng: _conv(rng, bias=False),
@@ -116,14 +116,11 @@ CASES: dict[str, Callable] = {
     "Dense(bias=False)": lambda rng: _dense(rng, bias=False),
     "SoftmaxCrossEntropy(labels)": _sce_labels,
     "SoftmaxCrossEntropy(probabilities)": _sce_probabilities,
-}
-_LATER = {
     "Tanh": lambda rng: LayerCase(tc.Tanh(), 2 * rng.standard_normal((2, 3, 4))),
     "Softmax": lambda rng: LayerCase(tc.Softmax(), 2 * rng.standard_normal((3, 5))),
     "Dropout": _dropout,
     "BatchNorm2D": _batchnorm,
 }
-CASES.update({name: build for name, build in _LATER.items() if hasattr(tc, name)})
 
 
 # -- graph containers and the modern layers (layers/containers.py, pointwise.py, softmax.py,
