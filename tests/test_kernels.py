@@ -211,7 +211,7 @@ def test_maxpool_cm_matches_the_nchw_kernels(win, dtype, seed, ties, specials):
 PROPERTY_TESTED = {"im2col", "col2im", "im2col_cm", "col2im_cm", "maxpool2d_forward", "maxpool2d_backward",
                    "maxpool2d_forward_cm", "maxpool2d_backward_cm", "avgpool2d_forward", "avgpool2d_backward",
                    "matmul",   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
-                   "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx"}
+                   "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx", "bn_sums", "bn_sqdev"}
 
 
 def test_every_kernel_has_a_reference_twin_and_a_property_test():
@@ -396,6 +396,11 @@ def test_batchnorm_kernels_match_their_references(c, m, dtype, seed, relu, affin
     zero = np.dtype(dtype).type(0)
     mean, var = K.bn_stats(x)
     mean_r, var_r = K.bn_stats_reference(x)
+    abs_x = np.abs(x).astype(np.float64)
+    assert_close_reduction(K.bn_sums(x), K.bn_sums_reference(x), m, np.float64, abs_x.sum(axis=1), "row sums")
+    sq = (np.abs(x - mean_r[:, None]) ** 2).sum(axis=1)
+    assert_close_reduction(K.bn_sqdev(x, mean_r), K.bn_sqdev_reference(x, mean_r), m + 3, np.float64, sq + 1e-300,
+                           "squared deviations")
     assert_close_reduction(mean, mean_r, m, np.float64, np.abs(x).astype(np.float64).mean(axis=1), "mean")
     dev = np.abs(x - mean_r[:, None])
     assert_close_reduction(var, var_r, m + 3, np.float64, (dev * dev + 2 * dev * 1e-12).mean(axis=1) + 1e-300,

@@ -163,17 +163,36 @@ def test_three_lanes(two_threads, monkeypatch):
 
 
 @pytest.mark.parametrize("mixer", ["batchnorm", "dropout"])
-def test_layers_that_mix_samples_in_training_are_never_cut(two_threads, mixer):
-    rng = np.random.default_rng(0)
-    mid = tc.BatchNorm2D(3, dtype=np.float64) if mixer == "batchnorm" else tc.Dropout(0.5, rng=np.random.default_rng(1))
-    model = tc.Sequential(tc.Conv2D(2, 3, 3, dtype=np.float64, rng=rng), mid, tc.Flatten(),
-                          tc.Dense(3 * 4 * 4, 2, dtype=np.float64, rng=rng))
-    x = rng.standard_normal((8, 2, 6, 6))
-    model.train()
-    assert _lane_count(model.layers, 8) == 1
-    model(x)
-    assert not _cut(model)
-    model.eval()                                       # running statistics / identity: per sample again
+def test_layers_that_mix_samples_in_training_meet_across_lanes(two_threads, mixer):
+    """BatchNorm2D's statistics and Dropout's mask are the whole batch's in lanes too: output, every
+    gradient, the running statistics and the generator's state as without lanes (float64)."""
+    def net():
+        rng = np.random.default_rng(0)
+        mid = (tc.BatchNorm2D(3, dtype=np.float64) if mixer == "batchnorm"
+               else tc.Dropout(0.5, rng=np.random.default_rng(1)))
+        return tc.Sequential(tc.Conv2D(2, 3, 3, dtype=np.float64, rng=rng), mid, tc.Flatten(),
+                             tc.Dense(3 * 4 * 4, 2, dtype=np.float64, rng=rng))
+
+    x = np.random.default_rng(5).standard_normal((7, 2, 6, 6))
+    g = np.random.default_rng(6).standard_normal((7, 2))
+
+    def run(model):
+        y = np.array(model(x))
+        dx = np.array(model.backward(g))
+        state = [np.array(v, dtype=np.float64) for v in model.state_dict().values()]
+        extra = [model[1].rng.random()] if mixer == "dropout" else []
+        return [y, dx] + [p.grad.copy() for p in model.parameters()] + state + [np.array(extra)], model
+
+    cut, model = run(net())
+    assert _cut(model) and _lane_count(model.layers, 8) == 2
+    uncut, _ = _uncut(lambda: run(net()))
+    assert_rel_close(cut[0], uncut[0], TORCH_F64_REL_TOL, "output")
+    assert_rel_close(cut[1], uncut[1], TORCH_F64_REL_TOL, "input gradient")
+    # gradients and state as one vector: the conv bias in front of a batch norm has gradient exactly 0
+    # (the norm removes any shift), rounding noise on both sides
+    flat = [np.concatenate([a.ravel() for a in arrays[2:]]) for arrays in (cut, uncut)]
+    assert_rel_close(flat[0], flat[1], TORCH_F64_REL_TOL, "gradients, buffers, generator")
+    model.eval()                                       # running statistics / identity: per sample
     assert _lane_count(model.layers, 8) == 2
     y = np.array(model(x))
     assert _cut(model)

@@ -15,6 +15,7 @@ writes them to the layers' ``Parameter.grad``, summed over the lanes when the ba
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from .. import _jit, _workers, shapes
 from ..kernels.gemm import blas_single_threaded
 from . import graph as graph_mod
 from . import switch
+from .lanesync import LaneSync
 from .ops import PlainOp, make_op
 from .passes import GRAPH_PASSES, ORDER, prune
 from .passes import lanes as lanes_pass
@@ -52,6 +54,7 @@ class Plan:
         self.lanes: list[list] = [[node.op for node in self.graph.nodes]]   # [lane][node] ops
         self._steps: dict = {}
         self._macs: dict = {}
+        self._syncs: dict = {}                     # lane count -> LaneSync
         self.last: LastForward | None = None
 
     def describe(self) -> str:
@@ -80,12 +83,14 @@ class Plan:
         if "lanes" in self.passes and n > 0:
             count = lanes_pass.lane_count(self.lanes[0], n, self._macs_per_sample(x.shape[1:]))
         if count == 1:
+            self._bind(1)
             y = _run_forward(self.graph, self.lanes[0], x)
             self.last = LastForward(slices=[slice(0, n)], out_shape=y.shape)
             return y
         slices = _workers.split(n, count)
         lanes = self._lane_ops(count)
-        outs = _in_lanes(_run_forward, [(self.graph, lanes[t], x[s]) for t, s in enumerate(slices)])
+        sync = self._bind(len(slices))
+        outs = _in_lanes(_run_forward, [(self.graph, lanes[t], x[s]) for t, s in enumerate(slices)], sync)
         y = np.concatenate(outs, axis=0)
         self.last = LastForward(slices=slices, out_shape=y.shape)
         return y
@@ -110,7 +115,7 @@ class Plan:
             return gx
         lanes = self._lane_ops(len(last.slices))
         gxs = _in_lanes(_run_backward, [(self.graph, lanes[t], steps, grad_y[s], input_grad)
-                                        for t, s in enumerate(last.slices)])
+                                        for t, s in enumerate(last.slices)], self._syncs[len(last.slices)])
         self._commit(len(last.slices))
         return np.concatenate(gxs, axis=0) if input_grad else None
 
@@ -140,6 +145,18 @@ class Plan:
                 p.grad = total
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _bind(self, count):
+        """Tell every op its lane and the call's LaneSync (None when the batch is not cut)."""
+        sync = None
+        if count > 1:
+            sync = self._syncs.get(count)
+            if sync is None:
+                sync = self._syncs[count] = LaneSync(count)
+        for t, ops in enumerate(self.lanes):
+            for op in ops:
+                op.lane, op.sync = t, (sync if t < count else None)
+        return sync
 
     def _lane_ops(self, count):
         while len(self.lanes) < count:
@@ -186,26 +203,35 @@ def _run_backward(graph, ops, steps, grad_y, input_grad):
     return grads.get(0) if input_grad else None
 
 
-def _in_lanes(fn, lane_args):
+def _in_lanes(fn, lane_args, sync):
     """fn(*lane_args[t]) for every lane t, lane 0 on this thread and the others on helper threads,
-    every kernel serial and BLAS single-threaded; the results in lane order."""
+    every kernel serial and BLAS single-threaded; the results in lane order. A lane that fails breaks
+    ``sync``'s barrier so that no other lane waits for it; the first real error is raised."""
     _workers.ensure(len(lane_args) - 1)
     with blas_single_threaded():
-        jobs = [_workers.submit(_serially, fn, args) for args in lane_args[1:]]
+        jobs = [_workers.submit(_serially, fn, args, sync) for args in lane_args[1:]]
+        outcomes = []
         try:
-            first = _serially(fn, lane_args[0])
-        finally:
-            results, errors = [], []
-            for job in jobs:                      # wait for every lane, even if lane 0 failed
-                try:
-                    results.append(job.wait())
-                except BaseException as err:      # re-raised below, after every lane has stopped
-                    errors.append(err)
-        if errors:
-            raise errors[0]
-    return [first] + results
+            outcomes.append((_serially(fn, lane_args[0], sync), None))
+        except BaseException as err:              # reported below, after every lane has stopped
+            outcomes.append((None, err))
+        for job in jobs:                          # wait for every lane, even if lane 0 failed
+            try:
+                outcomes.append((job.wait(), None))
+            except BaseException as err:
+                outcomes.append((None, err))
+    errors = [err for _, err in outcomes if err is not None]
+    if errors:
+        sync.reset()
+        real = [err for err in errors if not isinstance(err, threading.BrokenBarrierError)]
+        raise (real or errors)[0]
+    return [result for result, _ in outcomes]
 
 
-def _serially(fn, args):
+def _serially(fn, args, sync):
     with _jit.serial():
-        return fn(*args)
+        try:
+            return fn(*args)
+        except BaseException:
+            sync.abort()                          # the other lanes stop waiting at their next gather
+            raise

@@ -29,8 +29,12 @@ from .batchnorm import (
     bn_backward_sums_reference,
     bn_normalize,
     bn_normalize_reference,
+    bn_sqdev,
+    bn_sqdev_reference,
     bn_stats,
     bn_stats_reference,
+    bn_sums,
+    bn_sums_reference,
 )
 from .gemm import matmul, matmul_reference
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
@@ -57,6 +61,7 @@ __all__ = [
     "matmul", "matmul_reference",
     "bn_stats", "bn_stats_reference", "bn_normalize", "bn_normalize_reference",
     "bn_backward_sums", "bn_backward_sums_reference", "bn_backward_dx", "bn_backward_dx_reference",
+    "bn_sums", "bn_sums_reference", "bn_sqdev", "bn_sqdev_reference",
     "maxpool2d_forward", "maxpool2d_forward_reference",
     "maxpool2d_backward", "maxpool2d_backward_reference",
     "maxpool2d_forward_cm", "maxpool2d_forward_cm_reference",

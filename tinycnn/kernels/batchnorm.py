@@ -7,6 +7,9 @@ channels run in parallel. The formulas are those of ``tinycnn.layers.batchnorm``
     bn_stats(x) -> (mean, var)                       float64 (C,): mean and *biased* variance of each
                                                      row, two passes (mean first, then squared
                                                      deviations), accumulated in float64
+    bn_sums(x), bn_sqdev(x, mean)                    float64 (C,): a lane's share of the two passes,
+                                                     when lanes normalise with the whole batch's
+                                                     statistics (the sums of all lanes, in lane order)
     bn_normalize(x, mean, invstd, gamma, beta, affine, relu, zero, x_hat, y)
                                                      x_hat = round((x - mean) * invstd) (float64 inside)
                                                      y = x_hat * gamma + beta (in x's dtype), then
@@ -37,6 +40,17 @@ def bn_stats_reference(x):
     mean = x.mean(axis=1, dtype=np.float64)
     d = x - mean[:, None]
     return mean, np.mean(d * d, axis=1)
+
+
+def bn_sums_reference(x):
+    """x: (C, M) -> float64 (C,): each row's sum (a lane's share of a channel's statistics)."""
+    return x.sum(axis=1, dtype=np.float64)
+
+
+def bn_sqdev_reference(x, mean):
+    """x: (C, M), mean: float64 (C,) -> float64 (C,): each row's sum of squared deviations from mean."""
+    d = x - mean[:, None]
+    return (d * d).sum(axis=1)
 
 
 def bn_normalize_reference(x, mean, invstd, gamma, beta, affine, relu, zero, x_hat, y):
@@ -89,6 +103,34 @@ def bn_stats(x):
         mean[ci] = mu
         var[ci] = v / m
     return mean, var
+
+
+@jit(parallel=True)
+def bn_sums(x):
+    """See the reference; one channel per thread, float64 accumulators."""
+    c, m = x.shape
+    out = np.empty(c, dtype=np.float64)
+    for ci in prange(c):
+        s = 0.0
+        for i in range(m):
+            s += x[ci, i]
+        out[ci] = s
+    return out
+
+
+@jit(parallel=True)
+def bn_sqdev(x, mean):
+    """See the reference; one channel per thread, float64 accumulators."""
+    c, m = x.shape
+    out = np.empty(c, dtype=np.float64)
+    for ci in prange(c):
+        mu = mean[ci]
+        v = 0.0
+        for i in range(m):
+            d = x[ci, i] - mu
+            v += d * d
+        out[ci] = v
+    return out
 
 
 @jit(parallel=True)

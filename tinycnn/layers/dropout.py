@@ -61,15 +61,19 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._cache = DropoutCache(scaled_mask=None, shape=x.shape)
             return x
-        if self.p == 1.0:
-            scaled_mask = np.zeros(x.shape, dtype=x.dtype)            # everything dropped, s unused
-        else:
-            keep = self.rng.random(x.shape) < 1.0 - self.p             # bool, shape of x
-            scale = x.dtype.type(1.0 / (1.0 - self.p))                 # s = 1/q, rounded once to x's dtype
-            scaled_mask = keep.astype(x.dtype) * scale                  # 0 or s, shape of x
+        scaled_mask = self.scaled_mask(x.shape, x.dtype)              # keep * s, shape of x
         self._cache = DropoutCache(scaled_mask=scaled_mask, shape=x.shape)
         with np.errstate(invalid="ignore"):                            # inf * 0 = NaN is meant: shown, not hidden
             return x * scaled_mask
+
+    def scaled_mask(self, shape, dtype) -> np.ndarray:
+        """keep * s for an input of ``shape``: one draw from ``self.rng`` (the mask of one forward)."""
+        dtype = np.dtype(dtype)
+        if self.p == 1.0:
+            return np.zeros(shape, dtype=dtype)                        # everything dropped, s unused
+        keep = self.rng.random(shape) < 1.0 - self.p                   # bool
+        scale = dtype.type(1.0 / (1.0 - self.p))                       # s = 1/q, rounded once to the dtype
+        return keep.astype(dtype) * scale                              # 0 or s
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)

@@ -6,17 +6,18 @@ layer (a user's too), which runs the layer's own code.
 """
 from __future__ import annotations
 
-from ...layers import AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from ...layers import AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from .base import Op, OpConfig, PlainOp
 from .batchnorm import BatchNormOp
 from .conv import ConvOp
 from .dense import DenseOp, FlattenOp
+from .dropout import DropoutOp
 from .join import AddOp, ConcatOp
 from .pool import AvgPoolOp, MaxPoolOp
 from .relu import ReLUOp
 
 FAST_OPS = {Conv2D: ConvOp, MaxPool2D: MaxPoolOp, ReLU: ReLUOp, Dense: DenseOp, Flatten: FlattenOp,
-            BatchNorm2D: BatchNormOp, AvgPool2D: AvgPoolOp}
+            BatchNorm2D: BatchNormOp, AvgPool2D: AvgPoolOp, Dropout: DropoutOp}
 
 
 def make_op(node) -> Op:

@@ -41,6 +41,8 @@ class Op:
         self.cfg = cfg if cfg is not None else OpConfig()
         self.grads: dict[str, np.ndarray] = {}
         self.cache = None
+        self.lane = 0                       # this op's lane in the current call
+        self.sync = None                    # the call's LaneSync when it runs in lanes, else None
 
     def __repr__(self):
         return f"{type(self).__name__}({self.layer!r})"
@@ -49,6 +51,12 @@ class Op:
     def per_sample(self) -> bool:
         """True when output sample i depends on input sample i only and forward changes no state
         shared across samples (in the layer's current mode): the lanes pass may cut the batch."""
+        return False
+
+    @property
+    def mixes_samples_in_lanes(self) -> bool:
+        """True when the op mixes samples but can still run in lanes by meeting the other lanes
+        (``self.sync.gather``): batch norm's statistics, dropout's mask."""
         return False
 
     def lane_copy(self) -> "Op":
@@ -95,8 +103,6 @@ class PlainOp(Op):
         layer = self.layer
         if type(layer).__name__ in _PLAIN_PER_SAMPLE and type(layer).__module__.startswith("tinycnn."):
             return not layer.parameters()
-        if type(layer).__name__ == "Dropout" and type(layer).__module__.startswith("tinycnn."):
-            return not layer.training or layer.p == 0.0
         return False
 
     def lane_copy(self):

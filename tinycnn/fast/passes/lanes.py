@@ -15,8 +15,13 @@ Two ways to put T cores to work on one training step:
 
 Results equal the uncut batch's up to the order of the batch sums: each lane's slice of the
 upstream gradient already carries the loss's 1/N, so the sum of the lanes' parameter gradients is
-the full batch's gradient. A network with batch-mixing layers (BatchNorm2D in training, Dropout in
-training) or a layer the executor cannot vouch for runs uncut.
+the full batch's gradient. Two ops mix samples and still run in lanes by meeting the other lanes in
+the middle of a pass (``tinycnn.fast.lanesync``): BatchNorm2D in training gathers every lane's
+partial sums, twice in forward (the mean, then the squared deviations from it: the same two-pass
+statistics as the uncut batch, summed in another order) and once in backward (sum g, sum g x_hat),
+so every lane normalises with the whole batch's statistics; Dropout in training has lane 0 draw the
+whole batch's mask from the layer's generator, exactly as the uncut batch would, and every lane takes
+its rows. A layer the executor cannot vouch for runs uncut.
 
 What this pass decides is the rule, applied per call (it depends on the batch): ``lane_count``.
 A lane must carry enough work to pay for the joins and for the lanes' Python code taking turns on
@@ -52,7 +57,7 @@ def lane_count(ops, n: int, macs_per_sample) -> int:
     threads = numba.get_num_threads()
     if threads < 2 or _jit.serial_here() or not _ENABLED:
         return 1
-    if not ops or not all(op.per_sample for op in ops):
+    if not ops or not all(op.per_sample or op.mixes_samples_in_lanes for op in ops):
         return 1
     count = max(1, min(threads, n // MIN_LANE_BATCH))
     while count > 1 and macs_per_sample is not None and (n // count) * macs_per_sample < MIN_LANE_MACS:
