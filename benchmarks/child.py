@@ -5,7 +5,8 @@ Prints one JSON line: seconds to import the engine and for the first and second 
 the resident set size before the steps (``base_mib``) and its peak at the end (``peak_mib``, Linux
 ``VmHWM``, see ``peak_rss_mib``). With ``--warmup`` one training step at batch 1 runs first (loading
 compiled kernels, initialising the libraries) and the peak is reset after it, so ``peak - base`` is
-the memory of the training run itself. Only the named contender's engine is imported, so each process holds one engine's memory.
+the memory of the training run itself. Only the named contender's engine is imported, so each process holds one
+engine's memory.
 Used by ``startup.py`` and ``memory.py``.
 """
 from __future__ import annotations

@@ -98,7 +98,8 @@ def cifar10_archive(path: Path, rng, per_batch=4):
             {b"batch_label": name.encode(), b"labels": labels, b"data": rows,
              b"filenames": [b"x.png"] * per_batch})
         if i <= 5:
-            tr_rows.append(rows); tr_labels += labels
+            tr_rows.append(rows)
+            tr_labels += labels
         else:
             te_rows, te_labels = rows, labels
     members["cifar-10-batches-py/batches.meta"] = py2_style_pickle(

@@ -29,7 +29,8 @@ EXAMPLES = {
                                tc.BatchNorm2D(2, momentum=0.3, track_running_stats=False)], (2, 3, 3)),
     "Softmax": (lambda r: [tc.Flatten(), tc.Softmax()], (2, 3, 3)),
     "Sequential": (lambda r: [tc.Sequential(tc.Conv2D(2, 3, 1, rng=r), tc.ReLU(),
-                                            tc.Dropout(0.5, rng=np.random.default_rng(6))), tc.Sequential()], (2, 3, 3)),
+                                            tc.Dropout(0.5, rng=np.random.default_rng(6))), tc.Sequential()],
+                   (2, 3, 3)),
     # layers and containers that arrive with the modern-CNN layer set (used once tinycnn has them)
     "LeakyReLU": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.LeakyReLU(0.2)], (2, 3, 3)),
     "GELU": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.GELU(approximate="tanh"), tc.GELU()], (2, 3, 3)),
@@ -62,6 +63,7 @@ def exported_layer_classes() -> dict:
             continue
         if name.endswith(("Loss", "CrossEntropy")):
             continue
-        if issubclass(obj, Layer) or (callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None))):
+        if issubclass(obj, Layer) or (callable(getattr(obj, "forward", None))
+                                      and callable(getattr(obj, "backward", None))):
             found[name] = obj
     return found

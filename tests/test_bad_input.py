@@ -46,11 +46,13 @@ BAD_FORWARD = {
     "conv 3-D input": (lambda: conv(3, 4, 3)(np.zeros((3, 8, 8), F32)), ValueError,
                        r"Conv2D\(3, 4.*expected a 4-D input \(N, C, H, W\), got 3-D input of shape \(3, 8, 8\)"),
     "maxpool 5-D input": (lambda: tc.MaxPool2D(2)(np.zeros((1, 2, 3, 8, 8), F32)), ValueError,
-                          r"MaxPool2D\(.*expected a 4-D input \(N, C, H, W\), got 5-D input of shape \(1, 2, 3, 8, 8\)"),
+                          r"MaxPool2D\(.*expected a 4-D input \(N, C, H, W\), "
+                          r"got 5-D input of shape \(1, 2, 3, 8, 8\)"),
     "avgpool 2-D input": (lambda: tc.AvgPool2D(2)(np.zeros((8, 8), F32)), ValueError,
                           r"AvgPool2D\(.*expected a 4-D input.*got 2-D input of shape \(8, 8\)"),
     "dense 4-D input": (lambda: dense(10, 4)(np.zeros((2, 10, 1, 1), F32)), ValueError,
-                        r"Dense\(10, 4\): expected a 2-D input \(N, in_features\), got 4-D input of shape \(2, 10, 1, 1\)"),
+                        r"Dense\(10, 4\): expected a 2-D input \(N, in_features\), "
+                        r"got 4-D input of shape \(2, 10, 1, 1\)"),
     "flatten 1-D input": (lambda: tc.Flatten()(np.zeros(5, F32)), ValueError,
                           r"Flatten\(\): expected input \(N, \.\.\.\) with at least 2 dimensions, got shape \(5,\)"),
     "loss 1-D logits": (lambda: tc.SoftmaxCrossEntropy()(np.zeros(5, F32), np.array([1])), ValueError,
@@ -61,10 +63,12 @@ BAD_FORWARD = {
     # kernel larger than the padded input: the output-size formula with the user's numbers
     "conv kernel > padded height": (lambda: conv(3, 4, (5, 3), padding=(1, 0))(np.zeros((2, 3, 2, 8), F32)), ValueError,
                                     esc("kernel height 5 is larger than the padded input height 2 + 2*1 = 4; ")
-                                    + esc("output height = (in + 2*padding - kernel) // stride + 1 = (2 + 2*1 - 5) // 1 + 1 = 0")),
+                                    + esc("output height = (in + 2*padding - kernel) // stride + 1 "
+                                          "= (2 + 2*1 - 5) // 1 + 1 = 0")),
     "conv kernel > padded width": (lambda: conv(1, 1, (1, 4), stride=(1, 3))(np.zeros((1, 1, 5, 3), F32)), ValueError,
                                    esc("kernel width 4 is larger than the padded input width 3 + 2*0 = 3; ")
-                                   + esc("output width = (in + 2*padding - kernel) // stride + 1 = (3 + 2*0 - 4) // 3 + 1 = 0")),
+                                   + esc("output width = (in + 2*padding - kernel) // stride + 1 "
+                                         "= (3 + 2*0 - 4) // 3 + 1 = 0")),
     "maxpool kernel > input": (lambda: tc.MaxPool2D(5)(np.zeros((1, 1, 3, 8), F32)), ValueError,
                                r"MaxPool2D\(kernel_size=\(5, 5\).*" + esc("(3 + 2*0 - 5) // 5 + 1 = 0")),
     "avgpool kernel > input": (lambda: tc.AvgPool2D((2, 6), padding=(0, 1))(np.zeros((1, 1, 3, 3), F32)), ValueError,
@@ -86,9 +90,12 @@ BAD_FORWARD = {
     "avgpool longdouble input": (lambda: tc.AvgPool2D(2)(np.zeros((1, 1, 4, 4), np.longdouble)), TypeError,
                                  r"AvgPool2D\(.*input dtype is float128; pooling runs in float32 or float64"),
     "relu int input": (lambda: tc.ReLU()(np.zeros(3, np.int32)), TypeError, r"ReLU\(\): input dtype is int32"),
-    "sigmoid object input": (lambda: tc.Sigmoid()(np.array([0.5, None])), TypeError, r"Sigmoid\(\): input dtype is object"),
-    "flatten int input": (lambda: tc.Flatten()(np.zeros((2, 3), np.int16)), TypeError, r"Flatten\(\): input dtype is int16"),
-    "dense complex input": (lambda: dense(3, 2)(np.zeros((2, 3), complex)), TypeError, r"Dense\(3, 2\): input dtype is complex128"),
+    "sigmoid object input": (lambda: tc.Sigmoid()(np.array([0.5, None])), TypeError,
+                             r"Sigmoid\(\): input dtype is object"),
+    "flatten int input": (lambda: tc.Flatten()(np.zeros((2, 3), np.int16)), TypeError,
+                          r"Flatten\(\): input dtype is int16"),
+    "dense complex input": (lambda: dense(3, 2)(np.zeros((2, 3), complex)), TypeError,
+                            r"Dense\(3, 2\): input dtype is complex128"),
     "loss int logits": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), np.int64), np.array([0, 1, 2])), TypeError,
                         r"SoftmaxCrossEntropy\(\): logits dtype is int64, but a floating array is needed"),
     # labels out of range, negative, not integers; batch sizes that differ
@@ -97,40 +104,54 @@ BAD_FORWARD = {
     "label negative": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.array([0, 1, -2])), ValueError,
                        esc("SoftmaxCrossEntropy(): label -2 at index 2 is out of range for 5 classes (valid: 0..4)")),
     "label float 1-D": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.array([0.0, 1.0, 2.0])), TypeError,
-                        r"SoftmaxCrossEntropy\(\): labels are 1-D float64; pass class indices as an integer array.*\(N, 5\)"),
+                        r"SoftmaxCrossEntropy\(\): labels are 1-D float64; "
+                        r"pass class indices as an integer array.*\(N, 5\)"),
     "label bool": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.array([True, False, True])), TypeError,
                    r"SoftmaxCrossEntropy\(\): labels must be integer class indices.*got dtype bool"),
     "label strings": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.array(["0", "1", "2"])), TypeError,
                       r"SoftmaxCrossEntropy\(\): labels must be integer class indices.*got dtype <U1"),
-    "label 2-D integers": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.zeros((3, 1), np.int64)), ValueError,
+    "label 2-D integers": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.zeros((3, 1), np.int64)),
+                           ValueError,
                            r"SoftmaxCrossEntropy\(\): integer labels must be 1-D \(N,\), got shape \(3, 1\)"),
-    "negative probabilities": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((2, 2), F32), np.array([[1.5, -0.5], [0.5, 0.5]])),
+    "negative probabilities": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((2, 2), F32),
+                                                                np.array([[1.5, -0.5], [0.5, 0.5]])),
                                ValueError, r"SoftmaxCrossEntropy\(\): probability labels must be >= 0"),
     "batch sizes differ (int)": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.array([0, 1])), ValueError,
                                  r"SoftmaxCrossEntropy\(\): logits hold 3 samples but labels hold 2"),
-    "batch sizes differ (prob)": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.full((2, 5), 0.2)), ValueError,
-                                  esc("SoftmaxCrossEntropy(): probability labels must have the logits' shape (3, 5), got (2, 5)")),
+    "batch sizes differ (prob)": (lambda: tc.SoftmaxCrossEntropy()(np.zeros((3, 5), F32), np.full((2, 5), 0.2)),
+                                  ValueError,
+                                  esc("SoftmaxCrossEntropy(): probability labels must have the logits' shape (3, 5), "
+                                      "got (2, 5)")),
 }
 
 BAD_CONSTRUCTION = {
     "conv stride 0": (lambda: tc.Conv2D(3, 4, 3, stride=0), ValueError, esc("Conv2D: stride must be >= 1, got (0, 0)")),
-    "conv stride -1 (pair)": (lambda: tc.Conv2D(3, 4, 3, stride=(1, -1)), ValueError, esc("Conv2D: stride must be >= 1, got (1, -1)")),
+    "conv stride -1 (pair)": (lambda: tc.Conv2D(3, 4, 3, stride=(1, -1)), ValueError,
+                              esc("Conv2D: stride must be >= 1, got (1, -1)")),
     "conv kernel 0": (lambda: tc.Conv2D(3, 4, (3, 0)), ValueError, esc("Conv2D: kernel_size must be >= 1, got (3, 0)")),
     "conv kernel -2": (lambda: tc.Conv2D(3, 4, -2), ValueError, esc("Conv2D: kernel_size must be >= 1, got (-2, -2)")),
-    "conv padding -1": (lambda: tc.Conv2D(3, 4, 3, padding=-1), ValueError, esc("Conv2D: padding must be >= 0, got (-1, -1)")),
-    "conv kernel 2.5": (lambda: tc.Conv2D(3, 4, 2.5), TypeError, esc("Conv2D: kernel_size must be an int or an (h, w) pair, got 2.5")),
-    "conv 0 channels": (lambda: tc.Conv2D(0, 4, 3), ValueError, esc("Conv2D: in_channels must be a positive integer, got 0")),
+    "conv padding -1": (lambda: tc.Conv2D(3, 4, 3, padding=-1), ValueError,
+                        esc("Conv2D: padding must be >= 0, got (-1, -1)")),
+    "conv kernel 2.5": (lambda: tc.Conv2D(3, 4, 2.5), TypeError,
+                        esc("Conv2D: kernel_size must be an int or an (h, w) pair, got 2.5")),
+    "conv 0 channels": (lambda: tc.Conv2D(0, 4, 3), ValueError,
+                        esc("Conv2D: in_channels must be a positive integer, got 0")),
     "maxpool kernel 0": (lambda: tc.MaxPool2D(0), ValueError, esc("MaxPool2D: kernel_size must be >= 1, got (0, 0)")),
-    "maxpool stride 0": (lambda: tc.MaxPool2D(2, stride=0), ValueError, esc("MaxPool2D: stride must be >= 1, got (0, 0)")),
-    "avgpool stride -3": (lambda: tc.AvgPool2D(2, stride=(2, -3)), ValueError, esc("AvgPool2D: stride must be >= 1, got (2, -3)")),
+    "maxpool stride 0": (lambda: tc.MaxPool2D(2, stride=0), ValueError,
+                         esc("MaxPool2D: stride must be >= 1, got (0, 0)")),
+    "avgpool stride -3": (lambda: tc.AvgPool2D(2, stride=(2, -3)), ValueError,
+                          esc("AvgPool2D: stride must be >= 1, got (2, -3)")),
     # pooling padding over half the kernel
     "maxpool padding > k/2": (lambda: tc.MaxPool2D(3, padding=2), ValueError,
                               r"MaxPool2D\(kernel_size=\(3, 3\).*padding 2 is more than half the kernel height 3; "
                               + esc("padding must satisfy 2*padding <= kernel_size (here 2*2 = 4 > 3)")),
     "avgpool padding > k/2 (width)": (lambda: tc.AvgPool2D((4, 3), padding=(2, 2)), ValueError,
-                                      r"AvgPool2D\(kernel_size=\(4, 3\).*padding 2 is more than half the kernel width 3"),
-    "dense 0 features": (lambda: tc.Dense(0, 3), ValueError, esc("Dense: in_features must be a positive integer, got 0")),
-    "dense float16 dtype": (lambda: tc.Dense(3, 2, dtype=np.float16), TypeError, esc("Dense: dtype must be float32 or float64, got float16")),
+                                      r"AvgPool2D\(kernel_size=\(4, 3\).*"
+                                      r"padding 2 is more than half the kernel width 3"),
+    "dense 0 features": (lambda: tc.Dense(0, 3), ValueError,
+                         esc("Dense: in_features must be a positive integer, got 0")),
+    "dense float16 dtype": (lambda: tc.Dense(3, 2, dtype=np.float16), TypeError,
+                            esc("Dense: dtype must be float32 or float64, got float16")),
 }
 
 
@@ -317,7 +338,8 @@ def test_non_finite_matches_torch(torch):
         tz = torch.tensor(z, requires_grad=True)
         tloss = F.cross_entropy(tz, torch.tensor(labels))
         tloss.backward()
-        assert np.array_equal(loss, tloss.item(), equal_nan=True) or abs(loss - tloss.item()) <= 1e-12 * abs(loss), (bad, loss, tloss.item())
+        assert (np.array_equal(loss, tloss.item(), equal_nan=True)
+                or abs(loss - tloss.item()) <= 1e-12 * abs(loss)), (bad, loss, tloss.item())
         assert np.allclose(g, tz.grad.numpy(), rtol=1e-12, atol=0, equal_nan=True), (bad, g, tz.grad)
         for pool, tpool in ((tc.MaxPool2D(3, 2, 1), lambda t: F.max_pool2d(t, 3, 2, 1)),
                             (tc.AvgPool2D(3, 2, 1), lambda t: F.avg_pool2d(t, 3, 2, 1))):
@@ -418,7 +440,8 @@ def test_layouts_give_identical_loss(dtype, n, k):
                 fn = tc.SoftmaxCrossEntropy()
                 loss, g = fn(zv, lv), fn.backward(0.7)
                 assert loss == loss0, f"loss with logits {zname}, labels {lname}: {loss!r} != {loss0!r}"
-                assert np.array_equal(g, g0), f"grad with logits {zname}, labels {lname}: differs by {np.abs(g - g0).max():.3e}"
+                assert np.array_equal(g, g0), (
+                    f"grad with logits {zname}, labels {lname}: differs by {np.abs(g - g0).max():.3e}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -264,7 +264,8 @@ META_CASES = {   # name: (change to the metadata, field regex)
     "optimizer type": (_set(["optimizer", "type"], 7), r"^meta\.optimizer\.type$"),
     "optimizer too many arrays": (_set(["optimizer", "exp_avg"], {"__arrays__": 7}), r"^optim/exp_avg/6$"),
     "optimizer ref garbage": (_set(["optimizer", "exp_avg"], {"__arrays__": "4"}), r"^meta\.optimizer\.exp_avg$"),
-    "layer_rngs garbage": (_set(["layer_rngs"], {"0": {"bit_generator": "PCG64", "state": 3}}), r"^meta\.layer_rngs\.0"),
+    "layer_rngs garbage": (_set(["layer_rngs"], {"0": {"bit_generator": "PCG64", "state": 3}}),
+                           r"^meta\.layer_rngs\.0"),
     "layer_rngs key": (_set(["layer_rngs"], {"x": {}}), r"^meta\.layer_rngs\.x$"),
 }
 
@@ -379,7 +380,8 @@ RUN_CASES = {   # change, field regex, for evaluate/predict (resume=False) or on
     "mean wrong length": (_set(["extra", "data", "normalization", "mean"], [1.0, 2.0]), r"normalization\.mean", False),
     "classes not strings": (_set(["extra", "data", "classes"], list(range(10))), r"extra\.data\.classes", False),
     "classes count": (_set(["extra", "data", "classes"], ["a", "b"]), r"extra\.data\.classes", False),
-    "image_shape differs": (_set(["extra", "data", "image_shape"], [1, 4000, 4000]), r"extra\.data\.image_shape", False),
+    "image_shape differs": (_set(["extra", "data", "image_shape"], [1, 4000, 4000]), r"extra\.data\.image_shape",
+                            False),
     "data missing": (_drop(["extra", "data"]), r"^extra\.data$", False),
     "model record name": (_set(["extra", "model", "name"], 5), r"^extra\.model\.name$", False),
     "num_classes string": (_set(["extra", "model", "num_classes"], "10"), r"^extra\.model\.num_classes$", False),
@@ -416,7 +418,8 @@ def test_bad_run_record_is_named(run_ck, tmp_path, case):
 
 
 def test_evaluate_and_predict_refuse_nan_statistics_and_weights(run_ck, tmp_path, capsys):
-    nan_mean = rewrite_meta(run_ck, tmp_path / "m.npz", _set(["extra", "data", "normalization", "mean"], [float("nan")]))
+    nan_mean = rewrite_meta(run_ck, tmp_path / "m.npz",
+                            _set(["extra", "data", "normalization", "mean"], [float("nan")]))
     nan_weight = _replace_array(run_ck, tmp_path / "w.npz", "model/7.weight.npy", _nan_at_0)
     png = tmp_path / "digit.png"
     pytest.importorskip("PIL.Image").fromarray(np.zeros((28, 28), np.uint8)).save(png)

@@ -146,7 +146,7 @@ def residual_configs(draw):
 
 def build_torch_residual(torch, cfg):
     """A one-block network from a drawn configuration: shortcut identity when it can be."""
-    nn, F = torch.nn, torch.nn.functional
+    nn = torch.nn
     c, o, s = cfg["c"], cfg["c_out"], cfg["stride"]
 
     class Block(nn.Module):
@@ -337,12 +337,14 @@ def test_shape_errors_name_the_branch_the_layer_and_the_shapes():
         tc.Sequential(tc.Conv2D(3, 4, 3, rng=rng), Residual(tc.Conv2D(4, 8, 3, padding=1, rng=rng)),
                       input_shape=(3, 8, 8))
     with pytest.raises(tc.ShapeError, match=r"branch 'shortcut', layer 'shortcut.0' \(Conv2D.*\) cannot take "
-                                            r"its per-sample input of shape \(4, 6, 6\): expected 5 input channels, got 4"):
+                                            r"its per-sample input of shape \(4, 6, 6\): "
+                                            r"expected 5 input channels, got 4"):
         tc.Sequential(tc.Conv2D(3, 4, 3, rng=rng),
                       Residual(tc.Conv2D(4, 5, 3, padding=1, rng=rng),
                                shortcut=tc.Sequential(tc.Conv2D(5, 5, 1, rng=rng))), input_shape=(3, 8, 8))
     with pytest.raises(tc.ShapeError, match=r"agree on every axis but the concatenation axis \(dim=1, per-sample "
-                                            r"axis 0\): per-sample shapes branch 0: \(4, 6, 6\), branch 1: \(4, 8, 8\)"):
+                                            r"axis 0\): per-sample shapes branch 0: \(4, 6, 6\), "
+                                            r"branch 1: \(4, 8, 8\)"):
         tc.Sequential(Concat(tc.Conv2D(3, 4, 3, rng=rng), tc.Conv2D(3, 4, 1, rng=rng)), input_shape=(3, 8, 8))
     with pytest.raises(tc.ShapeError, match=r"dim=4 is out of range for the branches' 4-D outputs"):
         tc.Sequential(Concat(tc.ReLU(), dim=4), input_shape=(3, 8, 8))

@@ -647,7 +647,8 @@ def _draw_opt_config(rng, kind):
         dampening = 0.0 if nesterov or rng.random() < 0.4 else float(rng.uniform(0, 0.9))
         return dict(lr=float(rng.uniform(0.01, 0.3)), momentum=momentum, dampening=dampening,
                     weight_decay=float(rng.choice([0.0, rng.uniform(1e-4, 0.1)])), nesterov=nesterov)
-    return dict(lr=float(rng.uniform(1e-3, 3e-2)), betas=(float(rng.uniform(0.5, 0.95)), float(rng.uniform(0.9, 0.9999))),
+    return dict(lr=float(rng.uniform(1e-3, 3e-2)),
+                betas=(float(rng.uniform(0.5, 0.95)), float(rng.uniform(0.9, 0.9999))),
                 eps=float(10.0 ** rng.uniform(-10, -3)), weight_decay=float(rng.choice([0.0, rng.uniform(1e-4, 0.1)])))
 
 

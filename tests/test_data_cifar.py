@@ -107,7 +107,8 @@ def test_wrong_contents(tmp_path):
         for m in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
                   "test_batch", "batches.meta"]}
     cifar_tar(tmp_path / "w.tar.gz", members)
-    with pytest.raises(DataError, match=r"data_batch_1\['data'\] should be a uint8 \(n, 3072\) array, got ndarray uint8 \(2, 100\)"):
+    with pytest.raises(DataError, match=r"data_batch_1\['data'\] should be a uint8 \(n, 3072\) array, "
+                                        r"got ndarray uint8 \(2, 100\)"):
         read_cifar(tmp_path / "w.tar.gz")
     members = {k: py2_style_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]})
                for k in members}

@@ -233,7 +233,8 @@ def test_cli_exports_a_train_checkpoint(embedded, tmp_path, capsys):
 def test_cli_exports_a_save_model_file(tmp_path, capsys):
     require("onnx", "onnx")
     rng = np.random.default_rng(4)
-    model = tc.Sequential(tc.Conv2D(3, 4, 3, rng=rng), tc.ReLU(), tc.AvgPool2D(2), tc.Flatten(), tc.Dense(16, 2, rng=rng))
+    model = tc.Sequential(tc.Conv2D(3, 4, 3, rng=rng), tc.ReLU(), tc.AvgPool2D(2), tc.Flatten(),
+                          tc.Dense(16, 2, rng=rng))
     saved, out = tmp_path / "m.npz", tmp_path / "m.onnx"
     saving.save_model(model, saved)
     assert cli_main(["export", str(saved), str(out)]) == 2           # no input shape recorded yet

@@ -360,7 +360,8 @@ def graph_networks(draw):
             layer, ch = residual(ch, draw(st.integers(1, 3)))
         else:
             widths = [draw(st.integers(1, 3)) for _ in range(draw(st.integers(2, 3)))]
-            branches = [tc.Sequential(conv(ch, w, 1), tc.ReLU()) if i % 2 else conv(ch, w) for i, w in enumerate(widths)]
+            branches = [tc.Sequential(conv(ch, w, 1), tc.ReLU()) if i % 2 else conv(ch, w)
+                        for i, w in enumerate(widths)]
             if draw(st.booleans()):
                 inner, w_inner = residual(ch, ch, stride=1)      # a branch must keep H, W
                 branches.append(inner)

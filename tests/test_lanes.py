@@ -1,5 +1,5 @@
-"""Lanes (the executor's lanes pass, ``tinycnn.fast.passes.lanes``): a batch cut into slices, each run through its own copy of the layers on
-its own thread, must give the result of the uncut batch.
+"""Lanes (the executor's lanes pass, ``tinycnn.fast.passes.lanes``): a batch cut into slices, each run through its own
+copy of the layers on its own thread, must give the result of the uncut batch.
 
 What may differ, and by how much (tests/tolerances.py): per sample, forward is the same arithmetic in
 the same order, so the outputs may differ only where a BLAS call blocks differently for a different
@@ -70,7 +70,8 @@ def _net(rng, dtype, k, stride, padding, pool, act, h):
     return tc.Sequential(*layers)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])   # the fixture's state is the same for every example
+# the fixture's state is the same for every example
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(2, 9), k=st.integers(1, 3), stride=st.integers(1, 2), padding=st.integers(0, 1),
        pool=st.sampled_from([None, "max", "avg"]), act=st.sampled_from(["relu", "sigmoid", "tanh"]),
        seed=st.integers(0, 2**31 - 1))
@@ -96,7 +97,8 @@ def test_cut_batch_gives_the_uncut_result_float64(two_threads, n, k, stride, pad
         assert_rel_close(a, b, TORCH_F64_REL_TOL, f"{name}.grad")
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])   # the fixture's state is the same for every example
+# the fixture's state is the same for every example
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(2, 12), seed=st.integers(0, 2**31 - 1))
 def test_conv_weight_gradient_float32_within_the_split_sum_bound(two_threads, n, seed):
     """One Conv2D: same grad_y both ways, so the only difference is the split of the batch sum."""
@@ -132,7 +134,8 @@ def test_a_fit_in_lanes_follows_the_uncut_trajectory(two_threads):
         data = np.random.default_rng(4)
         x = data.standard_normal((40, 1, 8, 8))
         y = data.integers(0, 3, 40)
-        model.compile(optimizer=tc.SGD(model.parameters(), lr=0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+        model.compile(optimizer=tc.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                      loss="sparse_categorical_crossentropy")
         hist = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
         return hist.history["loss"], model.state_dict()
 
@@ -304,10 +307,12 @@ def _tricky(rng, shape):
     return x
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])   # the fixture's state is the same for every example
+# the fixture's state is the same for every example
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), k=st.integers(2, 3), stride=st.integers(1, 3), padding=st.integers(0, 1),
        dtype=st.sampled_from([np.float32, np.float64]))
-def test_relu_then_maxpool_runs_pool_first_in_lanes_with_the_same_bits(two_threads, monkeypatch, seed, k, stride, padding, dtype):
+def test_relu_then_maxpool_runs_pool_first_in_lanes_with_the_same_bits(two_threads, monkeypatch, seed, k, stride,
+                                                                        padding, dtype):
     """Inside lanes ReLU -> MaxPool2D runs as MaxPool2D -> ReLU: outputs and input gradients must be
     bitwise those of the written order (overlapping windows, padding, ties, NaN, -inf, -0.0)."""
     if padding > k // 2:

@@ -210,7 +210,8 @@ def test_matches_torch_float32_within_derived_bound(torch, case):
         diff = np.abs(np.asarray(ours, np.float64) - np.asarray(theirs, np.float64))
         excess = diff - (np.asarray(bound) + tiny)
         assert excess.size == 0 or excess.max() <= 0, (
-            f"{name} {case} NOT OK: |diff| {diff.max():.3e} exceeds the derived bound (worst excess {excess.max():.3e})")
+            f"{name} {case} NOT OK: |diff| {diff.max():.3e} exceeds the derived bound "
+            f"(worst excess {excess.max():.3e})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,7 +344,8 @@ def test_default_contract_is_unchanged():
 
 
 BAD = [
-    (dict(weight=[1.0, float("nan")]), ValueError, r"SoftmaxCrossEntropy: class weights must be finite and >= 0, got weight\[1\] = .*nan"),
+    (dict(weight=[1.0, float("nan")]), ValueError,
+     r"SoftmaxCrossEntropy: class weights must be finite and >= 0, got weight\[1\] = .*nan"),
     (dict(weight=[1.0, -2.0]), ValueError, r"class weights must be finite and >= 0, got weight\[1\] = .*-2"),
     (dict(weight=[[1.0, 2.0]]), TypeError, r"weight must be a 1-D array of K class weights.*shape \(1, 2\)"),
     (dict(weight=["a", "b"]), TypeError, r"weight must be a 1-D array of K class weights.*dtype"),
@@ -364,15 +366,18 @@ def test_bad_arguments_are_refused(kwargs, err, match):
 
 def test_bad_forward_inputs_are_named():
     z = np.zeros((2, 3))
-    with pytest.raises(ValueError, match=r"SoftmaxCrossEntropy\(weight=\[1, 2\]\): 2 class weights but the logits have K = 3"):
+    with pytest.raises(ValueError, match=r"SoftmaxCrossEntropy\(weight=\[1, 2\]\): "
+                                         r"2 class weights but the logits have K = 3"):
         tc.SoftmaxCrossEntropy(weight=[1.0, 2.0])(z, np.array([0, 1]))
     with pytest.raises(ValueError, match=r"ignore_index=0 applies to class indices only"):
         tc.SoftmaxCrossEntropy(ignore_index=0)(z, np.full((2, 3), 1 / 3))
-    with pytest.raises(ValueError, match=r"label 5 at index 1 is out of range for 3 classes \(valid: 0..2, or ignore_index=-1\)"):
+    with pytest.raises(ValueError, match=r"label 5 at index 1 is out of range for 3 classes "
+                                         r"\(valid: 0..2, or ignore_index=-1\)"):
         tc.SoftmaxCrossEntropy(ignore_index=-1)(z, np.array([-1, 5]))
     with pytest.raises(ValueError, match=r"label 7 at index \(1, 0\) is out of range"):
         tc.SoftmaxCrossEntropy()(np.zeros((2, 3, 2)), np.array([[0, 1], [7, 2]]))
-    with pytest.raises(ValueError, match=r"integer labels must have shape \(2, 4\) \(the logits' shape without the class axis 1\), got \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"integer labels must have shape \(2, 4\) "
+                                         r"\(the logits' shape without the class axis 1\), got \(2, 3\)"):
         tc.SoftmaxCrossEntropy()(np.zeros((2, 3, 4)), np.zeros((2, 3), np.int64))
     with pytest.raises(ValueError, match=r"have no classes \(K = 0\)"):
         tc.SoftmaxCrossEntropy()(np.zeros((2, 0)), np.zeros(2, np.int64))

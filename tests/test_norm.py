@@ -153,7 +153,8 @@ def groupnorm_configs(draw):
     if n * per_group * int(np.prod(spatial)) == 1:       # refused by torch and tinycnn alike (tested below)
         n = 2
     return dict(groups=groups, channels=groups * per_group, n=n, spatial=spatial,
-                affine=draw(st.booleans()), eps=draw(st.sampled_from([1e-5, 0.1])), seed=draw(st.integers(0, 2**32 - 1)))
+                affine=draw(st.booleans()), eps=draw(st.sampled_from([1e-5, 0.1])),
+                seed=draw(st.integers(0, 2**32 - 1)))
 
 
 def layernorm_pair(torch, cfg, dtype=F64):

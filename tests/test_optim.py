@@ -43,7 +43,7 @@ def make_problem(seed, dtype):
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
     grads = []
-    for step in range(STEPS):
+    for _ in range(STEPS):
         scale = 10.0 ** rng.uniform(-3, 1)
         gs = []
         for s in SHAPES:

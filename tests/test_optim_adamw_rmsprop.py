@@ -365,7 +365,8 @@ def test_bad_state_is_refused_and_changes_nothing():
     good = opt.state_dict()
     before = json.dumps({k: v for k, v in good.items() if not isinstance(v, list)})
     cases = [
-        ({**good, "square_avg": [-np.ones(3)]}, ValueError, r"RMSprop.load_state_dict: 'square_avg\[0\]' holds negative"),
+        ({**good, "square_avg": [-np.ones(3)]}, ValueError,
+         r"RMSprop.load_state_dict: 'square_avg\[0\]' holds negative"),
         ({**good, "square_avg": [np.full(3, np.nan)]}, ValueError, r"square_avg\[0\]' holds non-finite"),
         ({**good, "momentum_buffer": [None]}, ValueError, r"'momentum_buffer\[0\]' is None"),
         ({**good, "alpha": float("nan")}, ValueError, r"RMSprop.load_state_dict: alpha must be a finite number"),

@@ -95,7 +95,8 @@ def test_reported_cases():
     ]:
         with pytest.raises(ValueError, match=match):
             make()
-    with pytest.raises(TypeError, match=r"SGD: lr \(learning rate\) must be a number \(int or float\), got '0.1' \(str\)"):
+    with pytest.raises(TypeError, match=r"SGD: lr \(learning rate\) must be a number \(int or float\), "
+                                        r"got '0.1' \(str\)"):
         tc.SGD(params, lr="0.1")
     for p in params:                               # nothing was touched by the refused constructions
         assert np.array_equal(p.data, np.ones(p.data.shape))
@@ -119,10 +120,12 @@ def test_plain_arrays_are_refused_saying_what_to_pass(name):
     with pytest.raises(TypeError, match=rf"{name}: params\[0\] is a plain ndarray of shape \(3,\), not a "
                                         rf"tc.Parameter.*model.parameters\(\)"):
         cls([np.zeros(3), np.zeros(2)], lr=0.1)
-    with pytest.raises(TypeError, match=rf"{name}: params must be a list of Parameters, got a ndarray.*model.parameters"):
+    with pytest.raises(TypeError, match=rf"{name}: params must be a list of Parameters, "
+                                        rf"got a ndarray.*model.parameters"):
         cls(np.zeros(3), lr=0.1)
     model = tc.Sequential(tc.Dense(2, 2))
-    with pytest.raises(TypeError, match=rf"{name}: params must be a list of Parameters, got a Sequential.*model.parameters"):
+    with pytest.raises(TypeError, match=rf"{name}: params must be a list of Parameters, "
+                                        rf"got a Sequential.*model.parameters"):
         cls(model, lr=0.1)
     with pytest.raises(TypeError, match=rf"{name}: params must be a list of Parameters, got a single Parameter"):
         cls(tc.Parameter(np.zeros(2)), lr=0.1)

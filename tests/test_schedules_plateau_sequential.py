@@ -292,7 +292,8 @@ def test_bad_other_argument_is_refused(make, match):
 
 def test_schedules_drive_the_new_optimizers():
     # every schedule sets `lr` on AdamW and RMSprop as on SGD; OneCycleLR cycles AdamW's beta1 and RMSprop's momentum
-    for opt in (tc.AdamW([tc.Parameter(np.zeros(2))], lr=0.01), tc.RMSprop([tc.Parameter(np.zeros(2))], lr=0.01, momentum=0.9)):
+    for opt in (tc.AdamW([tc.Parameter(np.zeros(2))], lr=0.01),
+                tc.RMSprop([tc.Parameter(np.zeros(2))], lr=0.01, momentum=0.9)):
         sched = OneCycleLR(opt, 0.1, 10, cycle_momentum=True)
         sched.step()
         assert opt.lr == sched.get_last_lr()

@@ -114,7 +114,8 @@ def test_default_dim_is_one_as_tinycnns_softmax():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 4, 2))
     np.testing.assert_array_equal(Softmax().forward(x), tc.Softmax().forward(x))
-    assert repr(Softmax()) == "Softmax()" and repr(Softmax(dim=-1)) == "Softmax(dim=-1)" and Softmax().output_shape((4, 2)) == (4, 2)
+    assert (repr(Softmax()) == "Softmax()" and repr(Softmax(dim=-1)) == "Softmax(dim=-1)"
+            and Softmax().output_shape((4, 2)) == (4, 2))
     np.testing.assert_allclose(np.exp(LogSoftmax().forward(x)).sum(axis=1), 1.0, rtol=1e-15)
 
 

@@ -150,7 +150,8 @@ def _measure(n: int = 1_000_000) -> None:
     y_t, dx_t = _torch_tanh(torch, x, g)
     nz = exact != 0
     for who, yy in (("tinycnn", y), ("torch", y_t)):
-        print(f"{who:<8} max |y - tanh x| / (u |tanh x|) = {np.max(np.abs(yy[nz] - exact[nz]) / (u * np.abs(exact[nz]))):.3f}")
+        print(f"{who:<8} max |y - tanh x| / (u |tanh x|) = "
+              f"{np.max(np.abs(yy[nz] - exact[nz]) / (u * np.abs(exact[nz]))):.3f}")
     print(f"forward  max |diff| / bound = {np.max(np.abs(y - y_t) / (tanh_forward_atol(x) + 1e-45)):.3f}")
     print(f"backward max |diff| / bound = {np.max(np.abs(dx - dx_t) / (tanh_backward_atol(x, g) + 1e-45)):.3f}")
 

@@ -441,8 +441,10 @@ def _check_ref(value, field: str, fail):
         return
     if _is_number(value) and math.isfinite(value):
         return
-    fail(field, f"must be a finite number, a boolean, null, a short string or an array reference, got "
-                f"{json.dumps(value)[:80] if not isinstance(value, str) else 'a string of ' + str(len(value)) + ' characters'}")
+    fail(
+        field,
+        f"must be a finite number, a boolean, null, a short string or an array reference, got "
+        f"{json.dumps(value)[:80] if not isinstance(value, str) else 'a string of ' + str(len(value)) + ' characters'}")
 
 
 def _number(state: dict, key: str, field: str, fail, *, low=0.0, high=math.inf, high_open=False,

@@ -339,7 +339,9 @@ def _traced_expression(path, module):
     for node in graph.nodes:
         def arg(a):
             if not isinstance(a, fx.Node):
-                _refuse(path, module, f"its forward uses a constant {a!r} in {node.format_node()}")
+                # arg is only called inside the iteration that defines it, so node is never stale.
+                _refuse(path, module,
+                        f"its forward uses a constant {a!r} in {node.format_node()}")  # noqa: B023
             return env[a.name]
         if node.op == "placeholder":
             if env:

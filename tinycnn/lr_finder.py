@@ -20,8 +20,8 @@ generators (Dropout's): the test is free to run before training.
 Reading the result: the loss stays flat while the rate is too small to matter, falls once the rate
 is useful, and shoots up once it is too large. ``suggestion`` is the rate where the smoothed loss
 falls fastest per decade of rate (the most negative slope d smoothed / d log10(lr), measured over a
-window, before the smoothed loss's minimum; see ``_steepest_descent``), a common choice for SGD; ``lr_at_min_loss / 10`` is the other
-usual rule of thumb. Both are heuristics -- look at the plot. The smoothing lags the raw losses (with
+window, before the smoothed loss's minimum; see ``_steepest_descent``), a common choice for SGD; ``lr_at_min_loss / 10``
+is the other usual rule of thumb. Both are heuristics -- look at the plot. The smoothing lags the raw losses (with
 smooth = 0.98 it averages about the last 50 batches), which moves both to the right of where the
 raw loss turns; more steps per decade of rate (a larger ``num_steps`` or a narrower sweep) or a
 smaller ``smooth`` shorten that lag.

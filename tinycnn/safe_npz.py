@@ -318,7 +318,8 @@ def _parse_npy_header(text: str, name: str) -> tuple[str, bool, tuple]:
         found[m.group(1)] = m.group(2)
         o = m.end()
     if set(found) != {"descr", "fortran_order", "shape"}:
-        raise NpzError(f"member {name!r}: its .npy header lacks {sorted({'descr', 'fortran_order', 'shape'} - set(found))}",
+        raise NpzError(f"member {name!r}: its .npy header lacks "
+                       f"{sorted({'descr', 'fortran_order', 'shape'} - set(found))}",
                        name)
     descr = found["descr"]
     if not descr.startswith("'") or descr[1:-1] not in ALLOWED_DTYPES:

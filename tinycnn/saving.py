@@ -131,7 +131,8 @@ class Arg:
             return _check_int(v, where, 1 if k == "int" else 0)
         if k in ("pair", "ints") or (k in ("shape", "int|pair") and v is not None and not _is_int(v)):
             if not isinstance(v, list) or (k == "pair" and len(v) != 2) or not 1 <= len(v) <= 8:
-                raise ModelFileError(f"{where} must be a list of {'2' if k == 'pair' else '1 to 8'} integers, got {v!r}")
+                raise ModelFileError(f"{where} must be a list of {'2' if k == 'pair' else '1 to 8'} integers, "
+                                     f"got {v!r}")
             return tuple(_check_int(x, f"{where}[{i}]", 0 if k == "pair" else 1) for i, x in enumerate(v))
         if k in ("shape", "int|pair"):
             return None if v is None else _check_int(v, where, 1)
@@ -265,7 +266,8 @@ REGISTRY: dict[str, Entry] = {
     "BatchNorm1D": Entry(args=_NORM, state_size=_norm_size),
     "LayerNorm": Entry(args=(Arg("normalized_shape", "ints"), Arg("eps", "float"),
                              Arg("elementwise_affine", "bool"),
-                             Arg("bias", "bool", get=lambda layer: layer.bias is not None or not layer.elementwise_affine),
+                             Arg("bias", "bool",
+                                 get=lambda layer: layer.bias is not None or not layer.elementwise_affine),
                              _DTYPE),
                        state_size=_layernorm_size),
     "GroupNorm": Entry(args=(Arg("num_groups", "int"), Arg("num_channels", "int"), Arg("eps", "float"),

@@ -522,8 +522,10 @@ class ReduceLROnPlateau:
 
     def _is_better(self, a: float) -> bool:
         if self.mode == "min":
-            return a < self.best * (1.0 - self.threshold) if self.threshold_mode == "rel" else a < self.best - self.threshold
-        return a > self.best * (self.threshold + 1.0) if self.threshold_mode == "rel" else a > self.best + self.threshold
+            return (a < self.best * (1.0 - self.threshold) if self.threshold_mode == "rel"
+                    else a < self.best - self.threshold)
+        return (a > self.best * (self.threshold + 1.0) if self.threshold_mode == "rel"
+                else a > self.best + self.threshold)
 
     def step(self, metric) -> None:
         """Record this epoch's ``metric`` (a number) and cut ``optimizer.lr`` if it has plateaued."""

@@ -169,7 +169,8 @@ def macs_per_sample(layers, input_shape) -> int:
 def _one_stats(r: LayerShape, batch_size: int, itemsize: int, path: str = "") -> LayerStats:
     layer = r.layer
     params = sum(int(p.data.size) for p in layer.parameters())
-    buffers = sum(int(np.size(b)) for b in dict(layer.named_buffers()).values()) if hasattr(layer, "named_buffers") else 0
+    buffers = (sum(int(np.size(b)) for b in dict(layer.named_buffers()).values())
+               if hasattr(layer, "named_buffers") else 0)
     im2col = 0
     if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):
         kh, kw = layer.kernel_size

@@ -316,7 +316,8 @@ def check_record(record, *, where: str = "zoo.check_record", path=None) -> dict:
     width = options.get("width", 32)
     if "width" in options and not (isinstance(width, int) and not isinstance(width, bool)
                                    and 1 <= width <= LIMITS["width"]):
-        _record_fail(where, path, "options.width", f"must be an integer in [1, {LIMITS['width']}], got {str(width)[:40]}")
+        _record_fail(where, path, "options.width",
+                     f"must be an integer in [1, {LIMITS['width']}], got {str(width)[:40]}")
     dropout = options.get("dropout", 0.25)
     if "dropout" in options and not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
                                      and 0 <= dropout < 1):

@@ -112,10 +112,14 @@ def _check_config(path, config) -> None:
         v = config[name]
         ok = isinstance(v, str) if kind is str else (_number(v) and (kind is float or isinstance(v, int)))
         if not ok:
-            raise CheckpointError(path, f"extra.config.{name}", f"must be {'a string' if kind is str else 'an integer' if kind is int else 'a number'}, "
-                                                                f"got {str(v)[:60]!r}")
-    if config["subset"] is not None and not (isinstance(config["subset"], int) and not isinstance(config["subset"], bool)):
-        raise CheckpointError(path, "extra.config.subset", f"must be null or an integer, got {str(config['subset'])[:40]!r}")
+            raise CheckpointError(path, f"extra.config.{name}",
+                                  f"must be "
+                                  f"{'a string' if kind is str else 'an integer' if kind is int else 'a number'}, "
+                                  f"got {str(v)[:60]!r}")
+    if config["subset"] is not None and not (isinstance(config["subset"], int)
+                                             and not isinstance(config["subset"], bool)):
+        raise CheckpointError(path, "extra.config.subset",
+                              f"must be null or an integer, got {str(config['subset'])[:40]!r}")
     size = config["image_size"]
     if size is not None and not (isinstance(size, list) and len(size) == 2
                                  and all(isinstance(d, int) and not isinstance(d, bool) for d in size)):
@@ -146,7 +150,8 @@ def _check_config_used(path, config) -> None:
 def _template_schedule(config: dict, saved: dict):
     """A schedule like the one ``tinycnn train`` builds for ``config`` (its steps from ``saved``)."""
     p = Dense(1, 1, rng=np.random.default_rng(0)).parameters()
-    opt = SGD(p, lr=config["lr"], momentum=0.9, nesterov=True) if config["optimizer"] == "sgd" else Adam(p, lr=config["lr"])
+    opt = (SGD(p, lr=config["lr"], momentum=0.9, nesterov=True) if config["optimizer"] == "sgd"
+           else Adam(p, lr=config["lr"]))
     if config["schedule"] == "cosine":
         return CosineAnnealingLR(opt, T_max=config["epochs"])
     steps = saved.get("total_steps")

@@ -77,7 +77,8 @@ class Dense(Layer):
         rng = np.random.default_rng() if rng is None else rng
         self.weight = Parameter(kaiming_uniform(rng, (self.out_features, self.in_features),
                                                 self.in_features, self.dtype))
-        self.bias = Parameter(kaiming_uniform(rng, (self.out_features,), self.in_features, self.dtype)) if bias else None
+        self.bias = Parameter(kaiming_uniform(rng, (self.out_features,), self.in_features,
+                                              self.dtype)) if bias else None
         self._cache = None
 
     def __repr__(self):
