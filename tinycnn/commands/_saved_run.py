@@ -98,14 +98,22 @@ def _check_data(path, data, model_record, *, need_normalization=True) -> None:
         fail("normalization.std", f"must be > 0 in every channel, got {norm['std']}")
 
 
+# Settings a run of an older tinycnn did not record, with the value that run used.
+OPTIONAL_CONFIG = {"color": None}
+
+
 def _check_config(path, config) -> None:
     if not isinstance(config, dict):
         raise CheckpointError(path, "extra.config", f"must be the run's settings (a JSON object), got "
                                                     f"{type(config).__name__}")
     names = [f.name for f in fields(cfg.Config)]
+    config = {**OPTIONAL_CONFIG, **config}           # settings added later: a run written before has none
     missing = [n for n in names if n not in config]
     if missing:
         raise CheckpointError(path, f"extra.config.{missing[0]}", "missing")
+    color = config["color"]
+    if color not in (None, "L", "RGB"):
+        raise CheckpointError(path, "extra.config.color", f"must be null, \"L\" or \"RGB\", got {str(color)[:40]!r}")
     kinds = {"dataset": str, "model": str, "optimizer": str, "schedule": str, "augment": str,
              "epochs": int, "batch_size": int, "seed": int, "lr": float, "weight_decay": float, "val_split": float}
     for name, kind in kinds.items():
