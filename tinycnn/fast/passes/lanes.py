@@ -26,7 +26,7 @@ its rows. A layer the executor cannot vouch for runs uncut.
 What this pass decides is the rule, applied per call (it depends on the batch): ``lane_count``.
 A lane must carry enough work to pay for the joins and for the lanes' Python code taking turns on
 the GIL (~0.5-1 ms per step in all): at least ``MIN_LANE_BATCH`` images and ``MIN_LANE_MACS``
-forward multiply-adds (benchmarks/PERFORMANCE.md, 'Batch lanes across threads': the seed CNN, 5.1 M
+forward multiply-adds (benchmarks/PERFORMANCE.md, 'Batch lanes': the seed CNN, 5.1 M
 multiply-adds per image, gains from 8 images per lane on; a 0.45 M network loses at 16).
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 What it changes: ``cfg.alloc = memory.RECYCLED`` (default ``memory.FRESH``, plain ``np.empty``).
 Large arrays from ``np.empty`` come fresh from the operating system page by page on every step;
 recycled ones are reused once nothing references them (``tinycnn.fast.memory``). Measured:
-benchmarks/PERFORMANCE.md, 'Memory planning'.
+benchmarks/PERFORMANCE.md, 'Recycled output arrays and memory planning'.
 """
 from __future__ import annotations
 

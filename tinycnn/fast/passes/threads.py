@@ -5,7 +5,7 @@ What it changes: ``cfg.split_products``. With it, every matrix multiply goes thr
 core the next kernel needs) and every kernel through ``kernels.launch`` (its serial twin for work
 under 2^18 elements, where starting threads costs more than it gains). Without it, products are one
 ``np.matmul`` call (BLAS's own threads) and kernels always start Numba's threads. Measured:
-benchmarks/PERFORMANCE.md, 'Split matrix multiply' and 'Serial twins for small kernels'.
+benchmarks/PERFORMANCE.md, 'Split matrix multiply' and 'Serial twins and the parallel-launch threshold'.
 """
 from __future__ import annotations
 
