@@ -631,3 +631,45 @@ def test_save_and_load_keep_the_new_arguments(tmp_path):
     assert [repr(a) for a in back.layers] == [repr(b) for b in model.layers]
     x = rng.standard_normal((2, 2, 9, 9)).astype(F32)
     np.testing.assert_array_equal(back(x), model(x))
+
+
+EXPORTABLE = {
+    "grouped dilated 'same' conv, even kernel": (
+        lambda r: [tc.Conv2D(4, 6, (2, 3), padding="same", dilation=(2, 1), groups=2, rng=r)], (4, 7, 6)),
+    "depthwise conv": (lambda r: [tc.Conv2D(3, 3, 3, stride=2, padding=1, groups=3, bias=False, rng=r)], (3, 7, 6)),
+    "'valid' conv": (lambda r: [tc.Conv2D(2, 2, 3, padding="valid", rng=r)], (2, 5, 5)),
+    "dilated max pool": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.MaxPool2D(3, stride=2, padding=1, dilation=2)], (2, 9, 8)),
+    "ceil-mode max pool": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.MaxPool2D(2, ceil_mode=True)], (2, 7, 6)),
+    "avg pool without the padding": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.AvgPool2D(3, stride=2, padding=1, count_include_pad=False)],
+                                     (2, 7, 6)),
+    "avg pool with divisor_override": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.AvgPool2D(2, padding=1, divisor_override=3)], (2, 7, 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTABLE))
+def test_new_arguments_export_to_onnx(name):
+    """Exported in float64 and run by onnx.reference (float64): equal to tinycnn's forward (1e-10). (A
+    1x1 conv before each pool: a network without parameters exports as a float32 graph.)"""
+    import json
+
+    from optional_packages import require
+    from tinycnn import export, saving
+    require("onnx", "onnx")
+    from onnx.reference import ReferenceEvaluator
+    factory, shape = EXPORTABLE[name]
+    rng = np.random.default_rng(4)
+    model = tc.Sequential(*factory(rng), input_shape=shape)
+    tree = json.loads(json.dumps(saving.architecture(model)).replace('"float32"', '"float64"'))
+    model64 = saving.from_architecture(tree)
+    model64.load_state_dict({k: rng.standard_normal(v.shape) for k, v in model.state_dict().items()})
+    x = rng.standard_normal((2, *shape))
+    y = ReferenceEvaluator(export.build_onnx(model64)).run(None, {"input": x})[0]
+    assert_rel_close(y, model64(x), TORCH_F64_REL_TOL, name)
+
+
+def test_ceil_mode_average_pool_with_partial_windows_is_refused_by_the_exporter():
+    from tinycnn import export
+    from tinycnn.export import ExportError
+    model = tc.Sequential(tc.AvgPool2D(2, ceil_mode=True), input_shape=(1, 5, 5))
+    with pytest.raises(ExportError, match=r"layer 0 \(AvgPool2D\(.*ceil_mode=True\)\) cannot be exported: ceil_mode"):
+        export.build_onnx(model)
