@@ -673,3 +673,27 @@ def test_ceil_mode_average_pool_with_partial_windows_is_refused_by_the_exporter(
     model = tc.Sequential(tc.AvgPool2D(2, ceil_mode=True), input_shape=(1, 5, 5))
     with pytest.raises(ExportError, match=r"layer 0 \(AvgPool2D\(.*ceil_mode=True\)\) cannot be exported: ceil_mode"):
         export.build_onnx(model)
+
+
+def test_to_torch_module_carries_the_new_arguments(torch):
+    """interop.to_torch_module builds nn modules with the same groups, dilation, padding and pooling
+    options: the same state-dict keys and shapes, the same forward (float64)."""
+    from tinycnn.interop import to_torch_module
+    rng = np.random.default_rng(8)
+    model = tc.Sequential(tc.Conv2D(4, 6, (2, 3), padding="same", dilation=(2, 1), groups=2, dtype=F64, rng=rng),
+                          tc.MaxPool2D(3, stride=2, padding=1, dilation=2, ceil_mode=True),
+                          tc.AvgPool2D(2, stride=1, padding=1, ceil_mode=True, count_include_pad=False,
+                                       divisor_override=None),
+                          tc.AvgPool2D(2, divisor_override=3), input_shape=(4, 11, 10))
+    theirs = to_torch_module(model).double()
+    assert {k: tuple(v.shape) for k, v in theirs.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()}
+    conv, maxpool, avg1, avg2 = theirs
+    assert (conv.groups, conv.dilation, conv.padding) == (2, (2, 1), "same")
+    assert (maxpool.dilation, maxpool.ceil_mode) == ((2, 2), True)
+    assert (avg1.ceil_mode, avg1.count_include_pad, avg2.divisor_override) == (True, False, 3)
+    with torch.no_grad():
+        for k, v in theirs.state_dict().items():
+            v.copy_(torch.from_numpy(model.state_dict()[k]))
+        x = rng.standard_normal((2, 4, 11, 10))
+        assert_rel_close(model(x), theirs(torch.from_numpy(x)).numpy(), TORCH_F64_REL_TOL, "to_torch forward")
