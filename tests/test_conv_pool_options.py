@@ -697,3 +697,83 @@ def test_to_torch_module_carries_the_new_arguments(torch):
             v.copy_(torch.from_numpy(model.state_dict()[k]))
         x = rng.standard_normal((2, 4, 11, 10))
         assert_rel_close(model(x), theirs(torch.from_numpy(x)).numpy(), TORCH_F64_REL_TOL, "to_torch forward")
+
+
+def test_new_arguments_run_in_onnxruntime_layer_by_layer(tmp_path):
+    """float32 through onnxruntime (graph optimisations off): each layer, fed the runtime's output of
+    the layer before, within that layer's float32 bound (tolerances.layer_forward_atol); the output
+    within the propagated bound (network_forward_atol)."""
+    from optional_packages import require
+    from tolerances import assert_within, layer_forward_atol, network_forward_atol
+
+    from tinycnn import export
+    ort = require("onnxruntime", "onnx")
+    rng = np.random.default_rng(9)
+    model = tc.Sequential(tc.Conv2D(3, 6, (2, 3), padding="same", dilation=(2, 1), groups=3, rng=rng), tc.ReLU(),
+                          tc.MaxPool2D(3, stride=2, padding=1, dilation=2),
+                          tc.Conv2D(6, 6, 3, padding="valid", groups=6, rng=rng),
+                          tc.AvgPool2D(2, padding=1, count_include_pad=False),
+                          tc.AvgPool2D(2, stride=1, divisor_override=3), input_shape=(3, 13, 12)).eval()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(export.build_onnx(model, layer_outputs=True).SerializeToString())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((4, 3, 13, 12)).astype(F32)
+    outs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))
+    layer_in = x
+    for i, layer in enumerate(model.layers):
+        theirs = outs[f"layer.{i}"]
+        assert theirs.shape == np.asarray(layer.forward(layer_in)).shape
+        assert_within(theirs, layer.forward(layer_in), layer_forward_atol(layer, layer_in), name=f"layer {i} {layer!r}")
+        layer_in = theirs
+    assert_within(outs["output"], model(x), network_forward_atol(model.layers, x), name="output")
+
+
+_NO_JIT_SCRIPT = """
+import sys
+import numba, numpy as np
+sys.path.insert(0, sys.argv[1])                      # tests/: for the tolerance table
+from tolerances import assert_close_reduction
+from tinycnn import kernels as K
+assert numba.config.DISABLE_JIT
+f64 = np.float64
+rng = np.random.default_rng(3)
+x = rng.standard_normal((2, 3, 9, 8))
+conv = (3, 2, 2, 1, 2, 0, 2, 3, 1, 1)                # kh kw sh sw pt pl dh dw pb pr
+cols = K.im2col(x, *conv)
+assert np.array_equal(cols, K.im2col_reference(x, *conv))
+c = rng.standard_normal(cols.shape)
+assert_close_reduction(K.col2im(c, *x.shape, *conv), K.col2im_reference(c, *x.shape, *conv), 6, f64,
+                       K.col2im_reference(np.abs(c), *x.shape, *conv), name="col2im")
+pool = (3, 2, 2, 2, 1, 1)
+y, am = K.maxpool2d_forward(x, *pool, None, None, 2, 1, True)
+y_r, am_r = K.maxpool2d_forward_reference(x, *pool, None, None, 2, 1, True)
+assert np.array_equal(y, y_r) and np.array_equal(am, am_r)
+g = rng.standard_normal(y.shape)
+assert_close_reduction(K.maxpool2d_backward(g, am, 9, 8), K.maxpool2d_backward_reference(g, am, 9, 8), 6, f64,
+                       K.maxpool2d_backward_reference(np.abs(g), am, 9, 8), name="maxpool backward")
+for opts in ((True, False, 0), (True, True, 0), (False, True, 5)):
+    ya = K.avgpool2d_forward(x, *pool, *opts)
+    assert_close_reduction(ya, K.avgpool2d_forward_reference(x, *pool, *opts), 7, f64,
+                           K.avgpool2d_forward_reference(np.abs(x), *pool, *opts), name="avgpool forward")
+    g = rng.standard_normal(ya.shape)
+    assert_close_reduction(K.avgpool2d_backward(g, 9, 8, *pool, *opts),
+                           K.avgpool2d_backward_reference(g, 9, 8, *pool, *opts), 7, f64,
+                           K.avgpool2d_backward_reference(np.abs(g), 9, 8, *pool, *opts), name="avgpool backward")
+print("NO-JIT OK")
+"""
+
+
+def test_new_parameters_run_without_the_jit():
+    """Under NUMBA_DISABLE_JIT=1 the extended kernels run as plain Python and agree with their
+    references (im2col and max pooling exactly, the sums within 2 gamma_n S: n = KH*KW = 6 terms,
+    +1 for the average's division)."""
+    import os
+    import subprocess
+    import sys
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, "-c", _NO_JIT_SCRIPT, tests_dir],
+                          env=dict(os.environ, NUMBA_DISABLE_JIT="1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "NO-JIT OK" in done.stdout, done.stderr
