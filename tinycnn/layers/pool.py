@@ -63,12 +63,11 @@ def _flag(value, name: str, owner: str) -> bool:
 class _Pool2D(Layer):
     kind = "Pool2D"
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         name = self.kind
         self.kernel_size = pair(kernel_size, "kernel_size", name, minimum=1)
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", name, minimum=1)
         self.padding = pair(padding, "padding", name, minimum=0)
-        self._dilation = pair(dilation, "dilation", name, minimum=1)
         self.ceil_mode = _flag(ceil_mode, "ceil_mode", name)
         for axis, k, p in zip(("height", "width"), self.kernel_size, self.padding):
             if 2 * p > k:
@@ -88,7 +87,8 @@ class _Pool2D(Layer):
     def output_shape(self, in_shape):
         """(C, H, W) -> (C, OH, OW)."""
         c, h, w = in_shape
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self._dilation
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        dh, dw = getattr(self, "dilation", (1, 1))          # MaxPool2D's; average pooling has none
         if not self.ceil_mode:
             return (c, output_size_or_raise(repr(self), "height", h, kh, sh, ph, dh),
                     output_size_or_raise(repr(self), "width", w, kw, sw, pw, dw))
@@ -130,12 +130,13 @@ class MaxPool2D(_Pool2D):
     """Max pooling; ``dilation`` and ``ceil_mode`` as in ``torch.nn.MaxPool2d``."""
     kind = "MaxPool2D"
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
-        self.dilation = self._dilation
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
+        # (ceil_mode keyword-only: torch's fifth positional argument is return_indices)
+        self.dilation = pair(dilation, "dilation", self.kind, minimum=1)
+        super().__init__(kernel_size, stride, padding, ceil_mode)
 
     def _extra_repr(self) -> str:
-        return (f", dilation={self._dilation}" if self._dilation != (1, 1) else "") + super()._extra_repr()
+        return (f", dilation={self.dilation}" if self.dilation != (1, 1) else "") + super()._extra_repr()
 
     def forward(self, x):
         """x: (N, C, H, W) -> y: (N, C, OH, OW); or (C, H, W) -> (C, OH, OW)."""
@@ -160,7 +161,7 @@ class AvgPool2D(_Pool2D):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
-        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = _flag(count_include_pad, "count_include_pad", self.kind)
         if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral)
                                              or isinstance(divisor_override, bool) or divisor_override < 1):
