@@ -560,8 +560,10 @@ class _Node:
     (tc.Conv2D(2, 2, 3, padding=(1, 0), stride=2), ConvOp),
     (tc.Conv2D(2, 2, 3, groups=2), PlainOp),
     (tc.Conv2D(2, 2, 3, dilation=2), PlainOp),
-    (tc.Conv2D(2, 2, 3, padding="same"), PlainOp),
-    (tc.Conv2D(2, 2, 3, padding="valid"), PlainOp),
+    (tc.Conv2D(2, 2, 3, padding="same"), ConvOp),                # symmetric: 1 before, 1 after
+    (tc.Conv2D(2, 2, (3, 5), padding="valid"), ConvOp),
+    (tc.Conv2D(2, 2, (3, 2), padding="same"), PlainOp),           # even width: 0 before, 1 after
+    (tc.Conv2D(2, 2, 3, padding="same", dilation=2), PlainOp),
     (tc.MaxPool2D(2), MaxPoolOp),
     (tc.MaxPool2D(3, 2, 1), MaxPoolOp),
     (tc.MaxPool2D(2, dilation=2), PlainOp),

@@ -5,10 +5,10 @@ layer (a user's too), which runs the layer's own code.
                                so it runs its own (plain) code; and only for the configurations
                                the fast op implements (``implements``), else PlainOp
 
-The fast ops implement Conv2D with groups 1, dilation 1 and integer (symmetric) padding, MaxPool2D
-without dilation or ceil_mode, AvgPool2D without ceil_mode, with count_include_pad and without
-divisor_override. Every other configuration runs the layer's plain code: correct everywhere, fast
-where it was fast.
+The fast ops implement Conv2D with groups 1, dilation 1 and symmetric padding (numbers, 'valid',
+or 'same' with odd kernels), MaxPool2D without dilation or ceil_mode, AvgPool2D without ceil_mode,
+with count_include_pad and without divisor_override. Every other configuration runs the layer's
+plain code: correct everywhere, fast where it was fast.
 """
 from __future__ import annotations
 
@@ -26,8 +26,11 @@ FAST_OPS = {Conv2D: ConvOp, MaxPool2D: MaxPoolOp, ReLU: ReLUOp, Dense: DenseOp, 
 
 
 def _conv_is_plain_geometry(layer) -> bool:
+    """groups 1, dilation 1, the same padding before and after on each axis (numbers, 'valid', or
+    'same' with an odd kernel)."""
+    (top, bottom), (left, right) = layer.padding_amounts
     return (getattr(layer, "groups", 1) == 1 and tuple(getattr(layer, "dilation", (1, 1))) == (1, 1)
-            and isinstance(layer.padding, tuple))
+            and top == bottom and left == right)
 
 
 def _maxpool_is_plain_geometry(layer) -> bool:
