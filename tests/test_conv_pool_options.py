@@ -26,14 +26,20 @@ import numpy as np
 import pytest
 from hypothesis import find, given
 from hypothesis import strategies as st
+from tolerances import (
+    ADJOINT_REL_TOL,
+    FD_REL_TOL,
+    TORCH_F64_REL_TOL,
+    assert_close_reduction,
+    assert_rel_close,
+    reduction_atol,
+)
 
 import tinycnn as tc
 from tinycnn import fast
 from tinycnn import kernels as K
 from tinycnn.fast.ops import AvgPoolOp, ConvOp, MaxPoolOp, PlainOp, make_op
 from tinycnn.gradcheck import adjoint_check, check_layer, distinct_values
-from tolerances import (ADJOINT_REL_TOL, FD_REL_TOL, TORCH_F64_REL_TOL, assert_close_reduction,
-                        assert_rel_close, reduction_atol)
 
 F32, F64 = np.float32, np.float64
 SEEDS = st.integers(0, 2**32 - 1)
@@ -640,11 +646,14 @@ EXPORTABLE = {
         lambda r: [tc.Conv2D(4, 6, (2, 3), padding="same", dilation=(2, 1), groups=2, rng=r)], (4, 7, 6)),
     "depthwise conv": (lambda r: [tc.Conv2D(3, 3, 3, stride=2, padding=1, groups=3, bias=False, rng=r)], (3, 7, 6)),
     "'valid' conv": (lambda r: [tc.Conv2D(2, 2, 3, padding="valid", rng=r)], (2, 5, 5)),
-    "dilated max pool": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.MaxPool2D(3, stride=2, padding=1, dilation=2)], (2, 9, 8)),
+    "dilated max pool": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.MaxPool2D(3, stride=2, padding=1, dilation=2)],
+                         (2, 9, 8)),
     "ceil-mode max pool": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.MaxPool2D(2, ceil_mode=True)], (2, 7, 6)),
-    "avg pool without the padding": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.AvgPool2D(3, stride=2, padding=1, count_include_pad=False)],
-                                     (2, 7, 6)),
-    "avg pool with divisor_override": (lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.AvgPool2D(2, padding=1, divisor_override=3)], (2, 7, 6)),
+    "avg pool without the padding": (
+        lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.AvgPool2D(3, stride=2, padding=1, count_include_pad=False)],
+        (2, 7, 6)),
+    "avg pool with divisor_override": (
+        lambda r: [tc.Conv2D(2, 2, 1, rng=r), tc.AvgPool2D(2, padding=1, divisor_override=3)], (2, 7, 6)),
 }
 
 
@@ -655,6 +664,7 @@ def test_new_arguments_export_to_onnx(name):
     import json
 
     from optional_packages import require
+
     from tinycnn import export, saving
     require("onnx", "onnx")
     from onnx.reference import ReferenceEvaluator

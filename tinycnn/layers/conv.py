@@ -39,8 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
-from .base import (Layer, Parameter, check_image_input, float_dtype, kaiming_uniform, pair, positive_int,
-                   unbatch)
+from .base import Layer, Parameter, check_image_input, float_dtype, kaiming_uniform, pair, positive_int, unbatch
 
 
 @dataclass
