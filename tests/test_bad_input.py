@@ -43,8 +43,9 @@ def esc(text):
 
 BAD_FORWARD = {
     # wrong number of dimensions
-    "conv 3-D input": (lambda: conv(3, 4, 3)(np.zeros((3, 8, 8), F32)), ValueError,
-                       r"Conv2D\(3, 4.*expected a 4-D input \(N, C, H, W\), got 3-D input of shape \(3, 8, 8\)"),
+    # (a 3-D (C, H, W) input is one unbatched image, as in torch: tests/test_conv_pool_options.py)
+    "conv 2-D input": (lambda: conv(3, 4, 3)(np.zeros((8, 8), F32)), ValueError,
+                       r"Conv2D\(3, 4.*expected a 4-D input \(N, C, H, W\), got 2-D input of shape \(8, 8\)"),
     "maxpool 5-D input": (lambda: tc.MaxPool2D(2)(np.zeros((1, 2, 3, 8, 8), F32)), ValueError,
                           r"MaxPool2D\(.*expected a 4-D input \(N, C, H, W\), "
                           r"got 5-D input of shape \(1, 2, 3, 8, 8\)"),

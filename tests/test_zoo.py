@@ -268,3 +268,43 @@ def test_resnet20_learns_a_small_batch(one_thread):
         model.backward(loss_fn.backward())
         opt.step()
     assert losses[-1] < 0.25 * losses[0], losses
+
+
+def test_mobilenet_structure_parameter_count_and_torch_forward(torch):
+    """The depthwise-separable network, counted by hand: stem conv 3->32 (no bias) + BN; seven blocks of
+    a depthwise 3x3 conv (9 weights per channel, no bias) + BN and a pointwise 1x1 conv + BN; Dense(512 -> 10).
+    Its float64 twin (the same architecture and weights) equals a torch module tree written out here."""
+    model = zoo.build("mobilenet", (3, 32, 32), 10, rng())
+    bn = lambda c: 2 * c                                        # noqa: E731
+    block = lambda cin, cout: 9 * cin + bn(cin) + cin * cout + bn(cout)   # noqa: E731
+    widths = [(32, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512)]
+    expected = conv(3, 32, bias=False) + bn(32) + sum(block(a, b) for a, b in widths) + dense(512, 10)
+    assert n_params(model) == expected == 543_050
+    depthwise = [lay for lay in model.layers if type(lay).__name__ == "Conv2D" and lay.groups > 1]
+    assert [(d.in_channels, d.groups, d.stride) for d in depthwise] == [
+        (c, c, (s, s)) for c, s in zip([32, 64, 128, 128, 256, 256, 512], [1, 2, 1, 2, 1, 2, 1])]
+    assert [r.out_shape for r in model.build((3, 32, 32))][-3:] == [(512, 1, 1), (512,), (10,)]
+    assert zoo.MODELS["mobilenet"].recipe.optimizer == "sgd"
+
+    from tinycnn.saving import architecture, from_architecture
+    small = zoo.build("mobilenet", (3, 16, 16), 5, rng(1), width=2)
+    spec = architecture(small)
+    for node in spec["children"]:
+        if "dtype" in node.get("args", {}):
+            node["args"]["dtype"] = "float64"
+    small64 = from_architecture(spec)
+    small64.load_state_dict({k: v.astype(np.float64) for k, v in small.state_dict().items()})
+    nn = torch.nn
+    layers = [nn.Conv2d(3, 2, 3, padding=1, bias=False), nn.BatchNorm2d(2), nn.ReLU()]
+    for cin, cout, s in [(2, 4, 1), (4, 8, 2), (8, 8, 1), (8, 16, 2), (16, 16, 1), (16, 32, 2), (32, 32, 1)]:
+        layers += [nn.Conv2d(cin, cin, 3, stride=s, padding=1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                   nn.ReLU(), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+    theirs = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 5)).double()
+    assert sorted(theirs.state_dict()) == sorted(small64.state_dict())
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in small64.state_dict().items()})
+    x = rng(2).standard_normal((3, 3, 16, 16))
+    for mode in ("train", "eval"):
+        getattr(theirs, mode)(), getattr(small64, mode)()
+        with torch.no_grad():
+            want = theirs(torch.from_numpy(x)).numpy()
+        assert_rel_close(small64(x), want, TORCH_F64_REL_TOL, f"mobilenet forward ({mode})")

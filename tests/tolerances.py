@@ -344,12 +344,27 @@ def assert_within(actual, expected, bound, name="tensor"):
 # Forward passes in float32 by two implementations (tinycnn and an ONNX runtime), eval mode.
 # ----------------------------------------------------------------------------------------------
 
+def _conv_options(layer) -> dict:
+    """A Conv2D's dilation and groups as keyword arguments (none for a Conv2D without them)."""
+    return {name: getattr(layer, name) for name in ("dilation", "groups") if hasattr(layer, name)}
+
+
+def _same_pool(layer):
+    """A fresh pooling layer with ``layer``'s settings, every option included."""
+    import tinycnn as tc
+    options = {name: getattr(layer, name) for name in ("dilation", "ceil_mode", "count_include_pad",
+                                                       "divisor_override") if hasattr(layer, name)}
+    return type(layer)(layer.kernel_size, layer.stride, layer.padding, **options) if isinstance(
+        layer, (tc.MaxPool2D, tc.AvgPool2D)) else None
+
+
 def _float64_copy(layer, abs_weights=False):
     """A float64 Conv2D / Dense with the layer's weights (or |W| and no bias, for sums of |terms|)."""
     import tinycnn as tc
     if isinstance(layer, tc.Conv2D):
         new = tc.Conv2D(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                        bias=layer.bias is not None and not abs_weights, dtype=np.float64)
+                        bias=layer.bias is not None and not abs_weights, dtype=np.float64,
+                        **_conv_options(layer))
     else:
         new = tc.Dense(layer.in_features, layer.out_features, bias=layer.bias is not None and not abs_weights,
                        dtype=np.float64)
@@ -371,7 +386,7 @@ def _rounding_and_exact(layer, v, dtype):
             abs_sum += b.reshape(1, -1, 1, 1) if isinstance(layer, tc.Conv2D) else b
         return np.array(_float64_copy(layer).forward(v)), gamma(n, dtype) * abs_sum
     if isinstance(layer, tc.AvgPool2D):
-        pool = tc.AvgPool2D(layer.kernel_size, layer.stride, layer.padding)
+        pool = _same_pool(layer)
         k = layer.kernel_size[0] * layer.kernel_size[1]                 # k terms, then one divide
         return np.array(pool.forward(v)), gamma(k + 1, dtype) * np.array(pool.forward(np.abs(v)))
     if isinstance(layer, tc.BatchNorm2D):
@@ -386,7 +401,7 @@ def _rounding_and_exact(layer, v, dtype):
         one_side = batchnorm_atol(v, np.zeros_like(v), gam, bet, layer.eps, dtype, running=(mu, var))["y"] / 2
         return y, one_side
     if isinstance(layer, tc.MaxPool2D):
-        return np.array(tc.MaxPool2D(layer.kernel_size, layer.stride, layer.padding).forward(v)), None
+        return np.array(_same_pool(layer).forward(v)), None
     if isinstance(layer, tc.ReLU):
         return np.maximum(v, 0), None
     if isinstance(layer, tc.Flatten):
@@ -425,9 +440,9 @@ def network_forward_atol(layers, x, dtype=np.float32):
         if isinstance(layer, (tc.Conv2D, tc.Dense)):
             e = np.array(_float64_copy(layer, abs_weights=True).forward(e))
         elif isinstance(layer, tc.MaxPool2D):
-            e = np.array(tc.MaxPool2D(layer.kernel_size, layer.stride, layer.padding).forward(e))
+            e = np.array(_same_pool(layer).forward(e))
         elif isinstance(layer, tc.AvgPool2D):
-            e = np.array(tc.AvgPool2D(layer.kernel_size, layer.stride, layer.padding).forward(e))
+            e = np.array(_same_pool(layer).forward(e))
         elif isinstance(layer, tc.BatchNorm2D):
             gam = np.ones(layer.num_features) if layer.weight is None else layer.weight.data.astype(np.float64)
             a = np.abs(gam / np.sqrt(layer.running_var.astype(np.float64) + layer.eps))

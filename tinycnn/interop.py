@@ -11,9 +11,11 @@ moving weights is a copy, never a reshape::
 
 Layer correspondence (looked up by class name, so layers added later need no import here):
 
-    Conv2D      <-> nn.Conv2d      (dilation 1, groups 1, zero padding)
-    MaxPool2D   <-> nn.MaxPool2d   (dilation 1, floor mode)
-    AvgPool2D   <-> nn.AvgPool2d   (count_include_pad=True, floor mode, no divisor_override)
+    Conv2D      <-> nn.Conv2d      (to torch: every option; from torch: dilation 1, groups 1,
+                                    numeric zero padding)
+    MaxPool2D   <-> nn.MaxPool2d   (to torch: every option; from torch: dilation 1, floor mode)
+    AvgPool2D   <-> nn.AvgPool2d   (to torch: every option; from torch: count_include_pad=True, floor
+                                    mode, no divisor_override)
     Dense       <-> nn.Linear       Flatten <-> nn.Flatten (start_dim 1, end_dim -1)
     ReLU, Sigmoid, Tanh <-> nn.ReLU, nn.Sigmoid, nn.Tanh      Softmax <-> nn.Softmax(dim=1)
     Dropout     <-> nn.Dropout     (each side draws its own masks: equal outputs in eval mode only)
@@ -83,7 +85,8 @@ def load_torch_state_dict(model, state) -> None:
 
 def _conv_to_torch(nn, layer):
     return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                     padding=layer.padding, bias=layer.bias is not None)
+                     padding=layer.padding, dilation=getattr(layer, "dilation", 1), groups=getattr(layer, "groups", 1),
+                     bias=layer.bias is not None)
 
 
 def _batchnorm_to_torch(nn, layer):
@@ -93,9 +96,13 @@ def _batchnorm_to_torch(nn, layer):
 
 _TO_TORCH = {
     "Conv2D": _conv_to_torch,
-    "MaxPool2D": lambda nn, lay: nn.MaxPool2d(lay.kernel_size, stride=lay.stride, padding=lay.padding),
+    "MaxPool2D": lambda nn, lay: nn.MaxPool2d(lay.kernel_size, stride=lay.stride, padding=lay.padding,
+                                            dilation=getattr(lay, "dilation", 1),
+                                            ceil_mode=getattr(lay, "ceil_mode", False)),
     "AvgPool2D": lambda nn, lay: nn.AvgPool2d(lay.kernel_size, stride=lay.stride, padding=lay.padding,
-                                            count_include_pad=True),
+                                            ceil_mode=getattr(lay, "ceil_mode", False),
+                                            count_include_pad=getattr(lay, "count_include_pad", True),
+                                            divisor_override=getattr(lay, "divisor_override", None)),
     "ReLU": lambda nn, lay: nn.ReLU(),
     "Sigmoid": lambda nn, lay: nn.Sigmoid(),
     "Tanh": lambda nn, lay: nn.Tanh(),

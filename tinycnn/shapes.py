@@ -155,7 +155,8 @@ def _macs(layer, r: LayerShape) -> int:
                    if not _is_container(rec.layer))
     if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):      # Conv2D
         kh, kw = layer.kernel_size
-        return int(np.prod(r.out_shape)) * layer.in_channels * kh * kw        # O*OH*OW * C*KH*KW
+        cg = layer.in_channels // getattr(layer, "groups", 1)                 # channels each filter sees
+        return int(np.prod(r.out_shape)) * cg * kh * kw                       # O*OH*OW * (C/G)*KH*KW
     if isinstance(layer, Dense):
         return layer.in_features * layer.out_features
     return 0

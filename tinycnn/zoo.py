@@ -18,6 +18,9 @@ draws the initial weights (and Dropout's masks, from a generator spawned from it
                 residual blocks (16, 32, 64 channels), global average pooling, Dense(64 -> K);
                 projection (option B) shortcuts where the shape changes. On 3x32x32: 272,474 parameters
                 (K = 10), 40.8 M MACs/image.
+``mobilenet``   MobileNet-style (see ``mobilenet``): a 3x3 conv, seven depthwise-separable blocks
+                (depthwise 3x3 with ``groups=channels``, then pointwise 1x1; widths 64 to 512, three
+                with stride 2), global average pooling, Dense(512 -> K).
 
 Each entry also carries the training recipe it was tuned with (``MODELS[name].recipe``: optimizer,
 learning rate, schedule, epochs, batch size, weight decay); ``tinycnn train`` uses it for every option
@@ -238,6 +241,46 @@ def resnet20(input_shape, num_classes, rng, width: int = 16, *, _max_dense=None)
         raise ValueError(f"zoo.resnet20: images of shape {shape} (C, H, W) do not fit this network:\n{err}") from None
 
 
+def _separable(c_in: int, c_out: int, stride: int, rng) -> list:
+    """A depthwise-separable block: a depthwise 3x3 conv (one filter per channel, ``groups=c_in``), then
+    a pointwise 1x1 conv mixing the channels, each followed by BatchNorm2D and ReLU::
+
+        Conv 3x3 (c_in -> c_in, groups c_in, stride s, pad 1), BN, ReLU      9*c_in weights
+        Conv 1x1 (c_in -> c_out), BN, ReLU                                  c_in*c_out weights
+
+    against 9*c_in*c_out for one full 3x3 conv (Howard et al., "MobileNets", 2017, section 3.1)."""
+    return [Conv2D(c_in, c_in, 3, stride=stride, padding=1, bias=False, groups=c_in, rng=rng), BatchNorm2D(c_in),
+            ReLU(), Conv2D(c_in, c_out, 1, bias=False, rng=rng), BatchNorm2D(c_out), ReLU()]
+
+
+def mobilenet(input_shape, num_classes, rng, width: int = 32, *, _max_dense=None) -> Sequential:
+    """A small MobileNet-style network of depthwise-separable blocks (``_separable``), w = ``width``::
+
+        Conv 3x3 (C -> w, pad 1), BN, ReLU                       (w, H, W)
+        separable w -> 2w,   stride 1                           (2w, H, W)
+        separable 2w -> 4w,  stride 2; 4w -> 4w                  (4w, H/2, W/2)
+        separable 4w -> 8w,  stride 2; 8w -> 8w                  (8w, H/4, W/4)
+        separable 8w -> 16w, stride 2; 16w -> 16w                (16w, H/8, W/8)
+        AdaptiveAvgPool2D(1), Flatten, Dense(16w -> K)
+
+    (``_max_dense`` is unused: after the global average pool the classifier is 16w -> K.) The
+    convolutions have no bias, batch norm's shift replaces it; the stem's too.
+    """
+    shape = _check_args("mobilenet", input_shape, num_classes, rng)
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"zoo.mobilenet: width must be a positive integer, got {width!r}")
+    w = int(width)
+    layers = [Conv2D(shape[0], w, 3, padding=1, bias=False, rng=rng), BatchNorm2D(w), ReLU()]
+    for c_in, c_out, stride in ((w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1), (4 * w, 8 * w, 2),
+                                (8 * w, 8 * w, 1), (8 * w, 16 * w, 2), (16 * w, 16 * w, 1)):
+        layers += _separable(c_in, c_out, stride, rng)
+    layers += [AdaptiveAvgPool2D(1), Flatten(), Dense(16 * w, int(num_classes), rng=rng)]
+    try:
+        return Sequential(*layers, input_shape=shape)
+    except ShapeError as err:
+        raise ValueError(f"zoo.mobilenet: images of shape {shape} (C, H, W) do not fit this network:\n{err}") from None
+
+
 MODELS = {
     "lenet": ModelEntry(lenet, "two conv stages (32, 64), one dense layer",
                         Recipe(optimizer="adam", lr=2e-3, schedule="onecycle", epochs=3, batch_size=64)),
@@ -250,6 +293,10 @@ MODELS = {
     "resnet20": ModelEntry(resnet20, "He et al.'s CIFAR ResNet-20 (basic blocks 16/32/64, global average pooling)",
                            Recipe(optimizer="sgd", lr=0.1, schedule="onecycle", epochs=30, batch_size=128,
                                   weight_decay=5e-4)),
+    # recipe: the usual short-schedule CIFAR settings, not tuned or measured on tinycnn yet
+    "mobilenet": ModelEntry(mobilenet, "MobileNet-style: depthwise-separable blocks 64..512, global average pooling",
+                            Recipe(optimizer="sgd", lr=0.1, schedule="onecycle", epochs=30, batch_size=128,
+                                   weight_decay=5e-4)),
 }
 
 

@@ -171,7 +171,38 @@ def _adaptive(kind, rng):
     return LayerCase(tc.AdaptiveMaxPool2D(out), distinct_values((2, 2, h, w), rng))
 
 
+def _conv_options(rng, depthwise=False):
+    """Groups (or depthwise), dilation and padding='same' with an even kernel on one axis (torch puts
+    the odd padding pixel after); one unbatched (C, H, W) image for the depthwise case."""
+    groups = int(rng.integers(2, 4))
+    c = groups if depthwise else groups * int(rng.integers(1, 3))
+    o = c if depthwise else groups * int(rng.integers(1, 3))
+    d = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    layer = tc.Conv2D(c, o, (3, 2), padding="same", dilation=d, groups=groups if not depthwise else c,
+                      dtype=F64, rng=rng)
+    shape = (c, 5, 4) if depthwise else (2, c, 5, 4)
+    return LayerCase(layer, rng.standard_normal(shape))
+
+
+def _pool_options(kind, rng):
+    """ceil_mode windows that run past the padding; max: dilation 2 (every window still holds a pixel
+    on these sizes); avg: without the padding in the divisor, or a fixed divisor."""
+    if kind == "max":
+        layer = tc.MaxPool2D(3, stride=2, padding=1, dilation=2, ceil_mode=True)
+        return LayerCase(layer, distinct_values((2, 2, 6, 7), rng))
+    if kind == "avg":
+        layer = tc.AvgPool2D(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+    else:
+        layer = tc.AvgPool2D((2, 3), stride=2, padding=1, ceil_mode=True, divisor_override=5)
+    return LayerCase(layer, rng.standard_normal((2, 2, 6, 7)))
+
+
 _GRAPHS_AND_MODERN = {
+    "Conv2D(groups, dilation, padding='same')": _conv_options,
+    "Conv2D(depthwise, unbatched)": lambda rng: _conv_options(rng, depthwise=True),
+    "MaxPool2D(dilation, ceil_mode)": lambda rng: _pool_options("max", rng),
+    "AvgPool2D(ceil_mode, count_include_pad=False)": lambda rng: _pool_options("avg", rng),
+    "AvgPool2D(divisor_override)": lambda rng: _pool_options("divisor", rng),
     "Residual": _residual,
     "Concat": _concat,
     "LeakyReLU": lambda rng: LayerCase(tc.LeakyReLU(0.1), away_from_zero((2, 3, 4), rng)),

@@ -52,10 +52,11 @@ from .pool import (
     maxpool2d_forward_cm,
     maxpool2d_forward_cm_reference,
     maxpool2d_forward_reference,
+    pool_output_size,
 )
 
 __all__ = [
-    "launch", "conv_output_size",
+    "launch", "conv_output_size", "pool_output_size",
     "im2col", "im2col_reference", "col2im", "col2im_reference",
     "im2col_cm", "im2col_cm_reference", "col2im_cm", "col2im_cm_reference",
     "matmul", "matmul_reference",

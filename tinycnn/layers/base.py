@@ -147,6 +147,25 @@ def check_input(layer, x, ndim: int, layout: str, dtype=None) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+def check_image_input(layer, x, dtype=None) -> tuple[np.ndarray, bool]:
+    """An image layer's input: (N, C, H, W), or one unbatched (C, H, W) image as torch accepts.
+
+    Returns (x as a C-contiguous (N, C, H, W) floating array, unbatched); the other checks are
+    ``check_input``'s. The layer gives its output back without the batch axis when ``unbatched``."""
+    ndim = np.ndim(x)
+    if ndim == 3:
+        return check_input(layer, x, 3, "(C, H, W)", dtype)[None], True
+    try:
+        return check_input(layer, x, 4, "(N, C, H, W)", dtype), False
+    except ValueError as err:
+        raise ValueError(f"{err} (a 3-D unbatched input (C, H, W) is accepted too)") from None
+
+
+def unbatch(y: np.ndarray, unbatched: bool) -> np.ndarray:
+    """(N, ...) -> y[0] (a view) when the input was one unbatched image, else y."""
+    return y[0] if unbatched else y
+
+
 def float_dtype(dtype, owner: str):
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):

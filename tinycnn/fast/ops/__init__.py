@@ -2,7 +2,13 @@
 layer (a user's too), which runs the layer's own code.
 
     make_op(node) -> Op        by the layer's exact type: a subclass may compute something else,
-                               so it runs its own (plain) code
+                               so it runs its own (plain) code; and only for the configurations
+                               the fast op implements (``implements``), else PlainOp
+
+The fast ops implement Conv2D with groups 1, dilation 1 and symmetric padding (numbers, 'valid',
+or 'same' with odd kernels), MaxPool2D without dilation or ceil_mode, AvgPool2D without ceil_mode,
+with count_include_pad and without divisor_override. Every other configuration runs the layer's
+plain code: correct everywhere, fast where it was fast.
 """
 from __future__ import annotations
 
@@ -20,12 +26,40 @@ FAST_OPS = {Conv2D: ConvOp, MaxPool2D: MaxPoolOp, ReLU: ReLUOp, Dense: DenseOp, 
             BatchNorm2D: BatchNormOp, AvgPool2D: AvgPoolOp, Dropout: DropoutOp}
 
 
+def _conv_is_plain_geometry(layer) -> bool:
+    """groups 1, dilation 1, the same padding before and after on each axis (numbers, 'valid', or
+    'same' with an odd kernel)."""
+    (top, bottom), (left, right) = layer.padding_amounts
+    return (getattr(layer, "groups", 1) == 1 and tuple(getattr(layer, "dilation", (1, 1))) == (1, 1)
+            and top == bottom and left == right)
+
+
+def _maxpool_is_plain_geometry(layer) -> bool:
+    return tuple(getattr(layer, "dilation", (1, 1))) == (1, 1) and not getattr(layer, "ceil_mode", False)
+
+
+def _avgpool_is_plain_geometry(layer) -> bool:
+    return (not getattr(layer, "ceil_mode", False) and getattr(layer, "count_include_pad", True)
+            and getattr(layer, "divisor_override", None) is None)
+
+
+IMPLEMENTS = {ConvOp: _conv_is_plain_geometry, MaxPoolOp: _maxpool_is_plain_geometry,
+              AvgPoolOp: _avgpool_is_plain_geometry}
+
+
+def implements(op_class, layer) -> bool:
+    """Whether ``op_class`` computes ``layer``'s configuration (ops without a rule take every one)."""
+    rule = IMPLEMENTS.get(op_class)
+    return rule is None or rule(layer)
+
+
 def make_op(node) -> Op:
     if node.kind == "add":
         return AddOp(None)
     if node.kind == "concat":
         return ConcatOp(node.layer)
-    return FAST_OPS.get(type(node.layer), PlainOp)(node.layer)
+    op_class = FAST_OPS.get(type(node.layer), PlainOp)
+    return (op_class if implements(op_class, node.layer) else PlainOp)(node.layer)
 
 
-__all__ = ["Op", "OpConfig", "PlainOp", "make_op", "FAST_OPS"]
+__all__ = ["Op", "OpConfig", "PlainOp", "make_op", "FAST_OPS", "implements"]

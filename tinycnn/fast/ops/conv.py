@@ -35,6 +35,13 @@ class ConvOpCache:
     y_shape: tuple            # (N, O, OH, OW)
 
 
+def _padding(layer) -> tuple[int, int]:
+    """(ph, pw) from the layer's resolved padding (numbers, 'valid' or 'same'): the op runs only
+    symmetric padding, groups 1 and dilation 1 (``ops.make_op`` sends other layers to PlainOp)."""
+    (ph, _), (pw, _) = layer.padding_amounts
+    return ph, pw
+
+
 class ConvOp(Op):
     @property
     def per_sample(self):
@@ -45,7 +52,7 @@ class ConvOp(Op):
         self.cache = None                                              # its cols may be recycled now
         n, c, h, w = x.shape
         _, oh, ow = layer.output_shape((c, h, w))
-        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
         k = c * kh * kw
         o = layer.out_channels
         bias_row = layer.bias is not None and cfg.bias_in_gemm
@@ -67,7 +74,7 @@ class ConvOp(Op):
     def backward(self, g, input_grad=True):
         layer, cfg, cache = self.layer, self.cfg, self.cache
         n, c, h, w = cache.x_shape
-        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
         k = c * kh * kw
         o = layer.out_channels
         g2d = to_channel_major(g, layer.dtype).reshape(o, -1)          # (O, OH*OW*N)

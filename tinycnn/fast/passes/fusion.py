@@ -22,6 +22,7 @@ Measured: benchmarks/PERFORMANCE.md, 'Bias inside the matrix multiply', 'ReLU/Ma
 from __future__ import annotations
 
 from ...layers import BatchNorm2D, Conv2D, MaxPool2D, ReLU
+from ..ops import MaxPoolOp
 
 
 def _only_reader(graph, i) -> int | None:
@@ -59,7 +60,10 @@ def apply(graph) -> None:
         a = graph.nodes[i]
         j = _only_reader(graph, i) if a.kind == "layer" and type(a.layer) is ReLU else None
         b = graph.nodes[j] if j is not None else None
-        if b is not None and j == i + 1 and b.kind == "layer" and type(b.layer) is MaxPool2D:
+        # (only a pool the fast op runs: with dilation a window can hold no pixel, and there
+        # relu(max) = 0 but max(relu) = -inf)
+        if (b is not None and j == i + 1 and b.kind == "layer" and type(b.layer) is MaxPool2D
+                and isinstance(b.op, MaxPoolOp)):
             x, mid, out = a.inputs[0], a.output, b.output
             b.inputs, b.output = [x], mid                              # pool reads x, writes mid
             a.inputs, a.output = [mid], out                            # relu reads mid, writes out
