@@ -207,3 +207,52 @@ def test_render_refuses_outputs_of_other_code(toy_run, tmp_path):
         render.render(tmp_path / "more.py", record)
     with pytest.raises(render.StaleRecordError, match=r"come from a 'fast' run"):
         render.render(py, dict(record, mode="fast"))
+
+
+# ----------------------------------------------------------------------------------------------
+# The exercises: every reference solution passes its check, and every check catches a typical mistake
+# ----------------------------------------------------------------------------------------------
+
+SOLUTION_FILES = sorted((TUTORIALS / "solutions").glob("solutions_[0-9][0-9].py"))
+
+
+def _load_solutions(path: Path):
+    for folder in (str(ROOT), str(TUTORIALS), str(path.parent)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"tutorial_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_tutorial_has_solutions_to_at_least_three_exercises():
+    numbers = {p.stem[-2:] for p in SOLUTION_FILES}
+    assert numbers == {p.name[:2] for p in TUTORIAL_FILES}, (sorted(numbers), IDS)
+    for path in SOLUTION_FILES:
+        module = _load_solutions(path)
+        assert len(module.SOLUTIONS) >= 3 and len(module.WRONG) == len(module.SOLUTIONS), path.name
+        tutorial = next(p for p in TUTORIAL_FILES if p.name[:2] == path.stem[-2:]).read_text()
+        for check, _ in module.SOLUTIONS:             # each check is run in its tutorial's exercise cells
+            assert f".{check.__name__}(" in tutorial, f"{path.stem[-2:]}: the tutorial never runs {check.__name__}"
+
+
+@pytest.mark.parametrize("path", SOLUTION_FILES, ids=[p.stem for p in SOLUTION_FILES])
+def test_reference_solutions_pass_and_mistakes_are_caught(path, capsys):
+    module = _load_solutions(path)
+    for check, answer in module.SOLUTIONS:
+        assert check(answer), f"{path.name}: the reference solution fails {check.label}:\n{capsys.readouterr().out}"
+    for check, wrong in module.WRONG:
+        assert not check(wrong, quiet=True), f"{path.name}: {check.label} accepts a wrong answer"
+
+
+def test_an_unattempted_exercise_says_so(capsys):
+    module = _load_solutions(SOLUTION_FILES[0])
+    check = module.SOLUTIONS[0][0]
+
+    def not_done(*args):
+        raise NotImplementedError
+
+    assert not check(not_done)
+    assert "NOT OK" in capsys.readouterr().out
+    assert not check(lambda *a: 1 / 0, quiet=True)    # the learner's code failing is a NOT OK, not a crash

@@ -356,8 +356,9 @@ except ValueError as err:
 # %% [markdown]
 # ## 4. im2col: convolution as one matrix multiply
 #
-# The loops in section 1 do $O \cdot C \cdot K_H K_W$ multiply-adds per output pixel, one Python
-# operation at a time. Computers are fastest at one thing: multiplying big matrices. *im2col* ("image to
+# The loops in section 1 do $C \cdot K_H K_W$ multiply-adds per output value (so
+# $O \cdot C \cdot K_H K_W$ per output position, over all $O$ output channels), one Python operation at
+# a time. Computers are fastest at one thing: multiplying big matrices. *im2col* ("image to
 # columns") rearranges the input so that convolution *is* a matrix multiply:
 #
 # - copy every window of the input (all $C$ channels, $K_H \times K_W$ pixels) into one column: the
@@ -464,7 +465,9 @@ print("output shape:", y_loops.shape)
 # $C K_H K_W + 1 = 19$ terms, and the loops, NumPy and the matrix multiply add them in different orders,
 # rounding differently. How far apart may two orders be? A floating-point sum of $n$ terms is within
 # $\gamma_n S$ of the exact sum, where $\gamma_n = n u / (1 - n u)$, $u$ is the unit roundoff
-# ($2.2 \times 10^{-16}$ in float64) and $S$ is the sum of the terms' absolute values. So two orders
+# ($u = 2^{-53} \approx 1.1 \times 10^{-16}$ in float64, $2^{-24} \approx 6.0 \times 10^{-8}$ in float32:
+# half the machine epsilon $\varepsilon$, the gap between 1 and the next number, $2.2 \times 10^{-16}$
+# and $1.2 \times 10^{-7}$) and $S$ is the sum of the terms' absolute values. So two orders
 # differ by at most $2 \gamma_n S$, and we can compute $S$ by running the same convolution on $|x|$,
 # $|w|$ and $|b|$:
 
@@ -499,10 +502,78 @@ print("Conv2D's (N, O, OH, OW) output is C-contiguous:", y_layer.flags.c_contigu
 assert not y_layer.flags.c_contiguous and y_layer.transpose(1, 2, 3, 0).flags.c_contiguous
 
 # %% [markdown]
-# The memory im2col costs (each pixel is copied up to $K_H K_W / (s_h s_w)$ times) and what it buys (a
-# matrix multiply runs at a large fraction of the machine's peak speed) are the subject of tutorial 6.
+# How many copies of a pixel does im2col make? Along one axis, a pixel at position $t$ lies in the
+# windows that start at $t - k + 1, \dots, t$ and are a multiple of $s$: at most $\lceil k / s \rceil$ of
+# them. So an interior pixel is copied up to $\lceil K_H / s_h \rceil \lceil K_W / s_w \rceil$ times,
+# while the *average* over the pixels is only about $K_H K_W / (s_h s_w)$ (each window holds $K_H K_W$
+# pixels and there is about one window per $s_h s_w$ pixels). For $k = 3$, $s = 2$: up to 4 copies,
+# 2.25 on average. Count them: put each pixel's own index in the image and tally the indices in `cols`.
+
+# %%
+for k, s, n in [(3, 1, 12), (3, 2, 13), (5, 2, 15), (2, 2, 8)]:
+    index_image = np.arange(n * n, dtype=np.float64).reshape(1, 1, n, n)
+    copies = np.bincount(im2col(index_image, k, k, s, s, 0, 0).astype(int).ravel(), minlength=n * n)
+    most, average = copies.max(), copies.mean()
+    print(f"k={k}, s={s}: each pixel copied at most {most} times (ceil(k/s)^2 = {int(np.ceil(k / s)) ** 2}), "
+          f"on average {average:.2f} times (k^2/s^2 = {k * k / s / s:.2f}; fewer at the borders)")
+    assert most == int(np.ceil(k / s)) ** 2
+    assert average <= k * k / (s * s)
+
+# %% [markdown]
+# The memory im2col costs and what it buys (a matrix multiply runs at a large fraction of the
+# machine's peak speed) are the subject of tutorial 6.
 #
 # **What you have seen.** The textbook convolution flips the kernel and CNN layers do not; it makes no
 # difference once the kernel is learned (the network learns the flipped kernel). The output size is
 # $\lfloor (n + 2p - k)/s \rfloor + 1$ per axis. And im2col turns convolution into one matrix multiply
 # whose result matches the loops to within rounding. Next, tutorial 2 runs all of this backwards.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise below comes with a cell: a function (or class) for you to complete, and a check that
+# runs it on cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs.
+# As shipped, the functions only raise `NotImplementedError`, so the checks say "not attempted yet".
+# Reference solutions are in [`solutions/solutions_01.py`](solutions/solutions_01.py); try first.
+#
+# **Exercise 1.1: the output size.** Write `output_size(n, k, s, p)`: the output length of a
+# convolution with kernel $k$, stride $s$ and padding $p$ on an axis of length $n$, and a `ValueError`
+# when the kernel does not fit even in the padded input. The check compares it with `Conv2D` on 495
+# settings.
+
+# %%
+from exercises import ex01
+
+
+def output_size(n, k, s, p):
+    """Output length of one axis: n input, kernel k, stride s, padding p (raise ValueError if k does not fit)."""
+    raise NotImplementedError      # your code here
+
+
+ex01.check_output_size(output_size)
+
+# %% [markdown]
+# **Exercise 1.2: copies per pixel.** How many columns of im2col can one pixel of a large image appear
+# in, at most, for a square kernel $k$ and stride $s$ (no padding)? Write it as a formula, not by
+# counting; the check counts.
+
+# %%
+def max_copies(k, s):
+    """The largest number of im2col columns that contain one pixel (kernel k x k, stride s)."""
+    raise NotImplementedError      # your code here
+
+
+ex01.check_max_copies(max_copies)
+
+# %% [markdown]
+# **Exercise 1.3: a 1x1 convolution.** A 1x1 convolution looks at one pixel at a time, so it mixes
+# channels only. Write it as one matrix multiply (no loops over pixels): `conv1x1(x, w)` with x
+# (N, C, H, W) and w (O, C), returning (N, O, H, W). The check compares with `Conv2D(C, O, 1)`.
+
+# %%
+def conv1x1(x, w):
+    """x: (N, C, H, W), w: (O, C) -> (N, O, H, W)."""
+    raise NotImplementedError      # your code here
+
+
+ex01.check_conv1x1(conv1x1)

@@ -272,9 +272,14 @@ summary = pt_model.summary(batch_size=64)
 # | activations | $64 \text{ images} \cdot 64 \cdot 16 \cdot 16 \cdot 4 \text{ bytes}$ = 4,194,304 B | 4.0 MiB |
 # | im2col | $(32 \cdot 3 \cdot 3 + 1) \cdot (64 \cdot 16 \cdot 16) \cdot 4$ bytes = 18,939,904 B | 18.1 MiB |
 #
-# ($1 \text{ MiB} = 2^{20} = 1048576$ bytes.) The column buffer is more than four times the layer's
-# output: every input pixel is copied into up to nine columns. The code checks the table against the
-# printed row:
+# ($1 \text{ MiB} = 2^{20} = 1048576$ bytes.) How big is the column buffer? Against the layer's
+# **input**, (32, 16, 16) per image, it is about nine times larger: with a 3x3 kernel, stride 1 and
+# padding 1, every input pixel is copied into up to nine columns (one per window that covers it), so
+# the buffer holds $32 \cdot 9 + 1 = 289$ numbers per output position against 32 input numbers per
+# pixel, a ratio of $289 / 32 \approx 9.0$. Against the layer's **output**, (64, 16, 16) per image, the
+# ratio is $289 / 64 \approx 4.5$: the same count of positions, 289 numbers in the buffer against 64
+# output channels. The two ratios differ because the layer has twice as many output channels as input
+# channels. The code checks the table and both ratios against the printed row:
 
 # %%
 params = 64 * 32 * 3 * 3 + 64
@@ -288,7 +293,10 @@ expected = ["(64,", "16,", "16)", f"{params:,}", f"{macs:,}",
 shape_and_numbers = row[row.index("(64, 16, 16)"):].split()
 assert shape_and_numbers == expected, (shape_and_numbers, expected)
 assert (params, macs, activation_bytes, im2col_bytes) == (18496, 4718592, 4194304, 18939904)
-assert im2col_bytes > 4 * activation_bytes                     # the column buffer dwarfs the layer's output
+input_bytes = 64 * 32 * 16 * 16 * 4                             # the layer's input, (64, 32, 16, 16) float32
+print(f"im2col buffer / input = {im2col_bytes / input_bytes:.2f}, im2col buffer / output = "
+      f"{im2col_bytes / activation_bytes:.2f}")
+assert round(im2col_bytes / input_bytes, 2) == 9.03 and round(im2col_bytes / activation_bytes, 2) == 4.52
 print(f"params {params:,}, MACs {macs:,}, activations {activation_bytes / 2**20:.1f} MiB, "
       f"im2col {im2col_bytes / 2**20:.1f} MiB: the row agrees with the hand count")
 
@@ -500,7 +508,8 @@ ax0.set_ylabel("training loss (running mean of 50 batches)")
 ax0.legend()
 for e in range(2, EPOCHS, 2):
     ax0.axvline(e, color="gray", ls=":", lw=1)
-    ax0.text(e, ax0.get_ylim()[1], " learning rate / 10", va="top", fontsize=8, color="gray")
+    ax0.annotate("learning rate / 10", xy=(e, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
+                 textcoords="offset points", va="top", ha="left", fontsize=8, color="gray")
 ax1.plot(range(1, EPOCHS + 1), 100 * np.array(pt_val_acc), "o-", label="PyTorch-style, validation")
 ax1.plot(range(1, EPOCHS + 1), 100 * np.array(history.history["val_accuracy"]), "s-", label="Keras-style, validation")
 ax1.plot([EPOCHS], [100 * pt_test], "o", mfc="none", ms=12, color="C0", label="PyTorch-style, test")
@@ -567,3 +576,55 @@ save_figure(fig, "03_test_digits",
 # the cost of a wider Dense layer, and `summary()` shows that cost (parameters, multiply-adds, memory)
 # before any training. The same five-step training step runs inside `fit` and in a loop you write
 # yourself; both networks reach 99 % on MNIST in three epochs.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise below comes with a cell: a function (or class) for you to complete, and a check that
+# runs it on cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs.
+# As shipped, the functions only raise `NotImplementedError`, so the checks say "not attempted yet".
+# Reference solutions are in [`solutions/solutions_03.py`](solutions/solutions_03.py); try first.
+#
+# **Exercise 3.1: predict the shapes.** Before building a model, predict the shape after each layer.
+# A stack is a list of `("conv", out_channels, kernel, stride, padding)` (each followed by a ReLU,
+# which keeps the shape) and `("pool", k)` (max pooling with stride k). Write
+# `predict_shapes(stack, input_shape)` returning the (C, H, W) after each conv and each pool; the check
+# builds the layers and compares.
+
+# %%
+from exercises import ex03
+
+print("the stack the check starts with:", ex03.STACK, "on (1, 28, 28)")
+
+
+def predict_shapes(stack, input_shape):
+    """List of (C, H, W) after each entry of stack, starting from input_shape = (C, H, W)."""
+    raise NotImplementedError      # your code here
+
+
+ex03.check_shapes(predict_shapes)
+
+# %% [markdown]
+# **Exercise 3.2: count a convolution.** Write `conv_cost(c_in, c_out, k, h_out, w_out)` returning the
+# number of parameters (weights and biases) and of multiply-adds per image, as `summary()` counts them
+# (section 4 did one row by hand).
+
+# %%
+def conv_cost(c_in, c_out, k, h_out, w_out):
+    """(parameters, multiply-adds per image) of Conv2D(c_in, c_out, k) with an h_out x w_out output."""
+    raise NotImplementedError      # your code here
+
+
+ex03.check_conv_cost(conv_cost)
+
+# %% [markdown]
+# **Exercise 3.3: try learning rates.** The check trains a small dense network (784 → 32 → 10) with
+# plain SGD for 60 steps of 64 embedded MNIST digits at each rate you give, and prints the losses when
+# a rate does not do what you said. Find one rate that trains well (mean loss of the last 10 steps
+# below 0.8), one that is too small (still above 1.5), and one that is too large (above 2.0, or
+# non-finite). Then explain the curve of each: why does a rate that is too large *not* learn faster?
+
+# %%
+LEARNING_RATES = (None, None, None)      # (good, too small, too large): your numbers here
+
+ex03.check_learning_rate(LEARNING_RATES)
