@@ -256,3 +256,75 @@ def test_an_unattempted_exercise_says_so(capsys):
     assert not check(not_done)
     assert "NOT OK" in capsys.readouterr().out
     assert not check(lambda *a: 1 / 0, quiet=True)    # the learner's code failing is a NOT OK, not a crash
+
+
+# ----------------------------------------------------------------------------------------------
+# Opened as a notebook (jupytext), a tutorial shows its figures inline
+# ----------------------------------------------------------------------------------------------
+
+NOTEBOOK_TUTORIAL = TUTORIALS / "01_convolution_by_hand.py"
+
+
+def test_a_tutorial_opened_as_a_notebook_shows_every_figure_inline(tmp_path, monkeypatch):
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = jupytext.read(NOTEBOOK_TUTORIAL)                 # the percent format, as Jupyter opens it
+    monkeypatch.setenv("TINYCNN_TUTORIAL_MODE", "fast")
+    monkeypatch.setenv("TINYCNN_TUTORIAL_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)            # the kernel's own (inline) backend, as for a user
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(TUTORIALS)}})
+    client.execute()
+
+    images = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+              if "image/png" in out.get("data", {})]
+    saved = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    expected = sorted(f["file"] for c in render.read_record(render.record_path(NOTEBOOK_TUTORIAL))["cells"]
+                      for f in c["figures"])
+    assert len(images) == len(saved) > 0, (
+        f"{len(images)} inline images for {len(saved)} saved figures: each figure must appear once, inline")
+    assert saved == expected, "the notebook run must save the figures the page shows"
+    errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers.py: where figures go, unknown variables, datasets that cannot be had
+# ----------------------------------------------------------------------------------------------
+
+def _fresh_helpers(monkeypatch, **env):
+    for key in [k for k in os.environ if k.startswith("TINYCNN_TUTORIAL")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("tutorial_helpers_under_test", TUTORIALS / "helpers.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)     # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_figures_go_to_an_ignored_folder_unless_publishing(monkeypatch):
+    assert _fresh_helpers(monkeypatch).FIGURES_DIR == TUTORIALS / "my_figures"
+    assert _fresh_helpers(monkeypatch, TINYCNN_TUTORIAL_PUBLISH="1").FIGURES_DIR == TUTORIALS / "figures"
+    assert "tutorials/my_figures/" in (ROOT / ".gitignore").read_text().splitlines()
+    with pytest.raises(ValueError, match=r"TINYCNN_TUTORIAL_PUBLISH must be 0 or 1, got 'yes'"):
+        _fresh_helpers(monkeypatch, TINYCNN_TUTORIAL_PUBLISH="yes")
+
+
+def test_an_unknown_tinycnn_variable_warns(monkeypatch):
+    with pytest.warns(UserWarning, match=r"TINYCNN_TUTORIAL_MDOE is set, but .* did you mean TINYCNN_TUTORIAL_MODE"):
+        helpers = _fresh_helpers(monkeypatch, TINYCNN_TUTORIAL_MDOE="fast")
+    assert helpers.warn_unknown_variables({"TINYCNN_CACHE_DIR": "/x", "HOME": "/root"}) == []
+
+
+def test_a_dataset_that_cannot_be_had_stops_the_tutorial_with_status_77(monkeypatch, tmp_path, capsys):
+    helpers = _fresh_helpers(monkeypatch)
+    monkeypatch.setattr(helpers, "SHARED_DATASETS", tmp_path / "no-shared")
+    monkeypatch.setenv("TINYCNN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(helpers.DatasetUnavailable) as stop:
+        helpers.load_dataset("cifar10", download=False)
+    assert stop.value.code == helpers.SKIP_EXIT_STATUS == SKIP_EXIT_STATUS
+    assert "needs the cifar10 dataset" in capsys.readouterr().err
