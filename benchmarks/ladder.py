@@ -4,7 +4,7 @@ one before and timed.
 1. naive loops      Python loops over (image, filter, output row, output column), NumPy window sums
 2. NumPy im2col     ``kernels.im2col_reference`` + one matrix multiply; ``col2im_reference`` back
 3. Numba im2col     the Numba ``kernels.im2col`` / ``kernels.col2im`` + the same matrix multiplies
-4. final fast path  ``tinycnn.Conv2D`` as it ships (see NOTES.md for what it does beyond rung 3)
+4. final fast path  ``tinycnn.Conv2D`` as it ships (benchmarks/PERFORMANCE.md has what it does beyond rung 3)
 
 Every rung has the same signature: ``forward(x, w, b, stride, pad) -> (y, cache)`` and
 ``backward(g, cache) -> (dx, dw, db)``, all NCHW float32.

@@ -44,11 +44,8 @@ def facts() -> dict:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         info["torch"] = None
-    try:
-        import tinycnn
-        info["tinycnn"] = tinycnn.__version__
-    except ImportError:
-        pass
+    import tinycnn
+    info["tinycnn"] = tinycnn.__version__
     info["threadpools"] = [
         {k: p.get(k) for k in ("user_api", "internal_api", "prefix", "version", "num_threads",
                                "architecture", "threading_layer") if p.get(k) is not None}

@@ -18,7 +18,7 @@ SEED_CNN = [  # the seed's Keras CNN on 3x32x32
     ("conv", 64, 128, 3, 0), ("relu",), ("maxpool", 2),
     ("flatten",), ("dense", 512, 10),
 ]
-LENET = [  # issue 5's LeNet on 1x28x28
+LENET = [  # LeNet-style network on 1x28x28
     ("conv", 1, 32, 3, 1), ("relu",), ("maxpool", 2),
     ("conv", 32, 64, 3, 1), ("relu",), ("maxpool", 2),
     ("flatten",), ("dense", 3136, 10),
@@ -104,7 +104,9 @@ def flops_per_image(info: NetInfo) -> dict[str, int]:
     """Multiply-add FLOPs (2 per MAC) of the convolutions and dense layers, per image.
 
     ``forward``; ``train`` = forward + weight gradient + input gradient, where the first layer's input
-    gradient is not counted (no contender needs it; tinycnn computes it anyway, see NOTES.md).
+    gradient is not counted (no contender needs it; PyTorch and tinycnn skip it in a training step,
+    see benchmarks/PERFORMANCE.md, 'Skipping the first layer's input gradient'; the plain-NumPy
+    baseline computes it anyway).
     """
     c, h, w = info.input_shape
     fwd = train = 0

@@ -138,7 +138,7 @@ def whatif_md(w: dict) -> list[str]:
                   "| " + " | ".join(f"{v:.1f}" for v in sp["ms"].values()) + " |"]
     return lines + ["", "Variants are defined in benchmarks/whatif.py; the first three train "
                     f"bit for bit alike (max weight difference after two steps: "
-                    f"{w['max_weight_diff_after_two_steps']:.1e}). See NOTES.md.", ""]
+                    f"{w['max_weight_diff_after_two_steps']:.1e}). See benchmarks/PERFORMANCE.md.", ""]
 
 
 def write(results: dict, out_dir: Path) -> tuple[Path, Path]:

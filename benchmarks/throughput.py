@@ -86,7 +86,7 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
     logits = np.array(model(x), dtype=np.float64)                  # (N, classes)
     loss = loss_fn(model(x), labels)
     model.backward(loss_fn.backward(), input_grad=False)
-    grads = {k: p.grad for k, p in model.named_parameters().items()}      # "0.weight", ... as torch
+    grads = {k: p.grad for k, p in model.named_parameters()}      # "0.weight", ... as torch
 
     def rel(a, b):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

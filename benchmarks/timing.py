@@ -19,15 +19,16 @@ from typing import Callable
 # policy says. Without the pause the contender that follows finds the second core taken by the one
 # before: measured on the seed CNN at batch 64 with 2 threads, a tinycnn step took 27.5 ms right after
 # a PyTorch step and 20.7 ms after a 0.3 s pause; a PyTorch LeNet step 31.3 ms right after tinycnn
-# and 18.4 ms after the pause (benchmarks/NOTES.md 4.4). A user runs one engine at a time, so each
-# turn starts from a settled machine. ``run.py`` sets 0 for --quick.
+# and 18.4 ms after the pause (benchmarks/PERFORMANCE.md, 'Warm-up and pause in the benchmark
+# harness'). A user runs one engine at a time, so each turn starts from a settled machine. ``run.py``
+# sets 0 for --quick.
 SETTLE_S = 0.3
 
 # Untimed calls after the pause, for at least this many seconds (and at least one call). A core that
 # sat idle through the pause comes back slowly: on the benchmark machine (a 2-vCPU VM) the first 3-4
 # tinycnn LeNet steps after a 0.3 s pause took 13-20 ms and the following ones 10-11 ms, turn after
-# turn, with no other engine running (benchmarks/NOTES.md 6.2). One untimed call did not cover
-# that, so the median of 5 timed calls measured the wake-up as much as the engine. Every contender
+# turn, with no other engine running (benchmarks/PERFORMANCE.md, same section). One untimed call did
+# not cover that, so the median of 5 timed calls measured the wake-up as much as the engine. Every contender
 # gets the same warm-up; ``run.py`` sets 0 for --quick (then: one untimed call).
 WARM_S = 0.25
 

@@ -1,100 +1,51 @@
-"""What-if and ablation: the shipped training step beside variants of it, timed interleaved.
+"""Ablation: the shipped training step beside the same step with one executor pass removed, timed
+interleaved (seed CNN by default).
 
-Proposals A (fused ReLU kernels) and B (no input gradient for layer 0) of NOTES.md section 2 are
-shipped; what remains here, on the seed CNN training step:
-
-* ``shipped``: ``model.backward(g, input_grad=False)``, as ``fit`` and ``tinycnn train`` run it;
-* ``with layer-0 input grad``: ``model.backward(g)`` (what a hand-written loop gets by default);
-* ``without recycled arrays``: ``tinycnn.layers.buffers`` switched off (fresh arrays each step);
-* ``without lanes``: the batch not cut into lanes (``tinycnn.lanes``); every kernel and product is
-  split over the threads instead (what shipped before lanes; only differs with more than one thread);
-* ``without lanes or split matmul``: as the last, with the products as plain ``np.matmul`` on a
-  multi-threaded BLAS instead of ``tinycnn.kernels.matmul``.
-
-(Proposal C, ReLU and 2 x 2 max pooling fused into one pass, was prototyped for the earlier
-(C, N, H, W) layout and measured no gain above the noise; NOTES.md section 2 keeps its figures. It
-was removed with the move to the (C, H, W, N) layout, for which it was never rewritten.)
+* ``shipped``: every pass of ``tinycnn.fast`` (fusion, layout, prune, memory, threads, lanes);
+* ``without <pass>``, for each pass in turn: the plan compiled without it (each pass's docstring says
+  what it changes; ``without prune`` computes the first layer's input gradient too, as a hand-written
+  loop that calls ``backward(g)`` would);
+* ``without lanes or threads``: neither cut batch nor split products: one ``np.matmul`` call per
+  product on BLAS's own threads, every kernel on all of Numba's threads.
 
 It also times the shipped step under each split of the cores between Numba's and OpenBLAS's thread
-pools (both pools all cores; Numba 1; BLAS 1), the "deliberate split" the issue asks about.
+pools (both pools all cores; Numba 1; BLAS 1).
 
-The first three variants do the same arithmetic in the same order, and ``check_same_values``
-verifies that they train bit for bit alike; without lanes the batch's sums are not split in two, and
-the split product adds its K blocks in another order (within the rounding bounds tests/test_lanes.py
-and tests/test_fast_kernels.py check).
+``SAME_ARITHMETIC`` lists the variants that do the same arithmetic in the same order;
+``check_same_values`` verifies that they train bit for bit alike. The others change the order of a
+sum (the bias inside the product, a batch sum split over lanes, a product split into K blocks), within
+the rounding bounds tests/test_fast_equals_plain.py and tests/test_lanes.py check.
 """
 from __future__ import annotations
-
-from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
 import tinycnn as tc
-from tinycnn import kernels, lanes
-from tinycnn.layers import buffers
+from tinycnn import fast
 
 from .nets import LR, MOMENTUM, NETS, build_tinycnn
 from .throughput import contenders, make_batch
 from .timing import interleave, median, thread_count
 
-
-@contextmanager
-def _plain_matmul():
-    """The convolutions' and dense layers' products as np.matmul, with BLAS's own threads."""
-    saved = kernels.matmul
-    kernels.matmul = lambda a, b, out: np.matmul(a, b, out=out)
-    try:
-        yield
-    finally:
-        kernels.matmul = saved
+ALL = tuple(fast.PASSES)
+VARIANTS = {"shipped": ALL}  # name -> the executor passes it runs with
+VARIANTS.update({f"without {name}": tuple(p for p in ALL if p != name) for name in ALL})
+VARIANTS["without lanes or threads"] = tuple(p for p in ALL if p not in ("lanes", "threads"))
+# Passes that move numbers or skip work but never change an arithmetic operation: same weights, bit for bit.
+SAME_ARITHMETIC = ["shipped", "without prune", "without memory", "without layout"]
 
 
-@contextmanager
-def _no_recycling():
-    saved = buffers._ENABLED
-    buffers._ENABLED = False
-    try:
-        yield
-    finally:
-        buffers._ENABLED = saved
-
-
-@contextmanager
-def _no_lanes():
-    saved = lanes.set_enabled(False)
-    try:
-        yield
-    finally:
-        lanes.set_enabled(saved)
-
-
-VARIANTS = {                # name -> (input_grad, recycle, lanes, split matmul)
-    "shipped": (False, True, True, True),
-    "with layer-0 input grad": (True, True, True, True),
-    "without recycled arrays": (False, False, True, True),
-    "without lanes": (False, True, False, True),
-    "without lanes or split matmul": (False, True, False, False),
-}
-SAME_ARITHMETIC = ["shipped", "with layer-0 input grad", "without recycled arrays"]
-
-
-def variant_step(info, batch, input_grad: bool, recycle: bool, laned: bool, split: bool):
+def variant_step(info, batch, passes):
     x, labels = make_batch(info, batch)
     model = build_tinycnn(info.spec, np.random.default_rng(0))
+    plan = fast.compile(model, passes)
     loss_fn = tc.SoftmaxCrossEntropy()
     opt = tc.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
-    def body():
-        loss_fn(model(x), labels)
-        model.backward(loss_fn.backward(), input_grad=input_grad)
-        opt.step()
-
     def step():
-        if recycle and laned and split:
-            return body()
-        with (_no_recycling() if not recycle else nullcontext()), (_no_lanes() if not laned else nullcontext()), \
-                (_plain_matmul() if not split else nullcontext()):
-            return body()
+        loss_fn(plan.forward(x), labels)
+        plan.backward(loss_fn.backward(), input_grad=False)
+        opt.step()
     return step, model
 
 
@@ -102,7 +53,7 @@ def check_same_values(info, batch):
     """The variants of SAME_ARITHMETIC must train exactly alike: compare weights after two steps."""
     params = []
     for name in SAME_ARITHMETIC:
-        step, model = variant_step(info, batch, *VARIANTS[name])
+        step, model = variant_step(info, batch, VARIANTS[name])
         step()
         step()
         params.append([p.data for p in model.parameters()])
@@ -130,7 +81,7 @@ def split_variants(step, cores: int) -> dict:
 def run(threads: list[int], batch: int, rounds: int, reps: int, use_torch: bool, log, net: str = "seed_cnn") -> dict:
     info = NETS[net]
     diff = check_same_values(info, min(batch, 8))
-    fns = {name: variant_step(info, batch, *flags)[0] for name, flags in VARIANTS.items()}
+    fns = {name: variant_step(info, batch, passes)[0] for name, passes in VARIANTS.items()}
     if use_torch:
         fns["pytorch"] = contenders(info, batch, "train", True)["pytorch"]
     out = {"net": net, "batch": batch, "max_weight_diff_after_two_steps": diff, "rows": [], "splits": None}
@@ -143,7 +94,7 @@ def run(threads: list[int], batch: int, rounds: int, reps: int, use_torch: bool,
         log(f"  {n} thread(s): " + "  ".join(f"{k} {v:.1f} ms" for k, v in row["ms"].items()))
     cores = max(threads)
     if cores > 1:                   # the deliberate split of the cores between the two thread pools
-        times = interleave(split_variants(variant_step(info, batch, *VARIANTS["shipped"])[0], cores), rounds, reps)
+        times = interleave(split_variants(variant_step(info, batch, VARIANTS["shipped"])[0], cores), rounds, reps)
         out["splits"] = {"cores": cores, "ms": {k: 1e3 * median(v) for k, v in times.items()}}
         log("  thread splits: " + "  ".join(f"{k} {v:.1f} ms" for k, v in out["splits"]["ms"].items()))
     return out

@@ -1,10 +1,12 @@
-"""``Sequential.backward(g, input_grad=False)``: the parameters' gradients are exactly those of the
-full backward, nothing is returned, and the work that only produces the input gradient is skipped."""
+"""``Sequential.backward(g, input_grad=False)`` (the executor's prune pass): the parameters' gradients
+are exactly those of the full backward, nothing is returned, and the work that only produces the input
+gradient is skipped."""
 import numpy as np
 import pytest
 
 import tinycnn as tc
-from tinycnn import backprop
+from tinycnn import fast
+from tinycnn.fast.passes import prune
 
 
 def _net(rng, first, dtype):
@@ -66,16 +68,17 @@ def test_first_layer_skips_its_input_gradient(monkeypatch):
     from tinycnn import kernels
     rng = np.random.default_rng(1)
     conv = tc.Conv2D(3, 4, 3, rng=rng)
-    conv.forward(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    plan = fast.compile([conv])
+    plan.forward(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
     called = []
     monkeypatch.setattr(kernels, "col2im_cm", lambda *a, **k: called.append(1))
-    assert conv.backward(rng.standard_normal((2, 4, 4, 4)).astype(np.float32), input_grad=False) is None
+    assert plan.backward(rng.standard_normal((2, 4, 4, 4)).astype(np.float32), input_grad=False) is None
     assert called == []
     assert conv.weight.grad.shape == (4, 3, 3, 3) and conv.bias.grad.shape == (4,)
 
 
 def test_no_parameters_means_nothing_to_do():
-    assert backprop.first_trainable([tc.ReLU(), tc.Flatten()]) is None
+    assert prune.backward_steps(fast.compile([tc.ReLU(), tc.Flatten()]).graph, input_grad=False) == []
     model = tc.Sequential(tc.ReLU(), tc.Flatten())
     x = np.ones((2, 3), np.float32)
     model.forward(x)

@@ -139,7 +139,7 @@ def _prove_gradients(layer, x, rng):
     report = check_layer(layer, x, rng=_ConditionedUpstream(rng, layer, x), tol=FD_REL_TOL,
                          before_forward=restore)
     assert report.ok, report.table()
-    for wrt in ["x", *layer.named_parameters()]:
+    for wrt in ["x", *dict(layer.named_parameters())]:
         lhs, rhs, rel = adjoint_check(layer, x, rng=rng, before_forward=restore, wrt=wrt)
         assert rel < ADJOINT_REL_TOL, f"adjoint {wrt}: <Jv, u> = {lhs!r}, <v, J^T u> = {rhs!r} ({rel:.2e})"
 
@@ -464,7 +464,7 @@ def test_defaults_and_exports():
     np.testing.assert_array_equal(layer.bias.data, np.zeros(4))
     np.testing.assert_array_equal(layer.running_mean, np.zeros(4))
     np.testing.assert_array_equal(layer.running_var, np.ones(4))
-    assert [name for name, _ in layer.named_parameters().items()] == ["weight", "bias"]
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
     assert len(layer.parameters()) == 2
 
 

@@ -187,6 +187,39 @@ def test_scheduler_with_a_keras_style_function():
     assert history.history["lr"] == [0.2, 0.1, 0.2 / 3]
 
 
+def test_scheduler_with_a_keras_one_argument_function():
+    """Keras' other form, lr = schedule(epoch): the current rate is not passed."""
+    model, x, y = overfitting_setup(5)
+    model.compile("sgd", lr=0.5)
+    seen = []
+
+    def schedule(epoch):
+        seen.append(epoch)
+        return 0.3 * 0.5 ** epoch
+
+    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[LearningRateScheduler(schedule)])
+    assert seen == [0, 1, 2]
+    assert history.history["lr"] == [0.3, 0.15, 0.075]            # halvings of 0.3: exact in binary
+    lam = overfitting_setup(5)[0].compile("sgd", lr=0.5)
+    h2 = lam.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                 callbacks=[LearningRateScheduler(lambda epoch: 0.25 if epoch else 0.125)])
+    assert h2.history["lr"] == [0.125, 0.25]
+
+
+def test_scheduler_function_that_fits_neither_form_or_returns_a_bad_rate():
+    with pytest.raises(TypeError, match=r"takes neither \(epoch\) nor \(epoch, lr\)"):
+        LearningRateScheduler(lambda: 0.1)
+    with pytest.raises(TypeError, match=r"takes neither"):
+        LearningRateScheduler(lambda epoch, lr, extra: 0.1)
+    model, x, y = overfitting_setup(6)
+    model.compile("sgd")
+    for bad in (float("nan"), -0.1, "0.1", None):
+        def returns_bad(epoch, lr, value=bad):
+            return value
+        with pytest.raises(ValueError, match=r"returned .* for epoch 0; a learning rate must be a finite number"):
+            model.fit(x, y, verbose=0, callbacks=[LearningRateScheduler(returns_bad)])
+
+
 def test_scheduler_on_another_optimizer_is_rejected():
     model, x, y = overfitting_setup(6)
     other = tc.SGD(overfitting_setup(7)[0].parameters(), lr=0.1)

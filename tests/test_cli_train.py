@@ -13,10 +13,12 @@ runs with the same thread count); only the time does.
 """
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -158,20 +160,20 @@ def test_predict_on_images_written_with_pillow(base_run, tmp_path, capsys):
 
 def test_interrupted_run_leaves_no_out_and_resumes_bit_identically(base_run, tmp_path, monkeypatch, capsys):
     out, _ = base_run
-    original = _epochs.Trainer.train_epoch
+    original = _epochs.EpochTimer.on_epoch_begin
 
     def interrupt_in_epoch_2(self, epoch, *args, **kwargs):
         if epoch == 1:
             raise KeyboardInterrupt
         return original(self, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(_epochs.Trainer, "train_epoch", interrupt_in_epoch_2)
+    monkeypatch.setattr(_epochs.EpochTimer, "on_epoch_begin", interrupt_in_epoch_2)
     stopped = tmp_path / "stopped"
     assert main(["train", *SMALL, "--out", str(stopped), "--quiet"]) == 130
     kept = tmp_path / "stopped.epoch1.npz"
     assert leftovers(tmp_path, "stopped") == [] and kept.is_file()
     assert "--resume" in capsys.readouterr().err
-    monkeypatch.setattr(_epochs.Trainer, "train_epoch", original)
+    monkeypatch.setattr(_epochs.EpochTimer, "on_epoch_begin", original)
 
     resumed = tmp_path / "resumed"
     assert main(["train", "--resume", str(kept), "--out", str(resumed), "--quiet"]) == 0
@@ -325,3 +327,145 @@ def test_an_interrupt_wrapped_by_numba_still_counts_as_an_interrupt():
         assert _interruption(err).args == ("signal 15",)
     assert _interruption(SystemError("unrelated")) is None
     assert _interruption(ValueError("x")) is None
+
+
+# -- a diverged epoch is never the "last good" checkpoint -------------------------------------------
+
+def finite_checkpoint(path):
+    """Every array of the checkpoint (weights, optimizer state) and its history's losses are finite."""
+    ckpt = read_checkpoint(path)
+    arrays = list(ckpt["model"].values())
+    for value in ckpt["optimizer"].values():
+        arrays += [v for v in value if isinstance(v, np.ndarray)] if isinstance(value, list) else []
+    history = ckpt["meta"]["extra"]["history"]
+    return (all(np.isfinite(a).all() for a in arrays)
+            and all(np.isfinite(history[k]).all() for k in ("loss", "val_loss")))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_run_diverging_in_its_first_epoch_keeps_no_checkpoint(tmp_path, capsys):
+    """The reported case: at lr 1e20 the first epoch's one step makes the weights useless (the
+    validation loss is NaN): no checkpoint is written, and none is offered for --resume."""
+    status = main(["train", "--subset", "100", "--batch-size", "128", "--epochs", "3", "--schedule", "constant",
+                   "--lr", "1e20", "--out", str(tmp_path / "div"), "--quiet"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "training diverged: epoch 1/3 ended with non-finite values (val_loss = nan" in err, err
+    assert "no checkpoint is kept" in err and "--resume" not in err
+    assert leftovers(tmp_path, "div") == [] and not list(tmp_path.glob("div.epoch*"))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_run_diverging_later_keeps_the_last_good_epoch_and_names_it(tmp_path, monkeypatch, capsys):
+    """Epoch 1 trains normally; then the rate is set to 1e20 (a real divergence, triggered here):
+    epoch 2 is not saved, and the kept checkpoint is epoch 1's, finite and named in the message."""
+    original = _epochs.EpochTimer.on_epoch_begin
+
+    def blow_up_in_epoch_2(self, epoch, *args, **kwargs):
+        if epoch == 1:
+            self.model.compiled.optimizer.lr = 1e20
+        return original(self, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(_epochs.EpochTimer, "on_epoch_begin", blow_up_in_epoch_2)
+    status = main(["train", "--subset", "100", "--batch-size", "128", "--epochs", "3", "--schedule", "constant",
+                   "--out", str(tmp_path / "late"), "--quiet"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "training diverged: epoch 2/3 ended with non-finite values" in err, err
+    kept = tmp_path / "late.epoch1.npz"
+    assert f"The last complete checkpoint (after epoch 1) is kept at {kept}" in err
+    assert leftovers(tmp_path, "late") == [] and read_checkpoint(kept)["meta"]["epoch"] == 1
+    assert finite_checkpoint(kept)
+
+
+# -- --out: checked before the data, kept by --resume ------------------------------------------------
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder in which no folder can be made: a read-only one (not for root, who may write anyway),
+    else a place of /sys (where even root cannot)."""
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    ro.chmod(0o555)
+    candidates = [ro, pathlib.Path("/sys")]
+    try:
+        for place in candidates:
+            try:
+                probe = tempfile.mkdtemp(dir=place)
+            except OSError:
+                yield place
+                break
+            os.rmdir(probe)
+        else:
+            pytest.skip("no unwritable folder on this machine")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_out_in_an_unwritable_place_is_refused_before_the_data_is_loaded(base_run, unwritable, tmp_path,
+                                                                         monkeypatch, capsys):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the dataset was loaded")
+
+    monkeypatch.setattr("tinycnn.commands.train._load_dataset", no_loading)
+    out = unwritable / "run" / "nested"
+    assert main(["train", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write in {unwritable}" in err, err
+    # --resume likewise: a checkpoint of the base run, marked as after epoch 1 of 2
+    model, info = zoo.load_model(base_run[0] / "checkpoint.npz")
+    half = tmp_path / "half.epoch1.npz"
+    tc.save_checkpoint(half, model, epoch=1, extra=info["extra"])
+    assert main(["train", "--resume", str(half), "--out", str(out)]) == 2
+    assert f"--out {out}: cannot write in {unwritable}" in capsys.readouterr().err
+
+
+def test_resume_continues_in_the_runs_own_out_and_cleans_up(tmp_path, monkeypatch):
+    """Interrupted in epoch 2, then in epoch 3 of the resumed run, then finished: without --out every
+    resume works in the first run's folder; each newer checkpoint replaces the older one, and the
+    finished run leaves only its folder."""
+    original = _epochs.EpochTimer.on_epoch_begin
+    stop_at = {"epoch": 1}
+
+    def interrupt(self, epoch, *args, **kwargs):
+        if epoch == stop_at["epoch"]:
+            raise KeyboardInterrupt
+        return original(self, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(_epochs.EpochTimer, "on_epoch_begin", interrupt)
+    out = tmp_path / "own"
+    small = ["--subset", "100", "--epochs", "3", "--batch-size", "50", "--quiet"]
+    assert main(["train", *small, "--out", str(out)]) == 130
+    assert sorted(os.listdir(tmp_path)) == ["own.epoch1.npz"]
+    stop_at["epoch"] = 2
+    assert main(["train", "--resume", str(tmp_path / "own.epoch1.npz"), "--quiet"]) == 130
+    assert sorted(os.listdir(tmp_path)) == ["own.epoch2.npz"]
+    stop_at["epoch"] = None
+    assert main(["train", "--resume", str(tmp_path / "own.epoch2.npz"), "--quiet"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["own"]
+    assert read_checkpoint(out / "checkpoint.npz")["meta"]["epoch"] == 3
+    assert len(json.loads((out / "metrics.json").read_text())["history"]["loss"]) == 3
+
+
+def test_training_a_finished_run_on_replaces_its_folder(tmp_path):
+    out = tmp_path / "grow"
+    assert main(["train", "--subset", "100", "--epochs", "1", "--schedule", "constant", "--out", str(out),
+                 "--quiet"]) == 0
+    first = read_checkpoint(out / "checkpoint.npz")
+    assert main(["train", "--resume", str(out / "checkpoint.npz"), "--epochs", "2", "--quiet"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["grow"]                     # no staging or old folder left
+    second = read_checkpoint(out / "checkpoint.npz")
+    assert second["meta"]["epoch"] == 2
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert history["loss"][0] == first["meta"]["extra"]["history"]["loss"][0] and len(history["loss"]) == 2
+
+
+def test_epoch_timer_adds_seconds_and_images_per_second_to_the_logs():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 1, 6, 6), dtype=np.uint8)
+    y = rng.integers(0, 2, 20)
+    model = tc.Sequential(tc.Flatten(), tc.Dense(36, 2, rng=rng)).compile("sgd")
+    history = tc.training.fit(model, data.Batches(x, y, 8), epochs=2, verbose=0, callbacks=[_epochs.EpochTimer()])
+    seconds, rate = history.history["seconds"], history.history["images_per_s"]
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    assert rate == [20 / s for s in seconds]

@@ -3,7 +3,7 @@
 * ``maxpool2d_forward``'s unrolled 2 x 2 path (no padding, any stride) gives exactly the reference's
   values and winners, with ties, NaN and -inf in the windows (the general property test in
   test_kernels.py draws 2 x 2 unpadded windows only rarely).
-* The channel-major layout (tinycnn/layers/layout.py): Conv2D and the pooling layers give bitwise the
+* The channel-major layout (tinycnn/fast/layout.py): the executor's Conv2D and pooling ops give bitwise the
   same outputs and gradients whatever the memory layout of their input and upstream gradient
   (C order, channel-major, Fortran order), and Conv2D with the bias folded into its matrix multiply
   agrees with the plain im2col computation within the derived reduction bound (tolerances.py).
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 import tinycnn as tc
 from tinycnn import kernels as K
-from tinycnn.layers.layout import is_channel_major
+from tinycnn import fast
+from tinycnn.fast.layout import is_channel_major
 from tolerances import assert_close_reduction
 
 DTYPES = st.sampled_from([np.float32, np.float64])
@@ -97,8 +98,16 @@ def test_col2im_cm_matches_reference(win, dtype, seed):
 
 
 # --------------------------------------------------------------------------------------------
-# Layers: the layout never changes a value
+# The executor's ops: the layout never changes a value
 # --------------------------------------------------------------------------------------------
+
+UNCUT = [p for p in fast.PASSES if p != "lanes"]
+
+
+def fast_op(layer):
+    """The op the executor runs ``layer`` with, every pass but lanes applied."""
+    return fast.compile([layer], UNCUT).graph.nodes[0].op
+
 
 conv_configs = st.fixed_dictionaries({
     "n": st.integers(1, 3), "c": st.integers(1, 4), "o": st.integers(1, 4),
@@ -122,17 +131,18 @@ def _conv_case(cfg, dtype, seed):
 @given(cfg=conv_configs, dtype=DTYPES, seed=SEEDS)
 def test_conv2d_is_bitwise_layout_independent(cfg, dtype, seed):
     layer, x, rng = _conv_case(cfg, dtype, seed)
+    op = fast_op(layer)
     g = None
     results = {}
     for name, xl in layouts(x).items():
-        y = layer.forward(xl)
+        y = op.forward(xl)
         if g is None:
             g = rng.standard_normal(y.shape).astype(dtype)              # random upstream gradient
         for gname, gl in layouts(g).items():
-            dx = layer.backward(gl)
-            grads = [np.array(dx), layer.weight.grad.copy()]
+            dx = op.backward(gl)
+            grads = [np.array(dx), op.grads["weight"].copy()]
             if layer.bias is not None:
-                grads.append(layer.bias.grad.copy())
+                grads.append(op.grads["bias"].copy())
             results[(name, gname)] = [np.array(y)] + grads
     first = next(iter(results.values()))
     for key, arrays in results.items():
@@ -147,9 +157,13 @@ def test_conv2d_fast_path_agrees_with_plain_im2col(cfg, dtype, seed):
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
     n, c = x.shape[:2]
     o = layer.out_channels
-    y = layer.forward(x)
+    op = fast_op(layer)
+    y = op.forward(x)
     g = rng.standard_normal(y.shape).astype(dtype)
-    dx = layer.backward(g)
+    dx = op.backward(g)
+    layer.weight.grad = op.grads["weight"]
+    if layer.bias is not None:
+        layer.bias.grad = op.grads["bias"]
     b = layer.bias.data if layer.bias is not None else np.zeros(o, dtype)
 
     def plain(x, w2d, b, g):
@@ -179,7 +193,7 @@ def test_conv2d_fast_path_agrees_with_plain_im2col(cfg, dtype, seed):
 def test_pooling_is_bitwise_layout_independent(n, c, h, w, k, s, pad, dtype, seed, kind):
     k = min(k, h, w)
     pad = min(pad, k // 2)
-    layer = kind(k, stride=s, padding=pad)
+    layer = fast_op(kind(k, stride=s, padding=pad))
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 3, size=(n, c, h, w)).astype(dtype)            # ties on purpose
     ref_y = ref_dx = g = None
@@ -201,7 +215,7 @@ def test_pooling_is_bitwise_layout_independent(n, c, h, w, k, s, pad, dtype, see
 def test_conv2d_output_is_a_channel_major_view_with_fresh_memory():
     """The layout trick must not alias: two forwards give two independent outputs."""
     rng = np.random.default_rng(0)
-    layer = tc.Conv2D(3, 4, 3, rng=rng)
+    layer = fast_op(tc.Conv2D(3, 4, 3, rng=rng))
     x1 = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
     x2 = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
     y1 = layer.forward(x1)
@@ -223,16 +237,18 @@ def test_seed_cnn_through_layouts_matches_c_order_network(dtype):
     x = rng.standard_normal((4, 3, 12, 12)).astype(dtype)
     g = rng.standard_normal((4, 3)).astype(dtype)
 
+    ops = [node.op for node in fast.compile(layers, UNCUT).graph.nodes]
+
     def run(copy):
         h = x
-        for layer in layers:
-            h = layer.forward(h)
+        for op in ops:
+            h = op.forward(h)
             h = np.ascontiguousarray(h) if copy else h
         d = g
-        for layer in reversed(layers):
-            d = layer.backward(d)
+        for op in reversed(ops):
+            d = op.backward(d)
             d = np.ascontiguousarray(d) if copy else d
-        return [np.array(h), np.array(d)] + [p.grad.copy() for layer in layers for p in layer.parameters()]
+        return [np.array(h), np.array(d)] + [op.grads[k].copy() for op in ops for k in sorted(op.grads)]
 
     for a, b in zip(run(copy=False), run(copy=True)):
         np.testing.assert_array_equal(a, b)

@@ -98,8 +98,8 @@ def prove_layer(layer, x, rng, before_forward=None):
     for row in report.rows:
         record(name, "float64 finite differences", row.tensor, row.rel_error)
     assert report.ok, "\n" + report.table()
-    assert [r.tensor for r in report.rows] == ["grad x"] + [f"grad {n}" for n in layer.named_parameters()]
-    for wrt in ["x", *layer.named_parameters()]:
+    assert [r.tensor for r in report.rows] == ["grad x"] + [f"grad {n}" for n in dict(layer.named_parameters())]
+    for wrt in ["x", *dict(layer.named_parameters())]:
         lhs, rhs, rel = adjoint_check(layer, x, rng=rng, wrt=wrt, before_forward=before_forward)
         record(name, "float64 adjoint", f"wrt {wrt}", rel)
         assert rel < ADJOINT_REL_TOL, f"{layer!r} adjoint wrt {wrt}: <Jv,u> = {lhs!r}, <v,J^T u> = {rhs!r}, rel {rel:.2e}"
@@ -214,9 +214,9 @@ def test_softmax_cross_entropy_gradients(n, k, kind, scale, seed):
 def twin_layers(make):
     """(float32 layer, float64 layer with the float32 layer's weights, float64 layer with |weights|)."""
     l32, l64, labs = make(F32), make(F64), make(F64)
-    for name, p in l32.named_parameters().items():
-        l64.named_parameters()[name].data[...] = p.data
-        labs.named_parameters()[name].data[...] = np.abs(p.data)
+    for name, p in l32.named_parameters():
+        dict(l64.named_parameters())[name].data[...] = p.data
+        dict(labs.named_parameters())[name].data[...] = np.abs(p.data)
     return l32, l64, labs
 
 
@@ -226,8 +226,8 @@ def run_twins(l32, l64, labs, x32, g32):
     x64, g64 = x32.astype(F64), g32.astype(F64)
     out = {"y": (l32.forward(x32), l64.forward(x64), labs.forward(np.abs(x64)))}
     out["grad x"] = (l32.backward(g32), l64.backward(g64), labs.backward(np.abs(g64)))
-    for name in l32.named_parameters():
-        out[f"grad {name}"] = tuple(layer.named_parameters()[name].grad for layer in (l32, l64, labs))
+    for name in dict(l32.named_parameters()):
+        out[f"grad {name}"] = tuple(dict(layer.named_parameters())[name].grad for layer in (l32, l64, labs))
     for name, (a32, _, _) in out.items():
         assert a32.dtype == F32, f"{l32!r}: {name} came out {a32.dtype}, not float32"
     return out

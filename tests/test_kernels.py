@@ -210,7 +210,8 @@ def test_maxpool_cm_matches_the_nchw_kernels(win, dtype, seed, ties, specials):
 # Every fast kernel must sit beside a reference with the same signature and have a property here.
 PROPERTY_TESTED = {"im2col", "col2im", "im2col_cm", "col2im_cm", "maxpool2d_forward", "maxpool2d_backward",
                    "maxpool2d_forward_cm", "maxpool2d_backward_cm", "avgpool2d_forward", "avgpool2d_backward",
-                   "matmul"}   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
+                   "matmul",   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
+                   "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx"}
 
 
 def test_every_kernel_has_a_reference_twin_and_a_property_test():
@@ -376,3 +377,45 @@ def test_kernels_run_without_the_jit():
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "NO-JIT OK" in done.stdout and int(done.stdout.split()[-1]) >= 6, done.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Batch norm on channel-major rows (C, M)
+# --------------------------------------------------------------------------------------------
+
+@given(c=st.integers(1, 5), m=st.integers(1, 300), dtype=DTYPES, seed=SEEDS, relu=st.booleans(),
+       affine=st.booleans(), batch_stats=st.booleans())
+def test_batchnorm_kernels_match_their_references(c, m, dtype, seed, relu, affine, batch_stats):
+    """Sums within two roundings of an m-term sum (float64 accumulators: u_64); the elementwise passes
+    do the same operations in the same order as their references: bitwise."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((c, m)) * 2 + rng.standard_normal((c, 1)) * 5).astype(dtype)
+    g = rng.standard_normal((c, m)).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, c).astype(dtype)
+    beta = rng.standard_normal(c).astype(dtype)
+    zero = np.dtype(dtype).type(0)
+    mean, var = K.bn_stats(x)
+    mean_r, var_r = K.bn_stats_reference(x)
+    assert_close_reduction(mean, mean_r, m, np.float64, np.abs(x).astype(np.float64).mean(axis=1), "mean")
+    dev = np.abs(x - mean_r[:, None])
+    assert_close_reduction(var, var_r, m + 3, np.float64, (dev * dev + 2 * dev * 1e-12).mean(axis=1) + 1e-300,
+                           "var")
+    invstd = 1.0 / np.sqrt(var_r + 1e-5)
+    outs = [np.empty((c, m), dtype) for _ in range(4)]
+    K.bn_normalize(x, mean_r, invstd, gamma, beta, affine, relu, zero, outs[0], outs[1])
+    K.bn_normalize_reference(x, mean_r, invstd, gamma, beta, affine, relu, zero, outs[2], outs[3])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    np.testing.assert_array_equal(outs[1], outs[3])
+    x_hat, y = outs[2], outs[3]
+    sums = K.bn_backward_sums(g, x_hat, y, relu, zero)
+    sums_r = K.bn_backward_sums_reference(g, x_hat, y, relu, zero)
+    gm = np.where(y > 0, g, 0) if relu else g
+    assert_close_reduction(sums[0], sums_r[0], m, np.float64, np.abs(gm).astype(np.float64).sum(axis=1), "sum g")
+    assert_close_reduction(sums[1], sums_r[1], m, np.float64,
+                           np.abs(gm * x_hat).astype(np.float64).sum(axis=1), "sum g x_hat")
+    coef = rng.uniform(0.1, 1, c).astype(dtype)
+    sg, sgx = sums_r[0].astype(dtype), sums_r[1].astype(dtype)
+    gx, gx_r = np.empty((c, m), dtype), np.empty((c, m), dtype)
+    K.bn_backward_dx(g, x_hat, y, relu, zero, coef, sg, sgx, np.dtype(dtype).type(m), batch_stats, gx)
+    K.bn_backward_dx_reference(g, x_hat, y, relu, zero, coef, sg, sgx, np.dtype(dtype).type(m), batch_stats, gx_r)
+    np.testing.assert_array_equal(gx, gx_r)

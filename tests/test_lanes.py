@@ -1,4 +1,4 @@
-"""Lanes (``tinycnn.lanes``): a batch cut into slices, each run through its own copy of the layers on
+"""Lanes (the executor's lanes pass, ``tinycnn.fast.passes.lanes``): a batch cut into slices, each run through its own copy of the layers on
 its own thread, must give the result of the uncut batch.
 
 What may differ, and by how much (tests/tolerances.py): per sample, forward is the same arithmetic in
@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tinycnn as tc
-from tinycnn import lanes
+from tinycnn import fast
+from tinycnn.fast.ops.base import PlainOp
+from tinycnn.fast.passes import lanes
 from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close
 
 
@@ -31,6 +33,22 @@ def two_threads(monkeypatch):
     yield
     lanes.set_enabled(old)
     numba.set_num_threads(old_threads)
+
+
+def _cut(model) -> bool:
+    """Whether the model's last forward ran in lanes."""
+    return len(model._last_plan.last.slices) > 1
+
+
+def _lane_count(layers, n, shape=None):
+    plan = fast.compile(layers)
+    return lanes.lane_count(plan.lanes[0], n, plan._macs_per_sample(shape) if shape else None)
+
+
+def _order(layers, passes=fast.PASSES):
+    """Indices of ``layers`` in the order the plan runs them."""
+    plan = fast.compile(layers, passes)
+    return [next(i for i, layer in enumerate(layers) if layer is node.layer) for node in plan.graph.nodes]
 
 
 def _uncut(fn):
@@ -69,12 +87,12 @@ def test_cut_batch_gives_the_uncut_result_float64(two_threads, n, k, stride, pad
         return np.array(y), np.array(dx), [p.grad.copy() for p in model.parameters()]
 
     y, dx, grads = run()
-    assert model.layers[-1]._laned_pass is not None           # it really was cut
+    assert _cut(model)           # it really was cut
     y0, dx0, grads0 = _uncut(run)
-    assert model.layers[-1]._laned_pass is None
+    assert not _cut(model)
     assert_rel_close(y, y0, TORCH_F64_REL_TOL, "output")
     assert_rel_close(dx, dx0, TORCH_F64_REL_TOL, "input gradient")
-    for (name, _), a, b in zip(model.named_parameters().items(), grads, grads0):
+    for (name, _), a, b in zip(model.named_parameters(), grads, grads0):
         assert_rel_close(a, b, TORCH_F64_REL_TOL, f"{name}.grad")
 
 
@@ -89,7 +107,7 @@ def test_conv_weight_gradient_float32_within_the_split_sum_bound(two_threads, n,
     g = rng.standard_normal((n, 4, 5, 5)).astype(np.float32)
     y = np.array(model(x))
     model.backward(g, input_grad=False)
-    assert model.layers[-1]._laned_pass is not None
+    assert _cut(model)
     dw, db = conv.weight.grad.copy(), conv.bias.grad.copy()
     y0 = np.array(_uncut(lambda: model(x)))
     _uncut(lambda: model.backward(g, input_grad=False))
@@ -133,7 +151,7 @@ def test_three_lanes(two_threads, monkeypatch):
     g = rng.standard_normal((7, 4))
     y = np.array(model(x))
     dx = np.array(model.backward(g))
-    laned = model.layers[-1]._laned_pass
+    laned = model._last_plan.last
     assert [s.stop - s.start for s in laned.slices] == [3, 2, 2]
     grads = [p.grad.copy() for p in model.parameters()]
     y0 = _uncut(lambda: np.array(model(x)))
@@ -152,13 +170,13 @@ def test_layers_that_mix_samples_in_training_are_never_cut(two_threads, mixer):
                           tc.Dense(3 * 4 * 4, 2, dtype=np.float64, rng=rng))
     x = rng.standard_normal((8, 2, 6, 6))
     model.train()
-    assert lanes.lane_count(model.layers, 8) == 1
+    assert _lane_count(model.layers, 8) == 1
     model(x)
-    assert model.layers[-1]._laned_pass is None
+    assert not _cut(model)
     model.eval()                                       # running statistics / identity: per sample again
-    assert lanes.lane_count(model.layers, 8) == 2
+    assert _lane_count(model.layers, 8) == 2
     y = np.array(model(x))
-    assert model.layers[-1]._laned_pass is not None
+    assert _cut(model)
     assert_rel_close(y, _uncut(lambda: np.array(model(x))), TORCH_F64_REL_TOL, "eval output")
 
 
@@ -203,8 +221,6 @@ def test_wrong_gradient_shape_after_a_cut_forward_names_the_layer(two_threads):
 
 
 class _FailOnRow(tc.layers.Layer):
-    per_sample = True
-
     def __init__(self, bad):
         self.bad = bad
         self._cache = None
@@ -218,7 +234,8 @@ class _FailOnRow(tc.layers.Layer):
         return grad_y
 
 
-def test_an_error_in_a_helper_lane_reaches_the_caller(two_threads):
+def test_an_error_in_a_helper_lane_reaches_the_caller(two_threads, monkeypatch):
+    monkeypatch.setattr(PlainOp, "per_sample", property(lambda self: True))   # vouch for _FailOnRow
     x = np.zeros((4, 1, 2, 2))
     x[3, 0, 0, 0] = 7.0                                # row 3: in lane 1, on the helper thread
     model = tc.Sequential(_FailOnRow(7.0), tc.Flatten())
@@ -236,29 +253,18 @@ def test_a_layer_that_does_not_say_per_sample_is_not_cut(two_threads):
         def backward(self, g):
             return g
 
-    assert lanes.lane_count([Mine(), tc.Flatten()], 64) == 1
+    assert _lane_count([Mine(), tc.Flatten()], 64) == 1
 
 
-def test_replica_refuses_parameters_stored_under_other_names():
-    class Odd(tc.layers.Layer):
-        def __init__(self):
-            self.w = tc.Parameter(np.zeros(3))
-            self._cache = None
-
-        def named_parameters(self):
-            return {"weight": self.w}
-
-    with pytest.raises(TypeError, match=r"parameter 'weight' is not stored as the attribute self.weight"):
-        Odd().replica()
-
-
-def test_replicas_share_values_not_gradients():
+def test_lane_ops_share_the_layers_not_the_gradients(two_threads):
     rng = np.random.default_rng(0)
-    conv = tc.Conv2D(2, 3, 3, rng=rng)
-    rep = conv.replica()
-    assert rep.weight.data is conv.weight.data and rep.bias.data is conv.bias.data
-    assert rep.weight is not conv.weight and rep.weight.grad is not conv.weight.grad
-    assert rep._workspaces is not conv._workspaces
+    model = _net(rng, np.float64, 3, 1, 0, None, "relu", 6)
+    model(rng.standard_normal((4, 2, 6, 6)))
+    model.backward(rng.standard_normal((4, 4)))
+    lane0, lane1 = model._last_plan.lanes[:2]
+    for a, b in zip(lane0, lane1):
+        assert a.layer is b.layer and a is not b
+        assert not a.grads or all(a.grads[k] is not b.grads[k] for k in a.grads)
 
 
 def test_kernels_release_the_gil():
@@ -292,21 +298,20 @@ def test_relu_then_maxpool_runs_pool_first_in_lanes_with_the_same_bits(two_threa
     pool = tc.MaxPool2D(k, stride, padding)
     oh = pool.output_shape((3, 7, 7))[1]
     model = tc.Sequential(tc.ReLU(), pool, tc.Flatten(), tc.Dense(3 * oh * oh, 4, dtype=dtype, rng=rng))
-    assert lanes.execution_order(model.layers) == [1, 0, 2, 3]
+    assert _order(model.layers) == [1, 0, 2, 3]
     g = rng.standard_normal((6, 4)).astype(dtype)
+    unfused = [p for p in fast.PASSES if p != "fusion"]
+    assert _order(model.layers, unfused) == [0, 1, 2, 3]
 
-    def run():
+    def run(plan):
         with np.errstate(invalid="ignore"):
-            y = np.array(model(x))
-            dx = np.array(model.backward(g))
-        assert model.layers[-1]._laned_pass is not None
+            y = np.array(plan.forward(x))
+            dx = np.array(plan.backward(g))
+        assert len(plan.last.slices) > 1
         return y, dx, [p.grad.copy() for p in model.parameters()]
 
-    y, dx, grads = run()
-    with monkeypatch.context() as m:                    # undone before the next example
-        m.setattr(lanes, "SWAP_RELU_POOL", False)
-        assert lanes.execution_order(model.layers) == [0, 1, 2, 3]
-        y0, dx0, grads0 = run()
+    y, dx, grads = run(fast.compile(model.layers))
+    y0, dx0, grads0 = run(fast.compile(model.layers, unfused))
     np.testing.assert_array_equal(y, y0)                # NaN == NaN here, and -0.0 vs 0.0 ...
     np.testing.assert_array_equal(np.signbit(dx), np.signbit(dx0))   # ... is checked through the sign bit
     np.testing.assert_array_equal(dx, dx0)
@@ -318,9 +323,9 @@ def test_only_an_exact_relu_before_an_exact_maxpool_is_swapped():
     class MyReLU(tc.ReLU):
         pass
 
-    assert lanes.execution_order([tc.ReLU(), tc.AvgPool2D(2), tc.ReLU(), tc.MaxPool2D(2), tc.Flatten()]) == [0, 1, 3, 2, 4]
-    assert lanes.execution_order([MyReLU(), tc.MaxPool2D(2)]) == [0, 1]
-    assert lanes.execution_order([tc.Sigmoid(), tc.MaxPool2D(2)]) == [0, 1]    # saturation makes ties
+    assert _order([tc.ReLU(), tc.AvgPool2D(2), tc.ReLU(), tc.MaxPool2D(2), tc.Flatten()]) == [0, 1, 3, 2, 4]
+    assert _order([MyReLU(), tc.MaxPool2D(2)]) == [0, 1]
+    assert _order([tc.Sigmoid(), tc.MaxPool2D(2)]) == [0, 1]    # saturation makes ties
 
 
 def test_small_networks_are_cut_only_when_each_lane_has_enough_work():
@@ -333,8 +338,8 @@ def test_small_networks_are_cut_only_when_each_lane_has_enough_work():
         tiny = tc.Sequential(tc.Conv2D(3, 8, 3, rng=rng), tc.ReLU(), tc.Flatten(), tc.Dense(8 * 30 * 30, 10, rng=rng))
         macs = 8 * 27 * 30 * 30 + 8 * 30 * 30 * 10                     # conv + dense, per image
         per_lane_needed = -(-lanes.MIN_LANE_MACS // macs)              # images per lane for enough work
-        assert lanes.lane_count(tiny.layers, 2 * per_lane_needed - 2, (3, 32, 32)) == 1
-        assert lanes.lane_count(tiny.layers, 2 * per_lane_needed, (3, 32, 32)) == 2
-        assert lanes.lane_count(tiny.layers, 2 * lanes.MIN_LANE_BATCH - 1) == 1   # shape unknown: batch rule
+        assert _lane_count(tiny.layers, 2 * per_lane_needed - 2, (3, 32, 32)) == 1
+        assert _lane_count(tiny.layers, 2 * per_lane_needed, (3, 32, 32)) == 2
+        assert _lane_count(tiny.layers, 2 * lanes.MIN_LANE_BATCH - 1) == 1   # shape unknown: batch rule
     finally:
         numba.set_num_threads(old)

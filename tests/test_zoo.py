@@ -10,6 +10,7 @@ import pytest
 
 import tinycnn as tc
 from tinycnn import zoo
+from tolerances import TORCH_F64_REL_TOL, assert_rel_close
 
 
 def rng(seed=0):
@@ -146,7 +147,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
     (("lenet", (1, 28), 10), r"zoo.lenet: input_shape must be \(C, H, W\).*got \(1, 28\)"),
     (("lenet", (1, 28, 28), 1), r"zoo.lenet: num_classes must be an integer >= 2, got 1"),
     (("vgg-bn", (3, 32, 32), 10, None, {"width": 0}), r"zoo.vgg_bn: width must be a positive integer, got 0"),
-    (("resnet", (3, 32, 32), 10), r"zoo.build: unknown model 'resnet'; known: lenet, seed-keras, vgg-bn"),
+    (("resnet", (3, 32, 32), 10), r"zoo.build: unknown model 'resnet'; known: lenet, seed-keras, vgg-bn, resnet20"),
 ])
 def test_bad_arguments_are_named(args, match):
     name, shape, k = args[:3]
@@ -202,3 +203,68 @@ def test_load_model_unknown_name(tmp_path):
     tc.save_checkpoint(path, zoo.build("lenet", (1, 28, 28), 10, rng()), extra={"model": record})
     with pytest.raises(ValueError, match=r"unknown model 'transformer'; known: lenet, seed-keras, vgg-bn"):
         zoo.load_model(path)
+
+
+def test_resnet20_structure_and_parameter_count():
+    """He et al.'s CIFAR ResNet-20 with projection (option B) shortcuts, counted by hand:
+    stem conv 3->16 + BN; 9 basic blocks of two 3x3 convs + two BNs; a 1x1 conv + BN projection where
+    stages 2 and 3 start; Dense(64 -> 10). The paper's ~0.27 M (option A: 269,722) plus 2,752."""
+    model = zoo.build("resnet20", (3, 32, 32), 10, rng())
+    bn = lambda c: 2 * c                                        # noqa: E731
+    block = lambda cin, cout: conv(cin, cout, bias=False) + conv(cout, cout, bias=False) + 2 * bn(cout)  # noqa: E731
+    projection = lambda cin, cout: conv(cin, cout, k=1, bias=False) + bn(cout)                          # noqa: E731
+    expected = (conv(3, 16, bias=False) + bn(16)
+                + 3 * block(16, 16)
+                + block(16, 32) + projection(16, 32) + 2 * block(32, 32)
+                + block(32, 64) + projection(32, 64) + 2 * block(64, 64)
+                + dense(64, 10))
+    assert n_params(model) == expected == 272_474
+    assert kinds(model) == ["Conv2D", "BatchNorm2D", "ReLU"] + ["Residual"] * 9 + [
+        "AdaptiveAvgPool2D", "Flatten", "Dense"]
+    blocks = model.layers[3:12]
+    assert [b.shortcut is None for b in blocks] == [True, True, True, False, True, True, False, True, True]
+    assert all(type(b.post).__name__ == "ReLU" for b in blocks)
+    shapes = [r.out_shape for r in model.build((3, 32, 32))]
+    assert shapes[3] == (16, 32, 32) and shapes[6] == (32, 16, 16) and shapes[9] == (64, 8, 8)
+    assert shapes[-3:] == [(64, 1, 1), (64,), (10,)]
+    # 20 weighted layers: 19 3x3 convs and the dense layer (the projections are not counted, as in the paper)
+    convs3 = [k for k in model.state_dict() if k.endswith("weight") and model.state_dict()[k].ndim == 4
+              and model.state_dict()[k].shape[-1] == 3]
+    assert len(convs3) + 1 == 20
+    x = rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    assert model(x).shape == (2, 10)
+    assert zoo.build("resnet20", (1, 28, 28), 10, rng()).layers[-1].in_features == 64   # 28 -> 14 -> 7
+
+
+def test_resnet20_state_dict_is_the_torch_module_trees(torch):
+    """The network exports to a torch module tree with the same keys and the same forward (eval)."""
+    from tinycnn.interop import from_torch_module, to_torch_module
+    model = zoo.build("resnet20", (3, 8, 8), 10, rng(), width=2).eval()
+    back = to_torch_module(model)
+    assert sorted(back.state_dict()) == sorted(model.state_dict())
+    assert "6.shortcut.0.weight" in model.state_dict() and "3.block.4.running_var" in model.state_dict()
+    again = from_torch_module(back)
+    assert [repr(a) for a in again.layers] == [repr(b) for b in model.layers]
+    # the same weights in float64 on both sides: equal forward within 1e-10
+    back64 = back.double().eval()
+    model64 = from_torch_module(back64).eval()
+    x = rng(2).standard_normal((3, 3, 8, 8))
+    with torch.no_grad():
+        theirs = back64(torch.from_numpy(x)).numpy()
+    assert_rel_close(model64(x), theirs, TORCH_F64_REL_TOL, "resnet20 forward")
+
+
+def test_resnet20_learns_a_small_batch(one_thread):
+    """Eight SGD steps on 8 fixed 8x8 images (width 4) lower the loss clearly: the network trains."""
+    r = rng(3)
+    model = zoo.build("resnet20", (3, 8, 8), 4, r, width=4)
+    x = r.standard_normal((8, 3, 8, 8)).astype(np.float32)
+    y = np.arange(8) % 4
+    loss_fn, opt = tc.SoftmaxCrossEntropy(), tc.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        losses.append(loss_fn(model(x), y))
+        model.backward(loss_fn.backward())
+        opt.step()
+    assert losses[-1] < 0.25 * losses[0], losses

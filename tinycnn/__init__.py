@@ -33,3 +33,17 @@ from .schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR  # noqa: 
 
 __all__ += ["checkpoint", "interop", "lr_finder", "metrics", "schedules", "save_checkpoint", "load_checkpoint",
             "lr_range_test", "LRRangeResult", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
+
+# Optimizers and schedules beyond SGD / Adam, torch.optim's names and rules.
+from .optim import AdamW, RMSprop  # noqa: E402
+from .schedules import MultiStepLR, ReduceLROnPlateau, SequentialLR  # noqa: E402
+
+__all__ += ["AdamW", "RMSprop", "MultiStepLR", "ReduceLROnPlateau", "SequentialLR"]
+
+# Graph containers and modern layers (tinycnn.layers: containers, pointwise, softmax_dim, dropout2d,
+# norm, adaptive_pool).
+from .layers import (AdaptiveAvgPool2D, AdaptiveMaxPool2D, BatchNorm1D, Concat, Dropout2D, GELU,  # noqa: E402
+                     GroupNorm, Identity, LayerNorm, LeakyReLU, LogSoftmax, Residual, SiLU)
+
+__all__ += ["Residual", "Concat", "LeakyReLU", "GELU", "SiLU", "Identity", "LogSoftmax", "Dropout2D",
+            "BatchNorm1D", "LayerNorm", "GroupNorm", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D"]

@@ -83,7 +83,8 @@ def jit(func=None, *, parallel: bool = False):
 
 # Starting a parallel region costs ~0.1 ms with Numba's workqueue threading layer on the 2-core
 # benchmark machine, even with one thread (its worker still has to be woken; measured 70-117 us per
-# launch, against 1.6 us for the OpenMP layer, whose idle threads spin: benchmarks/NOTES.md 4.7).
+# launch, against 1.6 us for the OpenMP layer, whose idle threads spin: benchmarks/PERFORMANCE.md,
+# 'Serial twins and the parallel-launch threshold').
 # A training step launches ~17 kernels, so work smaller than this many elements runs serially.
 PARALLEL_MIN_ELEMENTS = 1 << 18
 

@@ -11,7 +11,8 @@ release the GIL to run beside the caller: NumPy's BLAS calls do, and so do tinyc
 Why not ``concurrent.futures.ThreadPoolExecutor``: the same idea, but its futures cost ~3x more per
 job than this Event, and both users submit one job per layer or per pass (hundreds per second).
 Helpers never spin: between jobs they block on the queue, so a core they leave is free for whatever
-runs next (benchmarks/NOTES.md 4.3 has what spinning threads cost on a 2-core machine).
+runs next (benchmarks/PERFORMANCE.md, 'Split matrix multiply', has what spinning threads cost on a
+2-core machine).
 """
 from __future__ import annotations
 

@@ -8,8 +8,11 @@
     on_train_end(logs)                   once, after the last epoch (not when fit raises)
 
 A callback reaches the model through ``self.model`` and the run through ``self.params`` ("epochs",
-"steps", "samples", "batch_size", "rng": the generator that shuffles the data). Setting
-``self.model.stop_training = True`` ends ``fit`` after the current epoch.
+"initial_epoch", "steps", "samples", "batch_size", "rng": the generator that shuffles the data; steps,
+samples and rng are None when ``fit`` trains on an iterable that does not tell them). Setting
+``self.model.stop_training = True`` ends ``fit`` after the current batch (the epoch's logs are still
+completed), or, set in ``on_epoch_end``, after that epoch. ``on_epoch_end`` may add entries to its
+``logs`` (timings, say): the ``History`` records the logs after every callback has seen them.
 
 What each one does:
 
@@ -22,14 +25,16 @@ What each one does:
   (``save_best_only``). ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.npz"``.
 * ``LearningRateScheduler``: steps a ``tinycnn.schedules`` schedule after every epoch (torch's
   convention) or after every batch (``per="batch"``, for one-cycle), or sets the rate from a Keras-style
-  function ``schedule(epoch, lr) -> lr`` before every epoch.
+  function ``schedule(epoch) -> lr`` or ``schedule(epoch, lr) -> lr`` before every epoch.
 
 A non-finite loss is not a callback's job: ``fit`` checks every batch's loss itself, before the update,
 and raises ``tinycnn.NonFiniteLossError`` (a callback at batch end would run after NaN weights).
 """
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 
 import numpy as np
 
@@ -169,20 +174,24 @@ class LearningRateScheduler(Callback):
     """Drive the learning rate during ``fit``.
 
     ``schedule``: a ``tinycnn.schedules`` object built on the model's optimizer (``.step()``, stepped
-    after each epoch, or after each batch with ``per="batch"``), or a function ``(epoch, lr) -> lr``
-    called before each epoch (Keras' form; ``per`` must then be "epoch").
+    after each epoch, or after each batch with ``per="batch"``), or a Keras-style function called
+    before each epoch with the 0-based epoch index -- ``schedule(epoch) -> lr`` or
+    ``schedule(epoch, lr) -> lr`` (``lr``: the current rate); ``per`` must then be "epoch". Which form a
+    function has is read from its signature once, at construction. ``verbose=1`` prints the rate a
+    function sets.
     """
 
-    def __init__(self, schedule, per="epoch"):
+    def __init__(self, schedule, per="epoch", verbose=0):
         if per not in ("epoch", "batch"):
             raise ValueError(f"LearningRateScheduler: per must be 'epoch' or 'batch', got {per!r}")
         if not hasattr(schedule, "step") and not callable(schedule):
             raise TypeError(f"LearningRateScheduler: schedule must be a tinycnn schedule (with .step()) "
-                            f"or a function (epoch, lr) -> lr, got {schedule!r}")
+                            f"or a function epoch -> lr or (epoch, lr) -> lr, got {schedule!r}")
         if not hasattr(schedule, "step") and per == "batch":
             raise ValueError("LearningRateScheduler: a function schedule runs per epoch; for per-batch "
                              "steps use a tinycnn.schedules object")
-        self.schedule, self.per = schedule, per
+        self.schedule, self.per, self.verbose = schedule, per, verbose
+        self._arity = None if hasattr(schedule, "step") else _schedule_arity(schedule)
 
     def on_train_begin(self, logs=None):
         owned = getattr(self.schedule, "optimizer", None)
@@ -191,14 +200,37 @@ class LearningRateScheduler(Callback):
                              "the model was compiled with; build it on model.compiled.optimizer")
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not hasattr(self.schedule, "step"):
-            opt = self.model.compiled.optimizer
-            opt.lr = float(self.schedule(epoch, opt.lr))
+        if self._arity is None:
+            return
+        opt = self.model.compiled.optimizer
+        lr = self.schedule(epoch) if self._arity == 1 else self.schedule(epoch, opt.lr)
+        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"LearningRateScheduler: the schedule function returned {lr!r} for epoch {epoch}; "
+                             f"a learning rate must be a finite number >= 0")
+        opt.lr = float(lr)
+        if self.verbose:
+            print(f"LearningRateScheduler: epoch {epoch + 1}: learning rate {opt.lr:g}")
 
     def on_train_batch_end(self, step, logs=None):
-        if self.per == "batch" and hasattr(self.schedule, "step"):
+        if self.per == "batch" and self._arity is None:
             self.schedule.step()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.per == "epoch" and hasattr(self.schedule, "step"):
+        if self.per == "epoch" and self._arity is None:
             self.schedule.step()
+
+
+def _schedule_arity(fn) -> int:
+    """2 when ``fn`` takes (epoch, lr), 1 when it takes (epoch) only (Keras accepts both)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):          # some builtins have no signature: Keras' current form
+        return 2
+    for args in ((0, 0.1), (0,)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return len(args)
+    raise TypeError(f"LearningRateScheduler: the schedule function {fn!r} takes neither (epoch) nor "
+                    f"(epoch, lr); its signature is {signature}")

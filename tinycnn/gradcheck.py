@@ -59,10 +59,11 @@ class GradcheckReport:
         return all(r.ok for r in self.rows)
 
     def table(self) -> str:
+        tw = max([16] + [len(r.tensor) + 2 for r in self.rows])     # long names: "grad block.0.weight"
         lines = [f"gradcheck {self.title}   (OK when relative error < {self.tol:.0e})",
-                 f"  {'tensor':<16}{'shape':<20}{'max|diff|':>12}{'rel. error':>12}  {'worst at':<18}status"]
+                 f"  {'tensor':<{tw}}{'shape':<20}{'max|diff|':>12}{'rel. error':>12}  {'worst at':<18}status"]
         for r in self.rows:
-            lines.append(f"  {r.tensor:<16}{str(r.shape):<20}{r.max_abs_diff:>12.2e}{r.rel_error:>12.2e}  "
+            lines.append(f"  {r.tensor:<{tw}}{str(r.shape):<20}{r.max_abs_diff:>12.2e}{r.rel_error:>12.2e}  "
                          f"{str(r.worst_index):<18}{'OK' if r.ok else 'NOT OK'}")
         return "\n".join(lines)
 
@@ -108,7 +109,7 @@ def compare(name: str, analytic: np.ndarray, numeric: np.ndarray, tol: float) ->
 
 
 def _require_float64(layer, x):
-    bad = [name for name, p in layer.named_parameters().items() if p.data.dtype != np.float64]
+    bad = [name for name, p in layer.named_parameters() if p.data.dtype != np.float64]
     if x.dtype != np.float64 or bad:
         raise TypeError(
             f"gradcheck {layer!r}: finite differences need float64 (float32 rounding, ~1e-7, swamps "
@@ -134,7 +135,7 @@ def check_layer(layer, x, *, rng, h: float = 1e-6, tol: float = 1e-7, before_for
     y = layer.forward(x)
     u = rng.standard_normal(y.shape)                     # random upstream gradient, shape of y
     grad_x = layer.backward(u)
-    params = layer.named_parameters()
+    params = dict(layer.named_parameters())
     analytic = {"x": np.array(grad_x, copy=True)}
     for name, p in params.items():
         analytic[name] = np.array(p.grad, copy=True)
@@ -175,7 +176,7 @@ def adjoint_check(layer, x, *, rng, h: float = 1e-6, before_forward=None, wrt: s
     _require_float64(layer, x)                           # before any cast: a float32 input must be refused
     x = np.array(x, copy=True)
     prep = before_forward or (lambda: None)
-    params = layer.named_parameters()
+    params = dict(layer.named_parameters())
     if wrt != "x" and wrt not in params:
         raise ValueError(f"adjoint_check {layer!r}: wrt={wrt!r} is neither 'x' nor one of its "
                          f"parameters {list(params)}")

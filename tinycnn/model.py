@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lanes, shapes
+from . import fast, shapes
 from . import training as fit_api
 from .layers.base import Layer, Parameter
 
@@ -34,6 +34,8 @@ class Sequential:
         self._checked_shapes: set = set()         # per-sample shapes already checked
         self.stop_training = False                # set by callbacks (EarlyStopping) during fit
         self.compiled: fit_api.Compiled | None = None
+        self._plans: dict = {}                    # the executor's plans, by layers (see plan())
+        self._last_plan: fast.Plan | None = None  # the plan the last forward ran, for backward
         if input_shape is not None:
             self.build(input_shape)
 
@@ -78,18 +80,54 @@ class Sequential:
             print_fn(text)
         return text
 
+    def add(self, layer: Layer) -> None:
+        """Append a layer (Keras's ``model.add``); shapes are checked again at the next forward."""
+        if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
+            raise TypeError(f"Sequential.add: {layer!r} is not a layer (no forward/backward)")
+        self.layers.append(layer)
+        self._shape_records, self._checked_shapes = None, set()
+        if self.input_shape is not None:
+            shape, self.input_shape = self.input_shape, None
+            self.build(shape)
+
+    def count_params(self) -> int:
+        """Number of trainable numbers (Keras's ``count_params``)."""
+        return int(sum(p.data.size for p in self.parameters()))
+
     def forward(self, x):
+        """x: (N, ...) -> the last layer's output. Runs through the executor's plan
+        (``tinycnn.fast``), or the layers' own code when the executor is off."""
         x = np.asarray(x)
         if x.ndim >= 2 and x.shape[1:] not in self._checked_shapes:
             self.build(x.shape[1:], source=f"the batch of shape {x.shape} passed to forward")
-        return lanes.forward(self.layers, x)      # the batch cut over the cores when it can be
+        self._last_plan = self.plan(plain=not fast.runs_fast(x))
+        return self._last_plan.forward(x)
 
     def backward(self, grad_y, input_grad=True):
         """grad_y: gradient of the loss w.r.t. the output -> gradient w.r.t. the input; every parameter's
         ``.grad`` is written on the way. ``input_grad=False`` (what ``fit`` and ``tinycnn train`` use)
-        returns None and skips the work whose only product is the input gradient (``tinycnn.backprop``).
-        After a forward that ran in lanes (``tinycnn.lanes``) the backward runs in the same lanes."""
-        return lanes.backward(self.layers, grad_y, input_grad)
+        returns None and lets the executor skip the work whose only product is the input gradient."""
+        if self._last_plan is None:
+            last = f"{self.layers[-1]!r}: " if self.layers else ""
+            raise RuntimeError(f"{last}backward() called before forward()")
+        return self._last_plan.backward(grad_y, input_grad)
+
+    def forward_through(self, layers, x):
+        """Forward through ``layers``, the first layers of this model (``fit`` stops before a trailing
+        Softmax, whose work the loss does); ``backward`` then runs back through the same layers."""
+        self._last_plan = self.plan(layers, plain=not fast.runs_fast(x))
+        return self._last_plan.forward(np.asarray(x))
+
+    def plan(self, layers=None, *, plain: bool = False) -> fast.Plan:
+        """The plan that runs ``layers`` (default: all of this model's), made once and kept while the
+        layers stay the same. ``plain=True``: every layer on its own code (the executor turned off)."""
+        layers = self.layers if layers is None else list(layers)
+        key = (tuple(id(layer) for layer in layers), plain)
+        if key not in self._plans:
+            if len(self._plans) >= 4:                 # layers were replaced: forget the old plans
+                self._plans.clear()
+            self._plans[key] = fast.compile(layers, plain=plain)
+        return self._plans[key]
 
     # -- Keras-style front end (machinery in tinycnn.training) ---------------------------------------
 
@@ -100,18 +138,27 @@ class Sequential:
         self.compiled = fit_api.compile_model(self, optimizer, loss, metrics, lr=lr, seed=seed)
         return self
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, rng=None) -> fit_api.History:
-        """Train on NCHW arrays ``x`` and labels ``y``; returns a ``History``. See ``tinycnn.training.fit``."""
-        return fit_api.fit(self, x, y, epochs=epochs, batch_size=batch_size,
-                            validation_split=validation_split, validation_data=validation_data,
-                            shuffle=shuffle, callbacks=callbacks, verbose=verbose, rng=rng)
+    @property
+    def optimizer(self):
+        """The optimizer ``compile`` chose (Keras's ``model.optimizer``); None before ``compile``."""
+        return self.compiled.optimizer if self.compiled is not None else None
 
-    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
-        """Loss and metrics on ``(x, y)`` in eval mode, as Keras returns them: the loss alone when no
-        metrics were compiled, else ``[loss, metric1, ...]``; ``return_dict=True`` gives
-        ``{"loss": 0.9, "accuracy": 0.7}``."""
-        return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict)
+    def fit(self, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validation_data=None,
+            shuffle=True, callbacks=None, verbose=1, rng=None, class_weight=None, sample_weight=None,
+            initial_epoch=0) -> fit_api.History:
+        """Train on NCHW arrays ``x`` and labels ``y``, or on an iterable of ``(x, y)`` batches ``x``
+        (re-iterated every epoch, e.g. a ``tinycnn.data`` pipeline with augmentation); returns a
+        ``History``. See ``tinycnn.training.fit``."""
+        return fit_api.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                           validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                           rng=rng, class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch)
+
+    def evaluate(self, x, y=None, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
+        """Loss and metrics on ``(x, y)`` (or an iterable of batches) in eval mode, as Keras returns them:
+        the loss alone when no metrics were compiled, else ``[loss, metric1, ...]``; ``return_dict=True``
+        gives ``{"loss": 0.9, "accuracy": 0.7}``."""
+        return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict,
+                                sample_weight=sample_weight)
 
     def predict(self, x, batch_size=32) -> np.ndarray:
         """Class probabilities (N, K), in eval mode; softmax applied exactly once."""
@@ -124,9 +171,20 @@ class Sequential:
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def named_parameters(self) -> dict[str, Parameter]:
-        return {f"{i}.{name}": p for i, layer in enumerate(self.layers)
-                for name, p in layer.named_parameters().items()}
+    def named_parameters(self):
+        """``("0.weight", Parameter)`` pairs, torch.nn.Sequential's names, in its order."""
+        for i, layer in enumerate(self.layers):
+            for name, p in layer.named_parameters():
+                yield f"{i}.{name}", p
+
+    def named_buffers(self) -> dict[str, np.ndarray]:
+        """Every layer's buffers, keyed ``"<index>.<name>"`` as torch.nn.Sequential keys them."""
+        return {f"{i}.{name}": buf for i, layer in enumerate(self.layers)
+                for name, buf in layer.named_buffers().items()}
+
+    def named_children(self):
+        """``("0", layer)`` pairs, as torch's ``named_children()``."""
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
@@ -147,7 +205,7 @@ class Sequential:
         """key -> (owner, attribute name, array) for every parameter and buffer, in torch's order."""
         slots = {}
         for i, layer in enumerate(self.layers):
-            for name, p in layer.named_parameters().items():
+            for name, p in layer.named_parameters():
                 slots[f"{i}.{name}"] = (p, "data", p.data)
             for name, buf in layer.named_buffers().items():
                 slots[f"{i}.{name}"] = (layer, name, buf)

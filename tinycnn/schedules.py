@@ -8,10 +8,16 @@ A schedule sets ``optimizer.lr`` when it is built (step 0) and again at every ``
         train_one_epoch(opt)          # uses opt.lr
         sched.step()
 
+Schedules: StepLR, MultiStepLR, CosineAnnealingLR, LinearLR (warm-up), OneCycleLR; SequentialLR
+runs several one after another (warm-up, then decay); ReduceLROnPlateau cuts the rate when a metric
+stops improving (``step(metric)``, once per epoch). Every argument is checked at construction: a real
+number (not a bool or a string), finite, in range, or a clear error naming the schedule, the
+argument and the value.
+
 ``last_epoch`` counts the steps taken (0 right after construction). ``get_last_lr()`` is the rate
 the last step set (a float: tinycnn optimizers have a single learning rate, torch's a list per group).
 
-Like torch, StepLR, CosineAnnealingLR and LinearLR are *chainable*: each step multiplies (or shifts)
+Like torch, StepLR, MultiStepLR, CosineAnnealingLR and LinearLR are *chainable*: each step multiplies (or shifts)
 the optimizer's current rate, so two schedules on one optimizer compose the way torch's do, and the
 floating-point results are torch's to the last bit (same operations in the same order). ``base_lr``
 is the rate the first schedule found on the optimizer (kept as ``optimizer.initial_lr``, torch's
@@ -25,8 +31,11 @@ a checkpoint's ``extra``).
 """
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
+
+from .optim import check_flag, check_number
 
 
 def _positive_int(value, name, owner, minimum=1):
@@ -35,10 +44,34 @@ def _positive_int(value, name, owner, minimum=1):
     return int(value)
 
 
-def _finite_float(value, name, owner):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
-    return float(value)
+def _finite_float(value, name, owner, **bounds):
+    """A finite real number (not a bool, not a string) in the given range; see optim.check_number."""
+    return check_number(owner, name, value, **bounds)
+
+
+def _check_same_kind(owner, key, current, value):
+    """Refuse a loaded value that is not of the kind the attribute holds (a bool, an integer, a finite
+    number, a string, a list), so a damaged state cannot turn a schedule's numbers into garbage."""
+    def is_int(x):
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+    def is_real(x):
+        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif is_int(current):
+        ok = is_int(value)
+    elif is_real(current):
+        ok = is_real(value) and (math.isfinite(value) or not math.isfinite(current))
+    elif isinstance(current, str):
+        ok = isinstance(value, str) and (key != "anneal_strategy" or value in ("cos", "linear"))
+    elif isinstance(current, (list, tuple)):
+        ok = isinstance(value, (list, tuple)) and len(value) == len(current)
+    else:
+        ok = current is None and (value is None or is_real(value))
+    if not ok:
+        raise ValueError(f"{owner}: '{key}' must be like {current!r} ({type(current).__name__}), got {value!r}")
 
 
 class LRScheduler:
@@ -55,9 +88,16 @@ class LRScheduler:
         self.base_lr = float(optimizer.initial_lr)
         self.last_epoch = -1
         self._last_lr = float(optimizer.lr)
-        self._initial = True       # the construction step (torch's _is_initial)
-        self.step()
         self._initial = False
+        self._initial_step()
+
+    def _initial_step(self) -> None:
+        """The construction step (torch's ``_initial_step``, with ``_is_initial`` set)."""
+        self._initial = True
+        try:
+            self.step()
+        finally:
+            self._initial = False
 
     def __repr__(self):
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self._last_lr:.6g})"
@@ -75,6 +115,11 @@ class LRScheduler:
     def _next_lr(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _closed_form_lr(self) -> float:
+        """The rate at step ``last_epoch`` from ``base_lr`` alone (torch's ``_get_closed_form_lr``;
+        used by SequentialLR when this schedule takes over). Non-chainable schedules: ``_next_lr``."""
+        return self._next_lr()
+
     def state_dict(self) -> dict:
         """Every attribute but the optimizer, plus ``type``; JSON-able."""
         state = {k: v for k, v in self.__dict__.items() if k != "optimizer"}
@@ -88,6 +133,9 @@ class LRScheduler:
         unknown = sorted(set(state) - set(self.__dict__) - {"type"})
         if unknown:
             raise ValueError(f"{name}.load_state_dict: unexpected keys {unknown}")
+        for key, value in state.items():           # each value of the kind this schedule holds there
+            if key != "type":
+                _check_same_kind(f"{name}.load_state_dict", key, self.__dict__[key], value)
         self.__dict__.update({k: v for k, v in state.items() if k != "type"})
 
 
@@ -100,7 +148,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer, step_size, gamma=0.1):
         self.step_size = _positive_int(step_size, "step_size", "StepLR")
-        self.gamma = _finite_float(gamma, "gamma", "StepLR")
+        self.gamma = _finite_float(gamma, "gamma", "StepLR", low=0)
         super().__init__(optimizer)
 
     def _next_lr(self):
@@ -108,6 +156,9 @@ class StepLR(LRScheduler):
         if t == 0 or t % self.step_size != 0:
             return lr
         return lr * self.gamma
+
+    def _closed_form_lr(self):
+        return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -125,7 +176,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer, T_max, eta_min=0.0):
         self.T_max = _positive_int(T_max, "T_max", "CosineAnnealingLR")
-        self.eta_min = _finite_float(eta_min, "eta_min", "CosineAnnealingLR")
+        self.eta_min = _finite_float(eta_min, "eta_min", "CosineAnnealingLR", low=0)
         super().__init__(optimizer)
 
     def _next_lr(self):
@@ -135,6 +186,9 @@ class CosineAnnealingLR(LRScheduler):
         if (t - 1 - T) % (2 * T) == 0:
             return lr + (self.base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
         return (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (lr - eta_min) + eta_min
+
+    def _closed_form_lr(self):
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
 
 
 class LinearLR(LRScheduler):
@@ -165,6 +219,13 @@ class LinearLR(LRScheduler):
         if t > self.total_iters:
             return lr
         return lr * (1.0 + (e - s) / (self.total_iters * s + (t - 1) * (e - s)))
+
+    def _closed_form_lr(self):
+        if self.total_iters == 0:
+            raise ValueError("LinearLR: total_iters=0 has no closed form (torch divides by zero); "
+                             "use total_iters >= 1 for a LinearLR that SequentialLR switches to")
+        s, e = self.start_factor, self.end_factor
+        return self.base_lr * (s + (e - s) * min(self.total_iters, self.last_epoch) / self.total_iters)
 
 
 class OneCycleLR(LRScheduler):
@@ -203,10 +264,10 @@ class OneCycleLR(LRScheduler):
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{name}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
-        self.max_lr = _finite_float(max_lr, "max_lr", name)
-        self.initial_lr = self.max_lr / _finite_float(div_factor, "div_factor", name)
-        self.min_lr = self.initial_lr / _finite_float(final_div_factor, "final_div_factor", name)
-        self.three_phase = bool(three_phase)
+        self.max_lr = _finite_float(max_lr, "max_lr", name, low=0)
+        self.initial_lr = self.max_lr / _finite_float(div_factor, "div_factor", name, low=0, low_open=True)
+        self.min_lr = self.initial_lr / _finite_float(final_div_factor, "final_div_factor", name, low=0, low_open=True)
+        self.three_phase = check_flag(name, "three_phase", three_phase)
         # phases: (end_step, start value key, end value key), keys into _values(); torch's numbers.
         up_end = float(self.pct_start * self.total_steps) - 1
         if self.three_phase:
@@ -215,9 +276,9 @@ class OneCycleLR(LRScheduler):
                            [self.total_steps - 1, "initial", "min"]]
         else:
             self.phases = [[up_end, "initial", "max"], [self.total_steps - 1, "max", "min"]]
-        self.cycle_momentum = bool(cycle_momentum)
-        self.base_momentum = _finite_float(base_momentum, "base_momentum", name)
-        self.max_momentum = _finite_float(max_momentum, "max_momentum", name)
+        self.cycle_momentum = check_flag(name, "cycle_momentum", cycle_momentum)
+        self.base_momentum = _finite_float(base_momentum, "base_momentum", name, low=0, high=1, high_open=True)
+        self.max_momentum = _finite_float(max_momentum, "max_momentum", name, low=0, high=1, high_open=True)
         if self.cycle_momentum and not (hasattr(optimizer, "momentum") or hasattr(optimizer, "betas")):
             raise ValueError(f"{name}: cycle_momentum=True needs an optimizer with `momentum` (SGD) or "
                              f"`betas` (Adam), got {type(optimizer).__name__}")
@@ -257,3 +318,265 @@ class OneCycleLR(LRScheduler):
             self.optimizer.betas = (momentum, *self.optimizer.betas[1:])
         else:
             self.optimizer.momentum = momentum
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply the rate by ``gamma`` at each milestone (torch.optim.lr_scheduler.MultiStepLR).
+
+    Closed form: lr_t = base_lr * gamma ** (number of milestones <= t). Computed as torch does,
+    recursively: lr_t = lr_{t-1} * gamma ** (the number of times t is listed in milestones). A
+    milestone listed twice counts twice, and a milestone 0 applies at construction, as in torch.
+    milestones: integers >= 0, in any order (kept sorted); gamma >= 0.
+    """
+
+    def __init__(self, optimizer, milestones, gamma=0.1):
+        name = "MultiStepLR"
+        try:
+            given = list(milestones)
+        except TypeError:
+            raise TypeError(f"{name}: milestones must be a list of integers >= 0, got {milestones!r}") from None
+        for m in given:
+            if not isinstance(m, numbers.Integral) or isinstance(m, bool) or m < 0:
+                raise ValueError(f"{name}: milestones must be integers >= 0, got {m!r} in {given!r}")
+        self.milestones = sorted(int(m) for m in given)
+        self.gamma = _finite_float(gamma, "gamma", name, low=0)
+        super().__init__(optimizer)
+
+    def _next_lr(self):
+        hits = self.milestones.count(self.last_epoch)
+        lr = self.optimizer.lr
+        return lr if hits == 0 else lr * self.gamma ** hits
+
+    def _closed_form_lr(self):
+        return self.base_lr * self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch)
+
+
+class SequentialLR:
+    """Schedules one after another (torch.optim.lr_scheduler.SequentialLR), e.g. warm-up then decay::
+
+        warmup = LinearLR(opt, start_factor=0.1, total_iters=5)
+        decay = CosineAnnealingLR(opt, T_max=95)
+        sched = SequentialLR(opt, [warmup, decay], milestones=[5])     # step only ``sched``
+
+    ``schedulers[i]`` is in force from step ``milestones[i-1]`` to ``milestones[i] - 1``. As in torch:
+    construction puts the optimizer back at its initial rate, undoes the construction step of every
+    schedule and takes the first schedule's construction step again; at a milestone the next schedule
+    restarts at its step 0 from its closed form (from ``base_lr``: a warm-up's last rate is not
+    carried over), and between milestones ``step()`` steps the schedule in force.
+
+    schedulers: LRSchedulers of this same optimizer (not ReduceLROnPlateau, which needs a metric, and
+    not another SequentialLR); milestones: len(schedulers) - 1 strictly increasing integers >= 0.
+    """
+
+    def __init__(self, optimizer, schedulers, milestones):
+        name = "SequentialLR"
+        try:
+            schedulers = list(schedulers)
+            milestones = list(milestones)
+        except TypeError:
+            raise TypeError(f"{name}: schedulers and milestones must be lists, got {schedulers!r} and "
+                            f"{milestones!r}") from None
+        if not schedulers:
+            raise ValueError(f"{name}: expects at least one scheduler, got none")
+        for i, s in enumerate(schedulers):
+            if isinstance(s, ReduceLROnPlateau):
+                raise ValueError(f"{name}: schedulers[{i}] is a ReduceLROnPlateau, which needs a metric at each "
+                                 f"step; step it yourself beside the sequence")
+            if isinstance(s, SequentialLR):
+                raise ValueError(f"{name}: schedulers[{i}] is itself a SequentialLR; list its schedulers instead")
+            if not isinstance(s, LRScheduler):
+                raise TypeError(f"{name}: schedulers[{i}] is a {type(s).__name__}, not a learning-rate schedule "
+                                f"(StepLR, MultiStepLR, LinearLR, CosineAnnealingLR, OneCycleLR)")
+            if s.optimizer is not optimizer:
+                raise ValueError(f"{name}: schedulers[{i}] ({type(s).__name__}) belongs to another optimizer; "
+                                 f"all schedulers must act on the optimizer given")
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"{name}: expects one milestone fewer than schedulers, got {len(schedulers)} "
+                             f"schedulers and {len(milestones)} milestones ({milestones!r})")
+        for m in milestones:
+            if not isinstance(m, numbers.Integral) or isinstance(m, bool) or m < 0:
+                raise ValueError(f"{name}: milestones must be integers >= 0, got {m!r} in {milestones!r}")
+        if any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(f"{name}: milestones must be strictly increasing, got {milestones!r}")
+        for i, s in enumerate(schedulers[1:], start=1):
+            if isinstance(s, LinearLR) and s.total_iters == 0:
+                raise ValueError(f"{name}: schedulers[{i}] is a LinearLR with total_iters=0, which has no "
+                                 f"closed form to restart from (torch divides by zero); use total_iters >= 1")
+        self.optimizer = optimizer
+        self.schedulers = schedulers
+        self.milestones = [int(m) for m in milestones]
+        self.last_epoch = 0
+        optimizer.lr = float(optimizer.initial_lr)
+        for s in schedulers:
+            s.last_epoch -= 1                       # undo each schedule's construction step
+        first = self.schedulers[bisect.bisect_right(self.milestones, 0)]
+        first._initial_step()
+        self._last_lr = first.get_last_lr()
+
+    def __repr__(self):
+        inner = ", ".join(type(s).__name__ for s in self.schedulers)
+        return f"SequentialLR([{inner}], milestones={self.milestones}, last_epoch={self.last_epoch})"
+
+    def step(self) -> None:
+        """Advance one step with the schedule in force (restarting it at a milestone)."""
+        self.last_epoch += 1
+        idx = bisect.bisect_right(self.milestones, self.last_epoch)
+        s = self.schedulers[idx]
+        if idx > 0 and self.milestones[idx - 1] == self.last_epoch:
+            s.last_epoch = 0
+            lr = float(s._closed_form_lr())
+            self.optimizer.lr = lr
+            s._last_lr = lr
+        else:
+            s.step()
+        self._last_lr = s.get_last_lr()
+
+    def get_last_lr(self) -> float:
+        return self._last_lr
+
+    def state_dict(self) -> dict:
+        """``{"type", "last_epoch", "milestones", "_last_lr", "schedulers": [each one's state]}``; JSON-able."""
+        return {"type": "SequentialLR", "last_epoch": self.last_epoch, "milestones": list(self.milestones),
+                "_last_lr": self._last_lr, "schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        name = "SequentialLR"
+        if not isinstance(state, dict) or state.get("type") != name:
+            got = state.get("type") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{name}.load_state_dict: the state belongs to {got!r}, not {name}")
+        inner = state.get("schedulers")
+        if not isinstance(inner, list) or len(inner) != len(self.schedulers):
+            raise ValueError(f"{name}.load_state_dict: expected {len(self.schedulers)} scheduler states, got "
+                             f"{len(inner) if isinstance(inner, list) else inner!r}")
+        for i, (s, st) in enumerate(zip(self.schedulers, inner)):
+            if not isinstance(st, dict) or st.get("type") != type(s).__name__:
+                raise ValueError(f"{name}.load_state_dict: schedulers[{i}] is a {type(s).__name__}, the state's "
+                                 f"is {st.get('type') if isinstance(st, dict) else st!r}")
+        if state.get("milestones") != self.milestones:
+            raise ValueError(f"{name}.load_state_dict: milestones {state.get('milestones')!r} differ from "
+                             f"this sequence's {self.milestones!r}")
+        last_epoch = state.get("last_epoch")
+        if not isinstance(last_epoch, int) or isinstance(last_epoch, bool) or last_epoch < 0:
+            raise ValueError(f"{name}.load_state_dict: last_epoch must be an integer >= 0, got {last_epoch!r}")
+        _finite_float(state.get("_last_lr"), "_last_lr", f"{name}.load_state_dict", low=0)
+        for s, st in zip(self.schedulers, inner):
+            s.load_state_dict(st)
+        self.last_epoch = last_epoch
+        self._last_lr = float(state["_last_lr"])
+
+
+class ReduceLROnPlateau:
+    """Cut the rate when a metric stops improving (torch.optim.lr_scheduler.ReduceLROnPlateau).
+
+    Call ``step(metric)`` once per epoch with, e.g., the validation loss (mode='min') or accuracy
+    (mode='max'). With ``best`` the best metric so far, a metric a counts as an improvement when::
+
+        mode='min', threshold_mode='rel':  a < best * (1 - threshold)
+        mode='min', threshold_mode='abs':  a < best - threshold
+        mode='max', threshold_mode='rel':  a > best * (1 + threshold)
+        mode='max', threshold_mode='abs':  a > best + threshold
+
+    (a NaN metric is never an improvement, as in torch). After more than ``patience`` epochs without
+    one, lr = max(lr * factor, min_lr), applied only if that lowers it by more than ``eps``; then
+    ``cooldown`` epochs pass in which bad epochs are not counted. Not chainable with the other
+    schedules through SequentialLR (it needs the metric); step it beside them if wanted.
+
+    Ranges: 0 <= factor < 1 (torch asks factor < 1 only), patience and cooldown integers >= 0,
+    threshold, min_lr, eps finite and >= 0. ``state_dict()`` holds ``best``, which is +-inf until
+    the first step (JSON writes it as ``Infinity``, which Python's json reads back).
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0.0, eps=1e-8):
+        name = "ReduceLROnPlateau"
+        if not isinstance(getattr(optimizer, "lr", None), numbers.Real):
+            raise TypeError(f"{name}: expected an optimizer with a float attribute `lr` "
+                            f"(tc.SGD, tc.Adam, ...), got {type(optimizer).__name__}")
+        hp = self._checked(name, dict(mode=mode, factor=factor, patience=patience, threshold=threshold,
+                                      threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr, eps=eps))
+        self.optimizer = optimizer
+        self.__dict__.update(hp)
+        self.last_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self._last_lr = float(optimizer.lr)
+
+    @staticmethod
+    def _checked(owner, v):
+        if v["mode"] not in ("min", "max"):
+            raise ValueError(f"{owner}: mode must be 'min' or 'max', got {v['mode']!r}")
+        if v["threshold_mode"] not in ("rel", "abs"):
+            raise ValueError(f"{owner}: threshold_mode must be 'rel' or 'abs', got {v['threshold_mode']!r}")
+        return dict(mode=v["mode"], threshold_mode=v["threshold_mode"],
+                    factor=_finite_float(v["factor"], "factor", owner, low=0, high=1, high_open=True),
+                    patience=_positive_int(v["patience"], "patience", owner, minimum=0),
+                    threshold=_finite_float(v["threshold"], "threshold", owner, low=0),
+                    cooldown=_positive_int(v["cooldown"], "cooldown", owner, minimum=0),
+                    min_lr=_finite_float(v["min_lr"], "min_lr", owner, low=0),
+                    eps=_finite_float(v["eps"], "eps", owner, low=0))
+
+    def __repr__(self):
+        return (f"ReduceLROnPlateau(mode={self.mode!r}, best={self.best:.6g}, bad_epochs={self.num_bad_epochs}, "
+                f"lr={self._last_lr:.6g})")
+
+    def _is_better(self, a: float) -> bool:
+        if self.mode == "min":
+            return a < self.best * (1.0 - self.threshold) if self.threshold_mode == "rel" else a < self.best - self.threshold
+        return a > self.best * (self.threshold + 1.0) if self.threshold_mode == "rel" else a > self.best + self.threshold
+
+    def step(self, metric) -> None:
+        """Record this epoch's ``metric`` (a number) and cut ``optimizer.lr`` if it has plateaued."""
+        if isinstance(metric, bool) or not (isinstance(metric, numbers.Real)
+                                            or (hasattr(metric, "ndim") and metric.ndim == 0
+                                                and getattr(metric, "dtype", None) is not None
+                                                and metric.dtype.kind in "fiu")):
+            raise TypeError(f"ReduceLROnPlateau.step: metric must be a number (e.g. the validation loss), "
+                            f"got {metric!r} ({type(metric).__name__})")
+        current = float(metric)
+        self.last_epoch += 1
+        if self._is_better(current):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0                 # bad epochs in the cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            old_lr = float(self.optimizer.lr)
+            new_lr = max(old_lr * self.factor, self.min_lr)
+            if old_lr - new_lr > self.eps:
+                self.optimizer.lr = new_lr
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = float(self.optimizer.lr)
+
+    def get_last_lr(self) -> float:
+        return self._last_lr
+
+    def state_dict(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+        state["type"] = "ReduceLROnPlateau"
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        owner = "ReduceLROnPlateau.load_state_dict"
+        if not isinstance(state, dict) or state.get("type") != "ReduceLROnPlateau":
+            got = state.get("type") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{owner}: the state belongs to {got!r}, not ReduceLROnPlateau")
+        keys = set(self.__dict__) - {"optimizer"}
+        if set(state) - {"type"} != keys:
+            raise ValueError(f"{owner}: expected keys {sorted(keys)}, got {sorted(set(state) - {'type'})}")
+        hp = self._checked(owner, state)
+        for key in ("last_epoch", "num_bad_epochs", "cooldown_counter"):
+            _positive_int(state[key], key, owner, minimum=0)
+        best = state["best"]
+        if isinstance(best, bool) or not isinstance(best, numbers.Real) or math.isnan(best):
+            raise ValueError(f"{owner}: best must be a number (or +-inf), got {best!r}")
+        _finite_float(state["_last_lr"], "_last_lr", owner, low=0)
+        self.__dict__.update(hp)
+        for key in ("last_epoch", "num_bad_epochs", "cooldown_counter"):
+            setattr(self, key, int(state[key]))
+        self.best = float(best)
+        self._last_lr = float(state["_last_lr"])

@@ -13,7 +13,7 @@ When a layer rejects its input, the error says which layer (index and repr), wha
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -125,11 +125,32 @@ class LayerStats:
     buffers: int              # non-trainable state (e.g. batch-norm running statistics), element count
     macs: int                 # multiply-accumulates per sample (Conv2D, Dense; 0 for the rest)
     activation_bytes: int     # the layer's output for the whole batch
-    im2col_bytes: int         # Conv2D's column buffer (C*KH*KW [+1], N*OH*OW) for the whole batch; else 0
+    im2col_bytes: int         # Conv2D's column buffer (C*KH*KW, N*OH*OW) for the whole batch; else 0
+    # Containers (Residual, Concat): params and macs above include their nested layers; the nested
+    # layers' own rows (path "block.0", ...; their activations and im2col buffers) are listed here.
+    path: str = ""
+    nested: list = field(default_factory=list)
+
+
+def _is_container(layer) -> bool:
+    return hasattr(layer, "child_shapes")
+
+
+def _nested_records(layer, in_shape: tuple):
+    """[(path, LayerShape)] of the layers inside a container, depth first (paths relative to it)."""
+    rows = []
+    for c in layer.child_shapes(in_shape):
+        rows.append((c.path, LayerShape(index=-1, layer=c.layer, in_shape=c.in_shape, out_shape=c.out_shape)))
+        if _is_container(c.layer):
+            rows += [(f"{c.path}.{p}", r) for p, r in _nested_records(c.layer, c.in_shape)]
+    return rows
 
 
 def _macs(layer, r: LayerShape) -> int:
-    """Multiply-accumulates per sample: one per weight use."""
+    """Multiply-accumulates per sample: one per weight use (a container: its layers' sum)."""
+    if _is_container(layer):
+        return sum(_macs(rec.layer, rec) for _, rec in _nested_records(layer, r.in_shape)
+                   if not _is_container(rec.layer))
     if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):      # Conv2D
         kh, kw = layer.kernel_size
         return int(np.prod(r.out_shape)) * layer.in_channels * kh * kw        # O*OH*OW * C*KH*KW
@@ -143,21 +164,35 @@ def macs_per_sample(layers, input_shape) -> int:
     return sum(_macs(r.layer, r) for r in infer_shapes(layers, tuple(input_shape)))
 
 
+def _one_stats(r: LayerShape, batch_size: int, itemsize: int, path: str = "") -> LayerStats:
+    layer = r.layer
+    params = sum(int(p.data.size) for p in layer.parameters())
+    buffers = sum(int(np.size(b)) for b in dict(layer.named_buffers()).values()) if hasattr(layer, "named_buffers") else 0
+    im2col = 0
+    if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):
+        kh, kw = layer.kernel_size
+        _, oh, ow = r.out_shape
+        rows = layer.in_channels * kh * kw
+        im2col = rows * batch_size * oh * ow * itemsize    # cols: (C*KH*KW, N*OH*OW)
+    return LayerStats(r.index, repr(layer), r.out_shape, params, buffers, _macs(layer, r),
+                      int(np.prod(r.out_shape)) * batch_size * itemsize, im2col, path=path)
+
+
 def layer_stats(records: list[LayerShape], batch_size: int, itemsize: int) -> list[LayerStats]:
+    """One row per layer of the stack; a container's row carries its nested layers' rows in ``nested``."""
     stats = []
     for r in records:
-        layer = r.layer
-        params = sum(int(p.data.size) for p in layer.parameters())
-        buffers = sum(int(np.size(b)) for b in layer.named_buffers().values()) if hasattr(layer, "named_buffers") else 0
-        im2col = 0
-        if hasattr(layer, "in_channels") and hasattr(layer, "kernel_size"):
-            kh, kw = layer.kernel_size
-            _, oh, ow = r.out_shape
-            rows = layer.in_channels * kh * kw + (getattr(layer, "bias", None) is not None)
-            im2col = rows * batch_size * oh * ow * itemsize    # cols: (C*KH*KW [+1 row of ones for the bias], N*OH*OW)
-        stats.append(LayerStats(r.index, repr(layer), r.out_shape, params, buffers, _macs(layer, r),
-                                int(np.prod(r.out_shape)) * batch_size * itemsize, im2col))
+        row = _one_stats(r, batch_size, itemsize, path=str(r.index))
+        if _is_container(r.layer):
+            row.nested = [_one_stats(rec, batch_size, itemsize, path=f"{r.index}.{p}")
+                          for p, rec in _nested_records(r.layer, r.in_shape)]
+        stats.append(row)
     return stats
+
+
+def _memory_rows(stats: list[LayerStats]) -> list[LayerStats]:
+    """Every row whose output is an array of its own: the stack's layers and every nested layer."""
+    return [s for top in stats for s in [top, *top.nested]]
 
 
 def human_bytes(n: int) -> str:
@@ -172,20 +207,28 @@ def summary_text(records: list[LayerShape], input_shape: tuple, batch_size: int,
     """The table ``Sequential.summary()`` prints, and its totals."""
     dtype = np.dtype(dtype)
     stats = layer_stats(records, batch_size, dtype.itemsize)
-    name_w = max([len("layer")] + [len(s.name) for s in stats]) + 2
-    head = (f"{'#':>3}  {'layer':<{name_w}}{'output shape':<18}{'params':>12}{'MACs':>16}"
+    rows = _memory_rows(stats)                       # the stack's layers, each container's layers after it
+
+    def label(s):                                    # nested layers indented by their depth
+        return "  " * s.path.count(".") + s.name
+
+    name_w = max([len("layer")] + [len(label(s)) for s in rows]) + 2
+    idx_w = max([3] + [len(s.path) for s in rows])
+    head = (f"{'#':>{idx_w}}  {'layer':<{name_w}}{'output shape':<18}{'params':>12}{'MACs':>16}"
             f"{'activations':>14}{'im2col':>12}")
     rule = "-" * len(head)
     lines = [f"Sequential summary: input {tuple(input_shape)} per sample, {dtype.name}, batch size {batch_size}",
              rule, head, rule]
-    for s in stats:
-        lines.append(f"{s.index:>3}  {s.name:<{name_w}}{str(s.out_shape):<18}{s.params:>12,}{s.macs:>16,}"
+    for s in rows:
+        lines.append(f"{s.path:>{idx_w}}  {label(s):<{name_w}}{str(s.out_shape):<18}{s.params:>12,}{s.macs:>16,}"
                      f"{human_bytes(s.activation_bytes):>14}{(human_bytes(s.im2col_bytes) if s.im2col_bytes else '-'):>12}")
-    total_params = sum(s.params for s in stats)
+    if any(s.nested for s in stats):
+        lines.append("  (a container's row counts the params and MACs of the layers indented under it)")
+    total_params = sum(s.params for s in stats)      # containers include their layers: top rows only
     total_buffers = sum(s.buffers for s in stats)
     macs = sum(s.macs for s in stats)
-    act = sum(s.activation_bytes for s in stats)
-    cols = sum(s.im2col_bytes for s in stats)
+    act = sum(s.activation_bytes for s in rows)      # every output is an array of its own: all rows
+    cols = sum(s.im2col_bytes for s in rows)
     input_bytes = int(np.prod(input_shape)) * batch_size * dtype.itemsize
     lines += [
         rule,

@@ -14,6 +14,10 @@ draws the initial weights (and Dropout's masks, from a generator spawned from it
 ``vgg-bn``      the stronger CIFAR network (see ``vgg_bn``): four VGG stages of 3x3 Conv,
                 BatchNorm2D, ReLU and MaxPool(2), widths w, 2w, 4w, 8w (w = 32 by default), then Dropout
                 and Dense(-> K). On 3x32x32, w = 32: 33.9 M MACs/image.
+``resnet20``    He et al.'s CIFAR ResNet-20 (see ``resnet20``): a 3x3 conv, three stages of three basic
+                residual blocks (16, 32, 64 channels), global average pooling, Dense(64 -> K);
+                projection (option B) shortcuts where the shape changes. On 3x32x32: 272,474 parameters
+                (K = 10), 40.8 M MACs/image.
 
 Each entry also carries the training recipe it was tuned with (``MODELS[name].recipe``: optimizer,
 learning rate, schedule, epochs, batch size, weight decay); ``tinycnn train`` uses it for every option
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checkpoint import load_checkpoint, read_checkpoint
-from .layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from .layers import AdaptiveAvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Residual
 from .model import Sequential
 from .shapes import ShapeError, infer_shapes
 
@@ -164,6 +168,53 @@ def vgg_bn(input_shape, num_classes, rng, width: int = 32, dropout: float = 0.25
     return _classifier("vgg_bn", features, shape, int(num_classes), rng, head=head)
 
 
+def _basic_block(c_in: int, c_out: int, stride: int, rng) -> Residual:
+    """He et al.'s basic block: relu(bn(conv3x3(relu(bn(conv3x3(x))))) + shortcut(x)).
+
+    The shortcut is the identity when the shape is kept, else a projection (option B of the paper):
+    a strided 1x1 conv without bias and a batch norm, the form torchvision uses.
+    """
+    block = Sequential(Conv2D(c_in, c_out, 3, stride=stride, padding=1, bias=False, rng=rng), BatchNorm2D(c_out),
+                       ReLU(), Conv2D(c_out, c_out, 3, padding=1, bias=False, rng=rng), BatchNorm2D(c_out))
+    shortcut = None
+    if stride != 1 or c_in != c_out:
+        shortcut = Sequential(Conv2D(c_in, c_out, 1, stride=stride, bias=False, rng=rng), BatchNorm2D(c_out))
+    return Residual(block, shortcut=shortcut, post=ReLU())
+
+
+def resnet20(input_shape, num_classes, rng, width: int = 16) -> Sequential:
+    """He et al.'s CIFAR ResNet-20 ("Deep Residual Learning for Image Recognition", 2016, section 4.2):
+    6n + 2 = 20 layers with n = 3, widths w, 2w, 4w (w = ``width``, 16 by default)::
+
+        Conv 3x3 (C -> w), BN, ReLU                              (w, H, W)
+        stage 1: 3 basic blocks, w channels                      (w, H, W)
+        stage 2: 3 basic blocks, 2w, the first with stride 2     (2w, H/2, W/2)
+        stage 3: 3 basic blocks, 4w, the first with stride 2     (4w, H/4, W/4)
+        AdaptiveAvgPool2D(1), Flatten, Dense(4w -> K)
+
+    Shortcuts: identity inside a stage; where a stage starts (stride 2, channels doubled) a 1x1
+    projection with batch norm, the paper's option B. (Option A, the parameter-free zero-padded
+    identity of the paper's CIFAR runs, has no torch.nn module to map to; option B adds 2,752
+    parameters: 272,474 against 269,722 for K = 10.) Convolutions have no bias: batch norm's shift
+    replaces it.
+    """
+    shape = _check_args("resnet20", input_shape, num_classes, rng)
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"zoo.resnet20: width must be a positive integer, got {width!r}")
+    w = int(width)
+    layers = [Conv2D(shape[0], w, 3, padding=1, bias=False, rng=rng), BatchNorm2D(w), ReLU()]
+    c = w
+    for stage, c_out in enumerate((w, 2 * w, 4 * w)):
+        for i in range(3):
+            layers.append(_basic_block(c, c_out, 2 if (stage > 0 and i == 0) else 1, rng))
+            c = c_out
+    layers += [AdaptiveAvgPool2D(1), Flatten(), Dense(c, int(num_classes), rng=rng)]
+    try:
+        return Sequential(*layers, input_shape=shape)
+    except ShapeError as err:
+        raise ValueError(f"zoo.resnet20: images of shape {shape} (C, H, W) do not fit this network:\n{err}") from None
+
+
 MODELS = {
     "lenet": ModelEntry(lenet, "two conv stages (32, 64), one dense layer",
                         Recipe(optimizer="adam", lr=2e-3, schedule="onecycle", epochs=3, batch_size=64)),
@@ -172,6 +223,10 @@ MODELS = {
     "vgg-bn": ModelEntry(vgg_bn, "VGG-style with batch norm and dropout, for CIFAR-10",
                          Recipe(optimizer="sgd", lr=0.1, schedule="onecycle", epochs=8, batch_size=128,
                                 weight_decay=5e-4)),
+    # recipe: the usual short-schedule CIFAR settings, not tuned or measured on tinycnn yet
+    "resnet20": ModelEntry(resnet20, "He et al.'s CIFAR ResNet-20 (basic blocks 16/32/64, global average pooling)",
+                           Recipe(optimizer="sgd", lr=0.1, schedule="onecycle", epochs=30, batch_size=128,
+                                  weight_decay=5e-4)),
 }
 
 

@@ -455,7 +455,7 @@ print(f"relative error of dL/dx with h = 1e-6: {at_1e6.rel_error:.1e}")
 
 report = GradcheckReport(f"loss(model(x)), input {x.shape}, float64, h = 1e-5", 1e-7)
 report.rows.append(compare("grad x", grad_x, numerical_gradient(lambda: loss_fn(model(x), labels), x, h=1e-5), 1e-7))
-for name, param in model.named_parameters().items():
+for name, param in model.named_parameters():
     numeric = numerical_gradient(lambda: loss_fn(model(x), labels), param.data, h=1e-5)
     report.rows.append(compare(f"grad {name}", param.grad, numeric, 1e-7))
 print(report)

@@ -822,7 +822,7 @@ def gradients64():
 
 with threads(2):
     grads_on, grads_off = with_lanes(True, gradients64), with_lanes(False, gradients64)
-for name, g_on, g_off in zip(cnn64.named_parameters(), grads_on, grads_off):
+for name, g_on, g_off in zip(dict(cnn64.named_parameters()), grads_on, grads_off):
     assert_agree(f"{name + '.grad':14s} (float64) lanes vs lanes off", g_on, g_off, 1e-10 * np.abs(g_off).max())
 rel = max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(grads_on, grads_off))
 print(f"float64: largest difference of a gradient, relative to that gradient's largest entry: {rel:.1e}")

@@ -125,6 +125,75 @@ _LATER = {
 CASES.update({name: build for name, build in _LATER.items() if hasattr(tc, name)})
 
 
+# -- graph containers and the modern layers (layers/containers.py, pointwise.py, softmax_dim.py,
+#    dropout2d.py, norm.py, adaptive_pool.py) ----------------------------------------------------------
+
+def _residual(rng):
+    """A projection block with a post activation: conv -> tanh, shortcut 1x1 conv, both stride 2."""
+    c, o = (int(v) for v in rng.integers(1, 4, size=2))
+    block = tc.Sequential(tc.Conv2D(c, o, 3, stride=2, padding=1, dtype=F64, rng=rng), tc.Tanh())
+    layer = tc.Residual(block, shortcut=tc.Conv2D(c, o, 1, stride=2, dtype=F64, rng=rng), post=tc.Sigmoid())
+    return LayerCase(layer, rng.standard_normal((2, c, 5, 4)))
+
+
+def _concat(rng):
+    """Three branches joined along channels: a 1x1 conv, a 3x3 conv with tanh, and the input itself."""
+    c = int(rng.integers(1, 4))
+    layer = tc.Concat(tc.Conv2D(c, 2, 1, dtype=F64, rng=rng),
+                      tc.Sequential(tc.Conv2D(c, 3, 3, padding=1, dtype=F64, rng=rng), tc.Tanh()), tc.Identity())
+    return LayerCase(layer, rng.standard_normal((2, c, 4, 3)))
+
+
+def _affine(layer, rng):
+    for p in layer.parameters():                   # weights away from their 1, 0 start
+        p.data[...] = rng.uniform(0.5, 1.5, p.shape)
+    return layer
+
+
+def _softmax_dim(rng):
+    from tinycnn.layers.softmax_dim import Softmax
+    return LayerCase(Softmax(dim=-1), 2 * rng.standard_normal((2, 3, 4)))
+
+
+def _dropout2d(rng):
+    layer = tc.Dropout2D(0.4, rng=np.random.default_rng(0))
+    mask_seed = int(rng.integers(2**31))
+
+    def same_mask():                               # every forward draws the same channel mask
+        layer.rng = np.random.default_rng(mask_seed)
+
+    return LayerCase(layer, rng.standard_normal((3, 4, 2, 3)), same_mask)
+
+
+def _adaptive(kind, rng):
+    h, w = (int(v) for v in rng.integers(3, 8, size=2))
+    out = (int(rng.integers(2, h + 2)), int(rng.integers(2, w + 2)))    # overlapping (or repeated) bins
+    if kind == "avg":
+        return LayerCase(tc.AdaptiveAvgPool2D(out), rng.standard_normal((2, 2, h, w)))
+    return LayerCase(tc.AdaptiveMaxPool2D(out), distinct_values((2, 2, h, w), rng))
+
+
+_GRAPHS_AND_MODERN = {
+    "Residual": _residual,
+    "Concat": _concat,
+    "LeakyReLU": lambda rng: LayerCase(tc.LeakyReLU(0.1), away_from_zero((2, 3, 4), rng)),
+    "GELU": lambda rng: LayerCase(tc.GELU(), 2 * rng.standard_normal((2, 3, 4))),
+    "GELU(tanh)": lambda rng: LayerCase(tc.GELU(approximate="tanh"), 2 * rng.standard_normal((2, 3, 4))),
+    "SiLU": lambda rng: LayerCase(tc.SiLU(), 2 * rng.standard_normal((2, 3, 4))),
+    "Identity": lambda rng: LayerCase(tc.Identity(), rng.standard_normal((2, 3))),
+    "Softmax(dim=-1)": _softmax_dim,
+    "LogSoftmax": lambda rng: LayerCase(tc.LogSoftmax(dim=1), 2 * rng.standard_normal((3, 5))),
+    "Dropout2D": _dropout2d,
+    "BatchNorm1D": lambda rng: LayerCase(_affine(tc.BatchNorm1D(3, dtype=F64), rng), rng.standard_normal((4, 3, 2))),
+    "LayerNorm": lambda rng: LayerCase(_affine(tc.LayerNorm((3, 2), dtype=F64), rng), rng.standard_normal((2, 4, 3, 2))),
+    "GroupNorm": lambda rng: LayerCase(_affine(tc.GroupNorm(2, 4, dtype=F64), rng), rng.standard_normal((2, 4, 3))),
+    "AdaptiveAvgPool2D": lambda rng: _adaptive("avg", rng),
+    "AdaptiveMaxPool2D": lambda rng: _adaptive("max", rng),
+}
+CASES.update({name: build for name, build in _GRAPHS_AND_MODERN.items()
+              if hasattr(tc, name.split("(")[0]) or name.startswith("Softmax(")})
+
+
 @dataclass
 class Outcome:
     name: str

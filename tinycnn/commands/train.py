@@ -5,9 +5,10 @@
 
 Steps: load the dataset (``tinycnn.data.load``); hold out ``--val-split`` of the training images
 (stratified, drawn with the seed); fit the per-channel normalisation on the rest; build the network
-(``tinycnn.zoo``); train it epoch by epoch (``_epochs.Trainer``: progress bar, per-epoch train and
-validation loss and accuracy); then evaluate it on the test split and print accuracy, per-class
-precision / recall / F1 and the confusion matrix.
+(``tinycnn.zoo``); train it with ``tinycnn.training.fit`` on the data loaders (progress bar, per-epoch
+train and validation loss and accuracy; the schedule, the timings and the checkpoint are callbacks,
+see ``_epochs``); then evaluate it on the test split and print accuracy, per-class precision / recall /
+F1 and the confusion matrix.
 
 What ``--out`` (default ``runs/<date>-<time>``) holds when the run has finished:
 
@@ -19,7 +20,15 @@ What ``--out`` (default ``runs/<date>-<time>``) holds when the run has finished:
     learning_curves.png, confusion_matrix.png, first_layer_filters.png   (with matplotlib)
 
 The folder appears only when the run has finished (``_run_dir``); a failed run leaves no ``--out``,
-only -- if an epoch had finished -- its last checkpoint beside it as ``<out>.epoch<E>.npz``.
+only -- if an epoch had finished -- its last checkpoint beside it as ``<out>.epoch<E>.npz``. A
+checkpoint is written only after an epoch whose weights, optimizer state and losses are all finite: a
+diverged epoch stops the run and the previous good checkpoint is the one kept. ``--out`` is checked
+before the dataset is loaded: it must be absent or an empty folder, in a place that can be written.
+
+``--resume CHECKPOINT`` continues the run in its own ``--out``: ``<out>.epoch<E>.npz`` belongs to
+``<out>``, and ``<out>/checkpoint.npz`` to ``<out>`` itself (a finished run trained on with a larger
+``--epochs``; the folder is replaced when the longer run has finished). A run that finishes removes
+the ``<out>.epoch<E>.npz`` it was resumed from; a resumed run that fails again keeps only its newer one.
 
 Randomness: one seed; ``np.random.SeedSequence(seed).spawn(2)`` gives the data stream (validation
 split, shuffling, augmentation) and the model stream (initial weights, dropout masks).
@@ -29,8 +38,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -39,16 +50,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, data, plots, zoo
-from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from ..callbacks import LearningRateScheduler
+from ..checkpoint import load_checkpoint, read_checkpoint
 from ..data import Augment
 from ..optim import SGD, Adam
 from ..schedules import CosineAnnealingLR, OneCycleLR
 from ..shapes import layer_stats
-from ..training import History, NonFiniteLossError
+from ..training import History, NonFiniteLossError, NonFiniteStateError, fit
 from . import _train_config as cfg
-from ._epochs import Trainer, evaluate
+from ._epochs import EpochTimer, RunCheckpoint, evaluate
 from ._report import print_report, report_dict
-from ._run_dir import RunDir
+from ._run_dir import RunDir, RunDirError
 
 CHECKPOINT = "checkpoint.npz"
 EVAL_BATCH = 256
@@ -166,6 +178,49 @@ def _schedule(config: cfg.Config, optimizer, steps_per_epoch: int):
     return None, "epoch"
 
 
+def _out(args) -> tuple[Path, bool]:
+    """(--out, whether it may replace an existing folder: only the finished run being resumed).
+
+    Without --out a new run gets ``runs/<date>-<time>``; a resumed one its own folder:
+    ``<out>.epoch<E>.npz`` -> ``<out>``, ``<out>/checkpoint.npz`` -> ``<out>`` (a checkpoint renamed
+    otherwise gets a new ``runs/<date>-<time>``)."""
+    resumed = Path(args.resume).expanduser().absolute() if args.resume else None
+    if args.out:
+        out = Path(args.out)
+    elif resumed is not None and re.fullmatch(r".+\.epoch\d+\.npz", resumed.name):
+        out = resumed.parent / re.sub(r"\.epoch\d+\.npz$", "", resumed.name)
+    elif resumed is not None and resumed.name == CHECKPOINT:
+        out = resumed.parent
+    else:
+        out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    replace = resumed is not None and resumed == (out.expanduser().absolute() / CHECKPOINT)
+    return out, replace
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse --out where no folder can be made (read-only place, no permission), before any data is
+    loaded: try to make (and remove) a folder in its nearest existing parent."""
+    place = Path(out).expanduser().absolute()
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise RunDirError(f"--out {out}: {place} is a file, so no folder can be made there; give a folder path")
+    try:
+        probe = tempfile.mkdtemp(prefix=".tinycnn-write-check-", dir=place)
+    except OSError as err:
+        raise RunDirError(f"--out {out}: cannot write in {place} ({err.strerror or err}); choose a folder "
+                          f"you can write to") from None
+    os.rmdir(probe)
+
+
+def _epoch_file_of(out: Path, path) -> bool:
+    """Whether ``path`` is a ``<out>.epoch<E>.npz`` that a failed run of ``out`` left."""
+    if path is None:
+        return False
+    path, out = Path(path).expanduser().absolute(), Path(out).expanduser().absolute()
+    return path.parent == out.parent and re.fullmatch(rf"{re.escape(out.name)}\.epoch\d+\.npz", path.name) is not None
+
+
 def _history(saved: dict, epochs: int) -> History:
     history = History()
     for e in range(epochs):
@@ -233,6 +288,7 @@ class Setup:
     schedule_per: str                   # "batch" or "epoch"
     first_epoch: int                    # 0 for a new run, the checkpoint's epoch when resuming
     history: History
+    replace_out: bool                   # out is the finished run being resumed: replaced at the end
 
 
 def _setup(args, say) -> Setup:
@@ -240,8 +296,9 @@ def _setup(args, say) -> Setup:
     Raises ValueError / ImportError (and their subclasses) with a message for the user."""
     resume = _read_resume(args.resume) if args.resume else None
     config = cfg.resumed(args, resume["extra"]["config"], resume["epoch"]) if resume else cfg.fresh(args)
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    RunDir.check(out)
+    out, replace = _out(args)
+    RunDir.check(out, replace=replace)
+    _check_writable(out)
     ds = _load_dataset(config, args.data_dir, say)
     data_ss, model_ss = np.random.SeedSequence(config.seed).spawn(2)
     data_rng, model_rng = np.random.default_rng(data_ss), np.random.default_rng(model_ss)
@@ -268,7 +325,7 @@ def _setup(args, say) -> Setup:
         first_epoch = int(resume["epoch"])
         history = _history(resume["extra"]["history"], first_epoch)
     return Setup(config, out, ds, loaders, data_rng, record, model, optimizer, schedule, schedule_per,
-                 first_epoch, history)
+                 first_epoch, history, replace)
 
 
 def _announce(s: Setup, stats, data_info, args, say) -> None:
@@ -299,20 +356,18 @@ def run(args) -> int:
     data_info = _describe_data(ds, loaders)
     _announce(s, stats, data_info, args, say)
 
-    run_dir = RunDir(out)
+    run_dir = RunDir(out, replace=s.replace_out)
     extra = {"model": record, "config": config.to_dict(), "data": data_info, "tinycnn_version": __version__}
-    done = {"epoch": first_epoch}
-
-    def save(epoch, logs):
-        extra.update(history=history.history, schedule=schedule.state_dict() if schedule else None)
-        save_checkpoint(run_dir.file(CHECKPOINT), model, optimizer, epoch=epoch + 1, rng=data_rng, extra=extra)
-        done["epoch"] = epoch + 1
-
-    trainer = Trainer(model, optimizer, loaders, schedule, s.schedule_per)
+    checkpoint = RunCheckpoint(run_dir.file(CHECKPOINT), history=history, extra=extra, data_rng=data_rng,
+                               schedule=schedule, first_epoch=first_epoch)
+    callbacks = [EpochTimer(),                 # first: its timings are in the logs the checkpoint saves
+                 *([LearningRateScheduler(schedule, per=s.schedule_per)] if schedule is not None else []),
+                 checkpoint]                   # last: saves the schedule's state after its epoch step
+    model.compile(optimizer, metrics=["accuracy"])
     try:
         with _sigterm_as_interrupt():
-            trainer.run(first_epoch, config.epochs, history=history, verbose=0 if args.quiet else 1,
-                        on_epoch_end=save)
+            fit(model, loaders.train, validation_data=loaders.val, epochs=config.epochs, initial_epoch=first_epoch,
+                callbacks=callbacks, verbose=0 if args.quiet else 1)
         test = evaluate(model, loaders.test)
         report = report_dict(test.labels, test.predictions, test.loss, ds.classes)
         if not args.quiet:
@@ -325,10 +380,21 @@ def run(args) -> int:
         _write_json(run_dir.file("metrics.json"), metrics)
         final = run_dir.commit()
     except BaseException as err:
-        kept = run_dir.abandon(CHECKPOINT if done["epoch"] > first_epoch else None, done["epoch"])
-        where = (f" The last complete checkpoint (after epoch {done['epoch']}) is kept at {kept}; continue with "
-                 f"`tinycnn train --resume {kept}`." if kept else "")
-        if isinstance(err, NonFiniteLossError):
+        saved = checkpoint.saved_epoch
+        kept = run_dir.abandon(CHECKPOINT if saved > first_epoch else None, saved)
+        if kept and _epoch_file_of(out, args.resume) and Path(args.resume).absolute() != kept.absolute():
+            Path(args.resume).unlink(missing_ok=True)       # superseded by the newer checkpoint of this run
+        if kept:
+            where = (f" The last complete checkpoint (after epoch {saved}) is kept at {kept}; continue with "
+                     f"`tinycnn train --resume {kept}`.")
+        elif args.resume:
+            where = (f" The checkpoint this run was resumed from (after epoch {first_epoch}) is unchanged: "
+                     f"{args.resume}.")
+        elif isinstance(err, (NonFiniteLossError, NonFiniteStateError)):
+            where = " No epoch finished with finite weights and losses, so no checkpoint is kept."
+        else:
+            where = ""
+        if isinstance(err, (NonFiniteLossError, NonFiniteStateError)):
             print(f"tinycnn train: error: {err}\nNothing was written to {out}.{where}", file=sys.stderr)
             return 1
         interrupt = _interruption(err)
@@ -339,6 +405,8 @@ def run(args) -> int:
         print(f"tinycnn train: failed ({type(err).__name__}); nothing was written to {out}.{where}",
               file=sys.stderr)
         raise
+    if _epoch_file_of(final, args.resume):
+        Path(args.resume).unlink(missing_ok=True)           # the run it was left for has finished
     say("")
     if pictures["written"]:
         say(f"pictures: {', '.join(pictures['written'])}")

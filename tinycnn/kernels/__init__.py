@@ -12,11 +12,12 @@ import numba
 # after each parallel kernel; OpenBLAS's threads spin-wait too. On a machine with few cores the two
 # pools then take turns stealing each other's cores: a seed-CNN training step at batch 4 went from
 # 3 ms (one thread) to 540 ms (two threads) on the 2-core benchmark machine under load, and the
-# quiet-machine kernels ran up to 12x slower after a matrix multiply (benchmarks/NOTES.md). With Numba's
-# own "workqueue" layer neither happened (measured, same NOTES). It is chosen here unless the user picked a layer with
-# NUMBA_THREADING_LAYER, and it only takes effect if no parallel Numba code has run yet in this
-# process. Caveat (Numba's): workqueue does not allow parallel kernels to be launched from several
-# Python threads at once; set NUMBA_THREADING_LAYER=omp (or tbb) for that.
+# quiet-machine kernels ran up to 12x slower after a matrix multiply. With Numba's own "workqueue"
+# layer neither happened (benchmarks/PERFORMANCE.md, 'Numba threading layer', has both measurements).
+# It is chosen here unless the user picked a layer with NUMBA_THREADING_LAYER, and it only takes
+# effect if no parallel Numba code has run yet in this process. Caveat (Numba's): workqueue does not
+# allow parallel kernels to be launched from several Python threads at once; set
+# NUMBA_THREADING_LAYER=omp (or tbb) for that.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
@@ -24,6 +25,16 @@ from .._jit import launch
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
 from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
 from .gemm import matmul, matmul_reference
+from .batchnorm import (
+    bn_backward_dx,
+    bn_backward_dx_reference,
+    bn_backward_sums,
+    bn_backward_sums_reference,
+    bn_normalize,
+    bn_normalize_reference,
+    bn_stats,
+    bn_stats_reference,
+)
 from .pool import (
     avgpool2d_backward,
     avgpool2d_backward_reference,
@@ -44,6 +55,8 @@ __all__ = [
     "im2col", "im2col_reference", "col2im", "col2im_reference",
     "im2col_cm", "im2col_cm_reference", "col2im_cm", "col2im_cm_reference",
     "matmul", "matmul_reference",
+    "bn_stats", "bn_stats_reference", "bn_normalize", "bn_normalize_reference",
+    "bn_backward_sums", "bn_backward_sums_reference", "bn_backward_dx", "bn_backward_dx_reference",
     "maxpool2d_forward", "maxpool2d_forward_reference",
     "maxpool2d_backward", "maxpool2d_backward_reference",
     "maxpool2d_forward_cm", "maxpool2d_forward_cm_reference",

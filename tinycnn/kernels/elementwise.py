@@ -9,7 +9,7 @@ order (``a.reshape(-1)`` of a C-contiguous array, or of a channel-major array's 
 Each takes optional output arrays (``y=``, ``positive=``, ``out=``: flat, of the right length and
 dtype) to write into instead of allocating; the layers pass recycled buffers (``layers/buffers.py``).
 
-Why (benchmarks/NOTES.md): ``np.where(positive, g, 0)`` on a mask that is true about half the time,
+Why (benchmarks/PERFORMANCE.md, 'Fused ReLU kernels'): ``np.where(positive, g, 0)`` on a mask that is true about half the time,
 in no pattern, runs a branch per element that the CPU mispredicts: 6.8 ms for the 1.8 M elements of
 the seed CNN's first activation at batch 64, against ~0.3 ms for a branch-free select. And the
 forward's ``np.maximum`` plus ``x > 0`` are two passes where one will do.

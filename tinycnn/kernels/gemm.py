@@ -7,7 +7,7 @@ do *between* products. OpenBLAS's workers spin-wait for the next job for ~0.1 s 
 (its THREAD_TIMEOUT, read once when NumPy loads it), so the Numba kernels that run next (im2col,
 ReLU, pooling) find the second core taken: on the 2-core benchmark machine a max-pool forward ran
 in 1.7 ms right after a product and in 0.74 ms when the worker had gone to sleep
-(benchmarks/NOTES.md, section 4.3). Here the product is cut into column (or row) blocks, one per
+(benchmarks/PERFORMANCE.md, 'Split matrix multiply'). Here the product is cut into column (or row) blocks, one per
 thread, or for a long reduction (a weight gradient, K = N*OH*OW) into K blocks whose partial
 products are added up afterwards; each block is an ordinary single-threaded BLAS call on a strided view, and the helper
 threads sleep on a queue between products, leaving the cores to whatever runs next.

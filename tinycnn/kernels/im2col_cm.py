@@ -14,7 +14,7 @@ images fastest, and the user sees the (N, C, H, W) view ``xs.transpose(3, 0, 1, 
 fastest instead of slowest). ``im2col_cm`` writes into a caller-given ``out`` so Conv2D can reuse one
 workspace from step to step.
 
-Why images fastest (benchmarks/NOTES.md 4.6): every value im2col copies and col2im adds belongs to
+Why images fastest (benchmarks/PERFORMANCE.md, 'Channel-major layout'): every value im2col copies and col2im adds belongs to
 a run of N numbers that are contiguous in both arrays, so the innermost loops are N long (64 at
 batch 64) and vectorise, where the (C, N, H, W) order of the first version gave them rows of 13-30
 with a bounds test per element. Measured at the seed CNN's 32 -> 64 layer, batch 64, one core:

@@ -99,7 +99,7 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, y=None, argmax=None):
 
     2 x 2 windows without padding (``MaxPool2D(2)``, the common case) take an unrolled path: with a
     window only two pixels wide, the general loops below spend more time on loop bookkeeping than on
-    comparing (measured 3x slower, benchmarks/NOTES.md). Both paths visit each window's pixels in
+    comparing (measured 3x slower, benchmarks/PERFORMANCE.md, 'Max-pooling kernels'). Both paths visit each window's pixels in
     row-major order with the same strict ``>``/NaN rule, so values and winners are identical."""
     n, c, h, w = x.shape
     oh = (h + 2 * ph - kh) // sh + 1

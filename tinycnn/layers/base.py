@@ -6,14 +6,14 @@ A layer's contract::
     backward(grad_y) -> grad_x
                              writes each parameter's ``.grad`` (overwritten, not accumulated)
     parameters() -> list[Parameter]
-    per_sample               True when output sample i depends on input sample i only, in the
-                             current mode: the batch may then be cut into lanes (``tinycnn.lanes``)
+    named_parameters()       (name, Parameter) pairs, torch's names and order
 
-A layer never updates its own weights: that is the optimizer's job.
+A layer never updates its own weights: that is the optimizer's job. A layer knows nothing of how it
+is run fast: that is the executor's (``tinycnn.fast``), which reads the layer's settings and
+parameters and keeps its own caches.
 """
 from __future__ import annotations
 
-import copy
 import numbers
 
 import numpy as np
@@ -41,29 +41,18 @@ class Parameter:
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
-    @classmethod
-    def sharing(cls, other: "Parameter") -> "Parameter":
-        """A Parameter whose ``data`` is ``other.data`` itself (not a copy), with its own ``grad``."""
-        p = cls.__new__(cls)
-        p.data = other.data
-        p.grad = np.zeros_like(other.data)
-        return p
 
 
 class Layer:
-    """Base class. Subclasses implement ``forward`` and ``backward``."""
+    """Base class. Subclasses implement ``forward`` and ``backward``.
+
+    Parameters are found by looking: every attribute that holds a ``Parameter`` is one, named after
+    the attribute, in the order the attributes were set (``weight`` before ``bias``), as torch's
+    ``Module`` registers them. Containers of layers override ``named_parameters`` to add their
+    children's, prefixed with the child's name.
+    """
 
     training: bool = True
-    # True when ``backward(grad_y, input_grad=False)`` is accepted: the layer then writes its
-    # parameters' gradients only and returns None (Sequential asks that of a network's first layer,
-    # whose input gradient nobody reads during training, as PyTorch skips it for an input that does
-    # not require grad).
-    can_skip_input_grad: bool = False
-    # True when sample i of the output depends on sample i of the input only, in the current mode,
-    # and forward changes no state shared across samples. Then a batch can be cut into slices run
-    # on separate threads through ``replica()`` copies (``tinycnn.lanes``) with the same result.
-    # False by default, so a layer written by a user is never split unless it says so.
-    per_sample: bool = False
 
     def forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -74,16 +63,19 @@ class Layer:
     def __call__(self, x):
         return self.forward(x)
 
-    def named_parameters(self) -> dict[str, Parameter]:
-        """Parameters by PyTorch's attribute name (``weight``, ``bias``), in PyTorch's order."""
-        return {}
+    def named_parameters(self):
+        """``(name, Parameter)`` pairs, as torch's ``named_parameters()`` yields them: ``("weight", w)``,
+        ``("bias", b)``."""
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield name, value
 
     def named_buffers(self) -> dict[str, np.ndarray]:
         """Non-trainable state saved in ``state_dict`` (e.g. batch norm's running statistics)."""
         return {}
 
     def parameters(self) -> list[Parameter]:
-        return list(self.named_parameters().values())
+        return [p for _, p in self.named_parameters()]
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
@@ -91,19 +83,6 @@ class Layer:
 
     def eval(self):
         return self.train(False)
-
-    def replica(self) -> "Layer":
-        """A copy of this layer for another thread (``tinycnn.lanes``): it reads the *same* parameter
-        arrays, and has its own gradients and cache. Subclasses with other per-call state (Conv2D's
-        workspaces) reset it too."""
-        rep = copy.copy(self)
-        for name, p in self.named_parameters().items():
-            if getattr(self, name, None) is not p:       # the copy would share this gradient: refuse
-                raise TypeError(f"{self!r}.replica: parameter {name!r} is not stored as the attribute "
-                                f"self.{name}; override replica() for this layer")
-            setattr(rep, name, Parameter.sharing(p))
-        rep._cache = None
-        return rep
 
     # -- helpers shared by the layers ----------------------------------------------------------
 

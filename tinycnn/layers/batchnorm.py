@@ -76,11 +76,6 @@ class BatchNorm2D(Layer):
     num_batches_tracked: int64, 0-d. They are updated in place, so references stay valid.
     """
 
-    @property
-    def per_sample(self):
-        """Batch statistics (in training, or without running statistics) mix the samples."""
-        return not self.training and self.track_running_stats
-
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
                  dtype=np.float32):
         name = "BatchNorm2D"
@@ -111,9 +106,6 @@ class BatchNorm2D(Layer):
         extra = "" if self.affine else ", affine=False"
         extra += "" if self.track_running_stats else ", track_running_stats=False"
         return f"BatchNorm2D({self.num_features}, eps={self.eps:g}, momentum={self.momentum}{extra})"
-
-    def named_parameters(self):
-        return {"weight": self.weight, "bias": self.bias} if self.affine else {}
 
     def named_buffers(self):
         if not self.track_running_stats:
@@ -150,7 +142,7 @@ class BatchNorm2D(Layer):
             centered = x - _per_channel(mean)                        # (N, C, H, W) float64
             var = np.mean(centered * centered, axis=_AXES)           # (C,) biased
             if self.training and self.track_running_stats:
-                self._update_running_stats(mean, var, count)
+                self.update_running_stats(mean, var, count)
         else:
             mean = self.running_mean.astype(np.float64)              # (C,)
             var = self.running_var.astype(np.float64)                # (C,)
@@ -162,7 +154,7 @@ class BatchNorm2D(Layer):
             return x_hat
         return x_hat * _per_channel(self.weight.data) + _per_channel(self.bias.data)
 
-    def _update_running_stats(self, mean, var, count):
+    def update_running_stats(self, mean, var, count):
         """Torch's update, in place; ``mean``, ``var``: (C,) float64 batch statistics (var biased)."""
         self.num_batches_tracked += 1                                # in place on the 0-d array
         f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum

@@ -2,9 +2,15 @@
 
 Flatten: (N, d1, d2, ...) -> (N, d1*d2*...), in C order (so it matches torch.nn.Flatten on NCHW).
 
-Dense:   x: (N, in) -> y = x @ W.T + b: (N, out);  W: (out, in), b: (out,)
-         dW = g.T @ x: (out, in);  db = g.sum(0): (out,);  dx = g @ W: (N, in)
-         (the products go through ``kernels.matmul``: BLAS single-threaded, split over tinycnn's threads)
+Dense, on x: (N, in) -- or any (N, ..., in), as torch.nn.Linear: the leading axes are rows of one
+matrix X: (M, in), M = N * ...::
+
+    y  = X @ W.T + b            # (M, out);  W: (out, in), b: (out,)
+    dW = G.T @ X                # (out, in): the sum over rows of g_m x_m^T
+    db = G.sum(axis=0)          # (out,)
+    dX = G @ W                  # (M, in)
+
+with G the upstream gradient as (M, out); y and dX get the leading axes back.
 """
 from __future__ import annotations
 
@@ -12,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import kernels
-from .base import Layer, Parameter, check_input, float_dtype, kaiming_uniform, positive_int
+from .base import Layer, Parameter, float_dtype, kaiming_uniform, positive_int
 
 
 @dataclass
@@ -23,12 +28,18 @@ class FlattenCache:
 
 @dataclass
 class DenseCache:
-    x: np.ndarray             # (N, in)
+    x2d: np.ndarray           # (M, in): the input with its leading axes as rows
+    x_shape: tuple            # (N, ..., in)
+
+
+def _check_float(layer, x):
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{layer!r}: input dtype is {x.dtype}, but a floating array is needed")
+    return x
 
 
 class Flatten(Layer):
-    per_sample = True
-
     def __init__(self):
         self._cache = None
 
@@ -39,13 +50,12 @@ class Flatten(Layer):
         return (int(np.prod(in_shape)),)
 
     def forward(self, x):
-        x = np.asarray(x)
-        if x.dtype.kind != "f":
-            raise TypeError(f"{self!r}: input dtype is {x.dtype}, but a floating array is needed")
+        """x: (N, d1, d2, ...) -> (N, d1*d2*...)."""
+        x = _check_float(self, x)
         if x.ndim < 2:
             raise ValueError(f"{self!r}: expected input (N, ...) with at least 2 dimensions, got shape {x.shape}")
         self._cache = FlattenCache(x_shape=x.shape)
-        return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+        return np.ascontiguousarray(x).reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, grad_y):
         cache = self._need_cache(self._cache)
@@ -55,9 +65,9 @@ class Flatten(Layer):
 
 
 class Dense(Layer):
-    """Fully connected layer. weight: (out_features, in_features); bias: (out_features,)."""
-    per_sample = True
+    """Fully connected layer. weight: (out_features, in_features); bias: (out_features,).
 
+    x: (N, ..., in_features) -> y: (N, ..., out_features)."""
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
         name = "Dense"
@@ -73,40 +83,40 @@ class Dense(Layer):
     def __repr__(self):
         return f"Dense({self.in_features}, {self.out_features})"
 
-    def named_parameters(self):
-        named = {"weight": self.weight}
-        if self.bias is not None:
-            named["bias"] = self.bias
-        return named
-
     def output_shape(self, in_shape):
-        if len(in_shape) != 1:
-            raise ValueError(f"{self!r}: expected a flat (features,) input per sample, got {tuple(in_shape)}; "
-                             f"put a Flatten() before this layer")
-        if in_shape[0] != self.in_features:
-            raise ValueError(f"{self!r}: expected {self.in_features} input features, got {in_shape[0]}")
-        return (self.out_features,)
+        """(..., in_features) per sample -> (..., out_features)."""
+        if len(in_shape) < 1:
+            raise ValueError(f"{self!r}: expected (..., {self.in_features}) features per sample, got shape ()")
+        if in_shape[-1] != self.in_features:
+            extra = "" if len(in_shape) == 1 else (f" on the last axis of the per-sample shape {tuple(in_shape)}; "
+                                                   f"put a Flatten() before this layer to flatten an image")
+            raise ValueError(f"{self!r}: expected {self.in_features} input features, got {in_shape[-1]}{extra}")
+        return (*in_shape[:-1], self.out_features)
 
     def forward(self, x):
-        x = check_input(self, x, 2, "(N, in_features)", self.dtype)
+        """x: (N, ..., in) -> y: (N, ..., out)."""
+        x = _check_float(self, x)
+        if x.ndim < 2:
+            raise ValueError(f"{self!r}: expected a 2-D input (N, in_features) or more axes (N, ..., "
+                             f"in_features), got {x.ndim}-D input of shape {x.shape}")
+        if x.ndim > 2 and x.shape[-1] != self.in_features:
+            raise ValueError(f"{self!r}: expected a 2-D input (N, in_features), got {x.ndim}-D input of shape "
+                             f"{x.shape}, whose last axis is {x.shape[-1]}, not {self.in_features} (inputs "
+                             f"(N, ..., in_features) are accepted too); put a Flatten() before this layer")
         self.output_shape(x.shape[1:])
-        self._cache = DenseCache(x=x)
-        y = kernels.matmul(x, self.weight.data.T, np.empty((x.shape[0], self.out_features), self.dtype))  # (N, out)
+        x2d = np.ascontiguousarray(x, dtype=self.dtype).reshape(-1, self.in_features)   # X: (M, in)
+        y = x2d @ self.weight.data.T                                    # (M, out)
         if self.bias is not None:
             y += self.bias.data
-        return y
+        self._cache = DenseCache(x2d=x2d, x_shape=x.shape)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
-    can_skip_input_grad = True
-
-    def backward(self, grad_y, input_grad=True):
-        """grad_y: (N, out) -> grad_x: (N, in), or None with ``input_grad=False`` (weights only)."""
+    def backward(self, grad_y):
+        """grad_y: (N, ..., out) -> grad_x: (N, ..., in); writes weight.grad and bias.grad."""
         cache = self._need_cache(self._cache)
-        g = self._check_grad(grad_y, (cache.x.shape[0], self.out_features))
-        # C order whatever the caller's layout: g.sum's summation order depends on the memory layout
-        g = np.ascontiguousarray(g, dtype=self.dtype)
-        self.weight.grad = kernels.matmul(g.T, cache.x, np.empty(self.weight.data.shape, self.dtype))  # (out, in)
+        g = self._check_grad(grad_y, (*cache.x_shape[:-1], self.out_features))
+        g2d = np.ascontiguousarray(g, dtype=self.dtype).reshape(-1, self.out_features)   # G: (M, out)
+        self.weight.grad = g2d.T @ cache.x2d                           # dW = G.T @ X: (out, in)
         if self.bias is not None:
-            self.bias.grad = g.sum(axis=0)          # (out,)
-        if not input_grad:
-            return None
-        return kernels.matmul(g, self.weight.data, np.empty(cache.x.shape, self.dtype))   # (N, in)
+            self.bias.grad = g2d.sum(axis=0)                           # db: (out,)
+        return (g2d @ self.weight.data).reshape(cache.x_shape)         # dX = G @ W

@@ -35,11 +35,6 @@ class DropoutCache:
 class Dropout(Layer):
     """Inverted dropout with drop probability ``p`` (PyTorch's ``nn.Dropout``)."""
 
-    @property
-    def per_sample(self):
-        """In training each call draws one mask from ``rng``, in order: cutting the batch would change it."""
-        return not self.training or self.p == 0.0
-
     def __init__(self, p=0.5, *, rng=None):
         if isinstance(p, bool) or not isinstance(p, numbers.Real):
             raise TypeError(f"Dropout: p must be a number in [0, 1], got {p!r}")

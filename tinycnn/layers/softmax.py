@@ -29,9 +29,6 @@ class SoftmaxCache:
 
 class Softmax(Layer):
     """Softmax along axis 1 of an (N, K, ...) input."""
-    per_sample = True
-
-
     def __init__(self):
         self._cache: SoftmaxCache | None = None
 

@@ -1,10 +1,15 @@
-"""Recycled arrays for the layers' large outputs: no fresh memory, no page faults, on every step.
+"""The executor's one allocator: recycled arrays for large outputs and workspaces, and one growing
+scratch buffer for temporaries, so that a training step asks the operating system for no memory.
+
+    alloc = RECYCLED (the memory pass's choice) or FRESH (every call np.empty: the pass turned off)
+    alloc.empty(shape, dtype)      an array nobody else holds; lives as long as someone references it
+    alloc.scratch(shape, dtype)    a temporary valid until the next scratch call of this thread
 
 Why. A training step of the seed CNN at batch 64 allocates ~50 MB of activations, masks and
 gradients, most of them arrays of several MB. glibc's malloc hands blocks that large to the kernel
 and takes them back on ``free`` (``mmap``/``munmap``), so every step touches fresh pages and the kernel
 zero-fills each 4 KB page on first touch: ~4,200 page faults per step, 7-9 ms of system time on top
-of a ~25 ms step on the benchmark machine (benchmarks/NOTES.md, section 4.2). Reusing the same
+of a ~25 ms step on the benchmark machine (benchmarks/PERFORMANCE.md, 'Memory planning'). Reusing the same
 arrays from one step to the next makes those faults disappear.
 
 How, safely. ``empty(shape, dtype)`` returns a view of a pooled 1-D array that nobody else is using,
@@ -96,3 +101,39 @@ def pooled_bytes() -> int:
 def clear() -> None:
     """Forget this thread's pool (arrays still in use stay valid; they are just no longer recycled)."""
     _local.pool = _Pool()
+
+
+_SCRATCH = threading.local()
+
+
+def scratch(shape, dtype) -> np.ndarray:
+    """A C-contiguous temporary of ``shape``, one buffer per thread and dtype, grown to the largest
+    request. Valid only until the next ``scratch`` call of this thread: for values that die inside one
+    op (Conv2D's ``dcols`` lives from its matrix multiply to its col2im). One buffer serves every layer,
+    so no per-layer copy of the largest temporary is kept between steps."""
+    dtype = np.dtype(dtype)
+    size = 1
+    for d in shape:
+        size *= int(d)
+    store = getattr(_SCRATCH, "buffers", None)
+    if store is None:
+        store = _SCRATCH.buffers = {}
+    buf = store.get(dtype)
+    if buf is None or buf.size < size:
+        buf = store[dtype] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+class Allocator:
+    """How an op gets memory: ``empty`` for outputs and workspaces, ``scratch`` for temporaries."""
+
+    def __init__(self, name, empty_fn, scratch_fn):
+        self.name, self.empty, self.scratch = name, empty_fn, scratch_fn
+
+    def __repr__(self):
+        return f"Allocator({self.name})"
+
+
+RECYCLED = Allocator("recycled", empty, scratch)
+FRESH = Allocator("fresh", lambda shape, dtype: np.empty(shape, dtype=dtype),
+                  lambda shape, dtype: np.empty(shape, dtype=dtype))

@@ -1,4 +1,4 @@
-"""Channel-major activations: the memory layout Conv2D and the pooling layers pass along.
+"""Channel-major activations: the memory layout the executor's ops pass along (the layout pass).
 
 Every 4-D activation is an (N, C, H, W) array to the user. Inside a network, though, tinycnn keeps
 it in memory as (C, H, W, N): channel slowest, *images fastest*. Two reasons:
@@ -9,7 +9,7 @@ it in memory as (C, H, W, N): channel slowest, *images fastest*. Two reasons:
   ``out.transpose(3, 0, 1, 2)`` instead of paying a transpose copy (and another for the gradient).
 * With images fastest, im2col, col2im and pooling move runs of N contiguous numbers (64 at batch
   64) where the (N, C, H, W) order gives them rows of 13-30: the seed CNN's 32 -> 64 col2im went
-  from 4.7 to 1.1 ms and its im2col from 2.3 to 0.8 ms on one core (benchmarks/NOTES.md 4.6).
+  from 4.7 to 1.1 ms and its im2col from 2.3 to 0.8 ms on one core (benchmarks/PERFORMANCE.md, 'Channel-major layout').
 
 Elementwise layers (ReLU, Sigmoid) keep the layout (NumPy's ``order="K"`` rule, or the fused ReLU
 kernel working on the flat memory), pooling has kernels for it, and the next Conv2D reads it without

@@ -1,10 +1,10 @@
-"""Recycled output arrays (tinycnn/layers/buffers.py): an array is handed out again only when no view
+"""Recycled output arrays (tinycnn/fast/memory.py, the memory pass): an array is handed out again only when no view
 of it is alive, so outputs a user keeps are never overwritten by later calls."""
 import numpy as np
 import pytest
 
 import tinycnn as tc
-from tinycnn.layers import buffers
+from tinycnn.fast import memory as buffers
 
 BIG = (64, 1024)        # 256 KB of float32: above buffers.MIN_BYTES, so it is pooled
 

@@ -1,0 +1,385 @@
+"""Fast equals plain: the executor (``tinycnn.fast``) computes what the layers' own code computes.
+
+Random networks are drawn from the layer set (random shapes, strides, paddings, orders, batch sizes
+including 1 and sizes that do not split evenly into lanes), run once through the plain plan (every
+layer on its own code: the definition) and once through the executor with every pass, and compared:
+the forward output, every parameter gradient and the input gradient, and a 5-step SGD trajectory.
+
+Bounds (tests/tolerances.py): in float64 the two sides are the same mathematics rounded in other
+orders (bias inside the product, split sums, channel-major reductions), so they agree to the oracle
+bar, max-norm relative 1e-10. In float32 every fast op is checked against its plain layer with the
+derived bound of that op (a reduction of n terms: 2 gamma_n S, S computed on |operands|; batch norm:
+``batchnorm_atol``; no arithmetic: bitwise).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tinycnn as tc
+from tinycnn import fast
+from tinycnn.fast.passes import lanes
+from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_close, assert_within, batchnorm_atol
+
+SEEDS = st.integers(0, 2**31 - 1)
+
+
+@pytest.fixture
+def lanes_everywhere(monkeypatch):
+    """At least two Numba threads and any batch of >= 2 images cut into lanes (the production minimum
+    would need large, slow batches)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs Numba with at least 2 threads")
+    old_threads = numba.get_num_threads()
+    numba.set_num_threads(2)
+    old = lanes.set_enabled(True)
+    monkeypatch.setattr(lanes, "MIN_LANE_BATCH", 1)
+    monkeypatch.setattr(lanes, "MIN_LANE_MACS", 0)
+    yield
+    lanes.set_enabled(old)
+    numba.set_num_threads(old_threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random networks
+# ---------------------------------------------------------------------------------------------
+
+KINDS = ["conv", "conv", "relu", "maxpool", "avgpool", "batchnorm", "sigmoid", "tanh", "dropout"]
+
+
+@st.composite
+def networks(draw):
+    """(layers, x, training, seed): float64 input (N, C, H, W), 1-5 feature layers drawn from KINDS
+    (each kept only if its input fits), then Flatten and Dense(-> 3)."""
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    n = draw(st.sampled_from([1, 2, 3, 5, 7]))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(4, 10)), draw(st.integers(4, 10)))
+    x = rng.standard_normal((n, *shape))
+    layers = []
+    for kind in draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=5)):
+        c = shape[0]
+        if kind == "conv":
+            k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+            layer = tc.Conv2D(c, draw(st.integers(1, 4)), k, stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                              padding=(draw(st.integers(0, 1)), draw(st.integers(0, 1))), bias=draw(st.booleans()),
+                              dtype=np.float64, rng=rng)
+        elif kind in ("maxpool", "avgpool"):
+            k = draw(st.integers(1, 3))
+            cls = tc.MaxPool2D if kind == "maxpool" else tc.AvgPool2D
+            layer = cls(k, stride=draw(st.integers(1, 3)), padding=draw(st.integers(0, k // 2)))
+        elif kind == "batchnorm":
+            layer = tc.BatchNorm2D(c, momentum=draw(st.sampled_from([0.1, None])), affine=draw(st.booleans()),
+                                   dtype=np.float64)
+            layer.running_mean[...] = rng.standard_normal(c)
+            layer.running_var[...] = rng.uniform(0.5, 2.0, c)
+            if layer.affine:
+                layer.weight.data[...] = rng.uniform(0.5, 1.5, c)
+                layer.bias.data[...] = rng.standard_normal(c)
+        elif kind == "dropout":
+            layer = tc.Dropout(0.3, rng=np.random.default_rng(seed + 1))
+        else:
+            layer = {"relu": tc.ReLU, "sigmoid": tc.Sigmoid, "tanh": tc.Tanh}[kind]()
+        try:
+            out = tuple(layer.output_shape(shape)) if hasattr(layer, "output_shape") else shape
+        except ValueError:
+            continue                                   # this layer does not fit here: leave it out
+        if kind == "batchnorm" and n * out[1] * out[2] <= 1:
+            continue                                   # one value per channel: refused in training
+        layers.append(layer)
+        shape = out
+    layers += [tc.Flatten(), tc.Dense(int(np.prod(shape)), 3, dtype=np.float64, rng=rng)]
+    return layers, x, draw(st.booleans()), seed
+
+
+def _reset_dropout(layers, seed):
+    """Dropout draws its mask from its generator: both sides start from the same state."""
+    for layer in layers:
+        if isinstance(layer, tc.Dropout):
+            layer.rng = np.random.default_rng(seed + 1)
+
+
+def _buffers(layers):
+    return [b for layer in layers for b in layer.named_buffers().values()]
+
+
+def _run(plan, layers, x, g, seed, saved, input_grad=True):
+    """Forward (+ backward when g is given) through ``plan`` from the same buffers and dropout state."""
+    for a, s in zip(_buffers(layers), saved):
+        a[...] = s
+    _reset_dropout(layers, seed)
+    y = np.array(plan.forward(x))
+    if g is None:
+        return y
+    dx = plan.backward(g, input_grad)
+    grads = {f"{i}.{k}": p.grad.copy() for i, layer in enumerate(layers) for k, p in layer.named_parameters()}
+    after = [np.array(b, copy=True) for b in _buffers(layers)]
+    return y, (None if dx is None else np.array(dx)), grads, after
+
+
+def compare(layers, x, training, seed, input_grad=True):
+    """Plain plan vs fast plan on the same input, upstream gradient, buffers and dropout masks."""
+    for layer in layers:
+        layer.train(training)
+    plain, fast_plan = fast.compile(layers, plain=True), fast.compile(layers)
+    saved = [np.array(b, copy=True) for b in _buffers(layers)]
+    y_shape = _run(plain, layers, x, None, seed, saved).shape
+    g = np.random.default_rng(seed + 2).standard_normal(y_shape)      # random upstream gradient
+    y0, dx0, grads0, after0 = _run(plain, layers, x, g, seed, saved)
+    y1, dx1, grads1, after1 = _run(fast_plan, layers, x, g, seed, saved, input_grad)
+    assert_rel_close(y1, y0, TORCH_F64_REL_TOL, "output")
+    if input_grad:
+        assert_rel_close(dx1, dx0, TORCH_F64_REL_TOL, "input gradient")
+    else:
+        assert dx1 is None
+    assert grads1.keys() == grads0.keys()
+    # The parameter gradients are compared as one vector (max-norm relative over all of them): a
+    # tensor whose exact gradient is 0 (a bias in front of a batch norm: the norm removes any shift)
+    # holds only rounding noise on both sides, which no per-tensor relative bound can compare.
+    scale = max([float(np.abs(g).max()) for g in grads0.values() if g.size] + [0.0])
+    for key in grads0:
+        diff = float(np.abs(grads1[key] - grads0[key]).max()) if grads0[key].size else 0.0
+        assert diff <= TORCH_F64_REL_TOL * scale, (
+            f"{key}.grad NOT OK: max diff {diff:.3e} > 1e-10 * {scale:.3e} (the largest gradient entry)")
+    for a, b in zip(after1, after0):                  # running statistics moved the same way
+        assert_rel_close(a, b, TORCH_F64_REL_TOL, "buffer")
+    return fast_plan
+
+
+@given(net=networks(), input_grad=st.booleans())
+def test_random_networks_fast_equals_plain_float64(net, input_grad):
+    compare(*net, input_grad=input_grad)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(net=networks())
+def test_random_networks_in_lanes_equal_plain_float64(lanes_everywhere, net):
+    compare(*net)
+
+
+def test_sgd_trajectory_fast_equals_plain():
+    """Five SGD steps with momentum, float64: every loss, weight and running statistic."""
+    def train(plain):
+        rng = np.random.default_rng(3)
+        layers = [tc.Conv2D(2, 4, 3, padding=1, dtype=np.float64, rng=rng), tc.BatchNorm2D(4, dtype=np.float64),
+                  tc.ReLU(), tc.MaxPool2D(2), tc.Conv2D(4, 5, 3, dtype=np.float64, rng=rng), tc.ReLU(),
+                  tc.Flatten(), tc.Dense(5 * 2 * 2, 3, dtype=np.float64, rng=rng)]
+        plan = fast.compile(layers, plain=plain)
+        params = [p for layer in layers for p in layer.parameters()]
+        opt = tc.SGD(params, lr=0.1, momentum=0.9)
+        loss_fn = tc.SoftmaxCrossEntropy()
+        data = np.random.default_rng(4)
+        losses = []
+        for _ in range(5):
+            x = data.standard_normal((6, 2, 8, 8))
+            y = data.integers(0, 3, 6)
+            opt.zero_grad()
+            losses.append(loss_fn.forward(plan.forward(x), y))
+            plan.backward(loss_fn.backward(), input_grad=False)
+            opt.step()
+        return losses, [p.data.copy() for p in params] + [b.copy() for b in _buffers(layers)]
+
+    losses0, state0 = train(plain=True)
+    losses1, state1 = train(plain=False)
+    assert_rel_close(losses1, losses0, TORCH_F64_REL_TOL, "loss")
+    for a, b in zip(state1, state0):
+        assert_rel_close(a, b, TORCH_F64_REL_TOL, "weight")
+
+
+# ---------------------------------------------------------------------------------------------
+# float32: each fast op against its plain layer, within the op's derived bound
+# ---------------------------------------------------------------------------------------------
+
+def _op(layer):
+    """The executor's op for ``layer``, every pass but lanes applied."""
+    return fast.compile([layer], [p for p in fast.PASSES if p != "lanes"]).graph.nodes[0].op
+
+
+@given(seed=SEEDS, n=st.integers(1, 4), c=st.integers(1, 4), o=st.integers(1, 5), k=st.integers(1, 3),
+       s=st.integers(1, 2), p=st.integers(0, 1), bias=st.booleans())
+def test_conv_op_float32_within_the_reduction_bound(seed, n, c, o, k, s, p, bias):
+    rng = np.random.default_rng(seed)
+    layer = tc.Conv2D(c, o, k, stride=s, padding=p, bias=bias, rng=rng)
+    x = rng.standard_normal((n, c, 7, 6)).astype(np.float32)
+    y0 = layer.forward(x)
+    g = rng.standard_normal(y0.shape).astype(np.float32)
+    dx0 = layer.backward(g)
+    dw0 = layer.weight.grad.copy()
+    op = _op(layer)
+    y1 = op.forward(x)
+    dx1 = op.backward(g)
+    # S: the same computation on |x|, |w|, |b|, |g| in float64
+    ab = tc.Conv2D(c, o, k, stride=s, padding=p, bias=bias, dtype=np.float64)
+    ab.weight.data[...] = np.abs(layer.weight.data)
+    if bias:
+        ab.bias.data[...] = np.abs(layer.bias.data)
+    s_y = ab.forward(np.abs(x).astype(np.float64))
+    s_dx = ab.backward(np.abs(g).astype(np.float64))
+    m = n * y0.shape[2] * y0.shape[3]
+    assert_close_reduction(y1, y0, c * k * k + 1, np.float32, s_y, "Conv2D output")
+    assert_close_reduction(dx1, dx0, o * k * k, np.float32, s_dx, "Conv2D input grad")
+    assert_close_reduction(op.grads["weight"], dw0, m, np.float32, ab.weight.grad, "Conv2D weight grad")
+    if bias:
+        assert_close_reduction(op.grads["bias"], layer.bias.grad, m, np.float32, ab.bias.grad, "Conv2D bias grad")
+
+
+@given(seed=SEEDS, n=st.integers(1, 5), c=st.integers(1, 4), hw=st.integers(1, 6), training=st.booleans(),
+       affine=st.booleans(), relu=st.booleans())
+def test_batchnorm_op_float32_within_the_batchnorm_bound(seed, n, c, hw, training, affine, relu):
+    """The fused statistics/normalise passes vs the layer's NumPy code, within the first-order bound of
+    two two-pass batch norms (``batchnorm_atol``). A fused ReLU only picks values: where both sides'
+    outputs are on the same side of 0 it cannot widen the gap (elsewhere the example is skipped)."""
+    if training and n * hw * hw <= 1:
+        return
+    rng = np.random.default_rng(seed)
+    layer = tc.BatchNorm2D(c, affine=affine)
+    if affine:
+        layer.weight.data[...] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        layer.bias.data[...] = rng.standard_normal(c).astype(np.float32)
+    layer.running_mean[...] = rng.standard_normal(c).astype(np.float32)
+    layer.running_var[...] = rng.uniform(0.5, 2, c).astype(np.float32)
+    layer.train(training)
+    x = (rng.standard_normal((n, c, hw, hw)) * 3 + 1).astype(np.float32)
+    g = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    running = None if training else (layer.running_mean.copy(), layer.running_var.copy())
+    saved = [layer.running_mean.copy(), layer.running_var.copy()]
+    layers = [layer, tc.ReLU()] if relu else [layer]
+    plain = fast.compile(layers, plain=True)
+    y0 = np.array(plain.forward(x))
+    dx0 = np.array(plain.backward(g))
+    grads0 = [q.grad.copy() for q in layer.parameters()]
+    layer.running_mean[...], layer.running_var[...] = saved
+    plan = fast.compile(layers, [p for p in fast.PASSES if p != "lanes"])
+    assert plan.graph.nodes[0].op.cfg.fuse_relu == relu
+    y1 = np.array(plan.forward(x))
+    dx1 = np.array(plan.backward(g))
+    bound = batchnorm_atol(x, g, layer.weight.data if affine else None, layer.bias.data if affine else None,
+                           layer.eps, np.float32, running=running)
+    if relu and not ((y0 > 0) == (y1 > 0)).all():
+        return
+    assert_within(y1, y0, bound["y"], "BatchNorm2D output")
+    if not relu:
+        assert_within(dx1, dx0, bound["dx"], "BatchNorm2D input grad")
+    if affine and not relu:
+        assert_within(layer.weight.grad, grads0[0], bound["dweight"], "BatchNorm2D weight grad")
+        assert_within(layer.bias.grad, grads0[1], bound["dbias"], "BatchNorm2D bias grad")
+    if relu:                                          # the masked gradient: the same bound on g * mask
+        gm = np.where(y0 > 0, g, 0).astype(np.float32)
+        bound = batchnorm_atol(x, gm, layer.weight.data if affine else None, layer.bias.data if affine else None,
+                               layer.eps, np.float32, running=running)
+        assert_within(dx1, dx0, bound["dx"], "BatchNorm2D+ReLU input grad")
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure: what the passes did, and layers the executor does not know
+# ---------------------------------------------------------------------------------------------
+
+def test_describe_names_what_each_pass_did():
+    rng = np.random.default_rng(0)
+    layers = [tc.Conv2D(3, 4, 3, rng=rng), tc.BatchNorm2D(4), tc.ReLU(), tc.MaxPool2D(2),
+              tc.Conv2D(4, 4, 3, rng=rng), tc.ReLU(), tc.MaxPool2D(2), tc.Flatten(), tc.Dense(4, 2, rng=rng)]
+    text = fast.compile(layers).describe()
+    assert "ReLU fused" in text and "runs before the ReLU" in text and "bias in the product" in text
+    assert "channel-major" in text and "no input gradient in training" in text
+    assert text.count("ReLU()") == 1                  # the first ReLU lives inside the batch norm now
+
+
+def test_a_users_layer_runs_on_its_own_code_inside_a_fast_network():
+    class Double(tc.layers.Layer):
+        """y = 2x, written by a user."""
+        def forward(self, x):
+            return 2 * np.asarray(x)
+
+        def backward(self, g):
+            return 2 * np.asarray(g)
+
+    rng = np.random.default_rng(1)
+    layers = [tc.Conv2D(2, 3, 3, dtype=np.float64, rng=rng), Double(), tc.ReLU(), tc.Flatten(),
+              tc.Dense(3 * 4 * 4, 2, dtype=np.float64, rng=rng)]
+    plan = compare(layers, rng.standard_normal((4, 2, 6, 6)), True, 5)
+    assert type(plan.graph.nodes[1].op).__name__ == "PlainOp"
+
+
+def test_sequential_runs_plain_when_the_executor_is_off():
+    rng = np.random.default_rng(2)
+    model = tc.Sequential(tc.Conv2D(1, 2, 3, rng=rng), tc.ReLU(), tc.Flatten(), tc.Dense(2 * 4 * 4, 2, rng=rng))
+    x = rng.standard_normal((3, 1, 6, 6)).astype(np.float32)
+    old = fast.set_enabled(False)
+    try:
+        model(x)
+        assert model._last_plan.plain
+    finally:
+        fast.set_enabled(old)
+    model(x)
+    assert not model._last_plan.plain
+
+
+# ---------------------------------------------------------------------------------------------
+# Graphs: residual blocks and concatenated branches, lowered into the plan's nodes
+# ---------------------------------------------------------------------------------------------
+
+@st.composite
+def graph_networks(draw):
+    """A stem conv, then a Residual (identity or projection shortcut, optional post ReLU) or a Concat of
+    2-3 branches, maybe nested, then Flatten and Dense; float64."""
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    n = draw(st.sampled_from([1, 2, 3, 5]))
+    c = draw(st.integers(1, 3))
+    x = rng.standard_normal((n, 2, 6, 6))
+
+    def conv(ci, co, k=3, s=1):
+        return tc.Conv2D(ci, co, k, stride=s, padding=k // 2, dtype=np.float64, rng=rng)
+
+    def bn(ch):
+        layer = tc.BatchNorm2D(ch, dtype=np.float64)
+        layer.weight.data[...] = rng.uniform(0.5, 1.5, ch)
+        layer.bias.data[...] = rng.standard_normal(ch)
+        return layer
+
+    def block(ci, co, stride):
+        return tc.Sequential(conv(ci, co, 3, stride), bn(co), tc.ReLU(), conv(co, co))
+
+    def residual(ci, co, stride=None):
+        stride = draw(st.sampled_from([1, 2])) if stride is None else stride
+        project = stride != 1 or ci != co or draw(st.booleans())
+        shortcut = tc.Sequential(conv(ci, co, 1, stride), bn(co)) if project else None
+        return tc.Residual(block(ci, co, stride), shortcut, post=tc.ReLU() if draw(st.booleans()) else None), co
+
+    layers = [conv(2, c)]
+    ch = c
+    for _ in range(draw(st.integers(1, 2))):
+        if draw(st.booleans()):
+            layer, ch = residual(ch, draw(st.integers(1, 3)))
+        else:
+            widths = [draw(st.integers(1, 3)) for _ in range(draw(st.integers(2, 3)))]
+            branches = [tc.Sequential(conv(ch, w, 1), tc.ReLU()) if i % 2 else conv(ch, w) for i, w in enumerate(widths)]
+            if draw(st.booleans()):
+                inner, w_inner = residual(ch, ch, stride=1)      # a branch must keep H, W
+                branches.append(inner)
+                widths.append(w_inner)
+            layer, ch = tc.Concat(*branches), sum(widths)
+        layers.append(layer)
+    shape = tc.Sequential(*layers, input_shape=x.shape[1:]).build(x.shape[1:])[-1].out_shape
+    layers += [tc.Flatten(), tc.Dense(int(np.prod(shape)), 3, dtype=np.float64, rng=rng)]
+    return layers, x, draw(st.booleans()), seed
+
+
+@given(net=graph_networks(), input_grad=st.booleans())
+def test_random_graphs_fast_equals_plain_float64(net, input_grad):
+    layers = net[0]
+    plan = compare(*net, input_grad=input_grad)
+    kinds = [node.kind for node in plan.graph.nodes]
+    assert ("add" in kinds) or ("concat" in kinds)          # the containers really were lowered
+    assert not any(type(node.op).__name__ == "PlainOp" for node in plan.graph.nodes if node.kind == "layer"
+                   and type(node.layer).__name__ in ("Residual", "Concat")), layers
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(net=graph_networks())
+def test_random_graphs_in_lanes_equal_plain_float64(lanes_everywhere, net):
+    layers, x, _, seed = net
+    compare(layers, x, False, seed)                          # eval: batch norm per sample, so lanes cut

@@ -1,0 +1,88 @@
+"""Conv2D in the executor: the layer's four equations on channel-major memory.
+
+Same mathematics as ``tinycnn.layers.conv`` (read that first); what differs is only where numbers
+live and which routine moves them:
+
+* layout: the input is read as (C, H, W, N) memory (a free view when the op before was fast, one
+  transpose copy otherwise); ``im2col_cm`` writes columns in (OH, OW, N) order, so ``w2d @ cols`` *is*
+  the channel-major output (O, OH, OW, N) and the gradient that comes back is a free (O, OH*OW*N)
+  view. With ``cfg.channel_major`` off, the output and the input gradient are copied into C order.
+* fusion (``cfg.bias_in_gemm``): ``cols`` gets one more row of ones and ``w2d`` the bias as one more
+  column, so ``out = [w2d | b] @ [cols; 1]`` adds the bias inside the product, and the last row of the
+  weight-gradient product is ``db = g2d.sum(axis=1)``: no pass over the output or the gradient.
+* the weight gradient is computed as its transpose, ``dW.T = cols @ g2d.T`` (same sums; the long
+  reduction runs faster that way in OpenBLAS: benchmarks/PERFORMANCE.md, 'Weight gradient as its
+  transpose').
+* memory: ``cols`` and ``out`` come from the allocator (recycled from step to step), ``dcols`` from
+  its scratch buffer (it dies at col2im).
+* ``backward(g, input_grad=False)`` forms only dW and db (the prune pass asks that of the first layer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import kernels
+from ..layout import as_view, to_channel_major
+from .base import Op
+
+
+@dataclass
+class ConvOpCache:
+    cols: np.ndarray          # (C*KH*KW [+1 row of ones], OH*OW*N), images fastest
+    x_shape: tuple            # (N, C, H, W)
+    y_shape: tuple            # (N, O, OH, OW)
+
+
+class ConvOp(Op):
+    @property
+    def per_sample(self):
+        return True
+
+    def forward(self, x):
+        layer, cfg = self.layer, self.cfg
+        self.cache = None                                              # its cols may be recycled now
+        n, c, h, w = x.shape
+        _, oh, ow = layer.output_shape((c, h, w))
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        k = c * kh * kw
+        o = layer.out_channels
+        bias_row = layer.bias is not None and cfg.bias_in_gemm
+        xs = to_channel_major(x, layer.dtype)                          # (C, H, W, N): free if already so
+        cols = cfg.alloc.empty((k + bias_row, oh * ow * n), layer.dtype)   # (C*KH*KW [+1], OH*OW*N)
+        self.launch(kernels.im2col_cm, cols.size, xs, kh, kw, sh, sw, ph, pw, cols[:k])
+        w2d = layer.weight.data.reshape(o, k)                          # (O, C*KH*KW)
+        if bias_row:
+            cols[k] = 1                                                # the bias's input: always 1
+            w2d = np.concatenate([w2d, layer.bias.data[:, None]], axis=1)   # (O, C*KH*KW + 1)
+        out = cfg.alloc.empty((o, oh * ow * n), layer.dtype)           # (O, OH*OW*N) = (O, OH, OW, N)
+        self.matmul(w2d, cols, out)                                    # out = w2d @ cols
+        if layer.bias is not None and not bias_row:
+            out += layer.bias.data[:, None]
+        y = as_view(out.reshape(o, oh, ow, n))                         # (N, O, OH, OW) view
+        self.cache = ConvOpCache(cols=cols, x_shape=(n, c, h, w), y_shape=y.shape)
+        return y if cfg.channel_major else np.ascontiguousarray(y)
+
+    def backward(self, g, input_grad=True):
+        layer, cfg, cache = self.layer, self.cfg, self.cache
+        n, c, h, w = cache.x_shape
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        k = c * kh * kw
+        o = layer.out_channels
+        g2d = to_channel_major(g, layer.dtype).reshape(o, -1)          # (O, OH*OW*N)
+        dwt = np.empty((cache.cols.shape[0], o), layer.dtype)          # (C*KH*KW [+1], O)
+        self.matmul(cache.cols, g2d.T, dwt)                            # dW.T = cols @ g2d.T
+        self.grads = {"weight": np.ascontiguousarray(dwt[:k].T).reshape(layer.weight.data.shape)}
+        if layer.bias is not None:
+            # the ones row's product is g2d.sum(axis=1); without it, the sum itself
+            self.grads["bias"] = dwt[k].copy() if dwt.shape[0] > k else g2d.sum(axis=1)
+        if not input_grad:
+            return None
+        w2d = layer.weight.data.reshape(o, k)                          # (O, C*KH*KW)
+        dcols = cfg.alloc.scratch((k, g2d.shape[1]), layer.dtype)      # (C*KH*KW, OH*OW*N)
+        self.matmul(w2d.T, g2d, dcols)                                 # dcols = w2d.T @ g2d
+        dxs = self.launch(kernels.col2im_cm, dcols.size, dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
+                          out=cfg.alloc.empty((c, h, w, n), layer.dtype))   # (C, H, W, N)
+        gx = as_view(dxs)                                              # (N, C, H, W) view
+        return gx if cfg.channel_major else np.ascontiguousarray(gx)

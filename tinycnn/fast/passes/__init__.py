@@ -1,0 +1,18 @@
+"""The executor's passes, in the order they run. Each is one file; its docstring says what it
+changes and what it measured.
+
+    fusion    Conv2D bias in the product; BatchNorm2D+ReLU as one op; ReLU->MaxPool2D reordered
+    layout    channel-major activations between fast ops
+    prune     no input gradient where nobody reads it
+    memory    outputs and workspaces from the recycling allocator
+    threads   products split over tinycnn's threads, small kernels serial
+    lanes     the batch cut into one slice per thread when every op is per-sample (a rule applied
+              per call, in ``Plan``)
+"""
+from . import fusion, lanes, layout, memory, prune, threads
+
+ORDER = ("fusion", "layout", "prune", "memory", "threads", "lanes")
+GRAPH_PASSES = {"fusion": fusion.apply, "layout": layout.apply, "prune": prune.apply,
+                "memory": memory.apply, "threads": threads.apply}
+
+__all__ = ["ORDER", "GRAPH_PASSES", "fusion", "layout", "prune", "memory", "threads", "lanes"]
