@@ -37,7 +37,7 @@ import numpy as np
 import tinycnn as tc
 from tinycnn.kernels import conv_output_size, im2col
 
-from helpers import FAST, assert_agree, rounding_bound, save_figure
+from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 
 rng = np.random.default_rng(2024)
 print("mode:", "fast" if FAST else "full")
@@ -658,26 +658,30 @@ print(f"cols holds {im2col(x, 3, 2, 2, 2, 1, 1).size} numbers for an input of {x
       f"im2col trades memory for one big, fast matrix multiply")
 
 # %% [markdown]
-# That is, in substance, the forward pass of tinycnn's `Conv2D`: im2col (a Numba kernel that copies the
-# windows in parallel), then one matrix multiply. Two details differ from `conv2d_im2col`, both for
-# speed. The bias rides inside the matrix multiply: `cols` gets one more row, all ones, and `w2d` the
-# bias as one more column, so `[w2d | b] @ [cols; 1]` is `w2d @ cols + b` in a single call (and in the
-# backward pass, tutorial 2, the bias gradient falls out of the same multiply as the weight gradient).
-# And nothing is transposed back. `Conv2D`'s im2col kernel, `im2col_cm`, orders the columns with the
-# images fastest, (oh, ow, n) instead of the (n, oh, ow) above, so the product, $(O,\ OH \cdot OW \cdot N)$,
-# already *is* the output laid out as (O, OH, OW, N), and the layer returns the view
-# `out.transpose(3, 0, 1, 2)`: shape (N, O, OH, OW) as usual, memory in *channel-major* order, no copy.
-# ReLU, Sigmoid and max pooling keep that layout, and the next `Conv2D` reads it directly; with the
-# images fastest, im2col copies runs of N contiguous numbers instead of short image rows. The values do
-# not depend on the layout, only the speed does. Both details, checked:
+# That is exactly the forward pass of tinycnn's `Conv2D`, which is written to read like this
+# derivation: im2col, one matrix multiply, the bias added to every column, and the result put back
+# in (N, O, OH, OW) order. Here it is, quoted from the source:
+
+# %% tags=["same-output"]
+quote(tc.Conv2D.forward)
+
+# %% [markdown]
+# When a network runs, `Sequential` does not call this code: it compiles the layers into a plan of
+# faster operations (`tinycnn.fast`, the subject of tutorial 6) that compute the same numbers. Two of
+# its tricks fit here. The bias rides inside the matrix multiply: `cols` gets one more row, all ones,
+# and `w2d` the bias as one more column, so `[w2d | b] @ [cols; 1]` is `w2d @ cols + b` in a single
+# call. And nothing is transposed back: ordering the columns with the images fastest, (oh, ow, n)
+# instead of (n, oh, ow), makes the product, $(O,\ OH \cdot OW \cdot N)$, already *be* the output laid
+# out as (O, OH, OW, N), a *channel-major* layout that the next layers of the plan read directly. The
+# values do not depend on the layout, only the speed does. The first trick, and the plan against the
+# layer, checked:
 
 # %%
 cols1 = np.vstack([im2col(x, 3, 2, 2, 2, 1, 1), np.ones((1, 2 * 4 * 4))])   # [cols; 1]: (C*KH*KW + 1, N*OH*OW)
 out = np.hstack([w.reshape(4, -1), b[:, None]]) @ cols1                     # [w2d | b] @ [cols; 1]: (O, N*OH*OW)
 assert_agree("[w2d | b] @ [cols; 1] vs loops", out.reshape(4, 2, 4, 4).transpose(1, 0, 2, 3), y_loops, bound)
-print("Conv2D's (N, O, OH, OW) output is C-contiguous:", y_layer.flags.c_contiguous,
-      "| as (O, OH, OW, N) it is:", y_layer.transpose(1, 2, 3, 0).flags.c_contiguous)
-assert not y_layer.flags.c_contiguous and y_layer.transpose(1, 2, 3, 0).flags.c_contiguous
+plan = tc.fast.compile([layer])                                              # the executor's plan for this layer
+assert_agree("tinycnn.fast plan vs loops", plan.forward(x), y_loops, bound)
 
 # %% [markdown]
 # How many copies of a pixel does im2col make? Along one axis, a pixel at position $t$ lies in the

@@ -79,15 +79,17 @@ print("mode:", "fast" if FAST else "full")
 # %% tags=["same-output"]
 quote(elementwise.relu_forward_reference)
 quote(elementwise.relu_backward_reference)
+quote(tc.ReLU.forward)
+quote(tc.ReLU.backward)
 
 # %% [markdown]
-# `tc.ReLU` does not call these two: it runs their fast twins, `relu_forward` and `relu_backward` in the
-# same file, Numba kernels that compute $y$ and the mask in one pass over the memory and select the
-# gradient without a branch per element. They work on the activation's memory in whatever order it lies
-# (a `Conv2D` output is a channel-major view, section 5), and the test suite checks on random inputs,
-# zeros and NaNs included, that they give exactly what the references give. Taking a maximum and
-# selecting round nothing, so "agree" here means bit for bit, which we check on an input with exact
-# zeros:
+# `tc.ReLU` computes exactly this on the activation as it is (any shape): `np.maximum(x, 0)` and the
+# mask `x > 0` forward, `np.where(positive, g, 0)` backward. When a network runs, the executor
+# (`tinycnn.fast`, tutorial 6) uses Numba twins of these two functions, `relu_forward` and
+# `relu_backward` in the same file, which compute $y$ and the mask in one pass over the memory; the
+# test suite checks on random inputs, zeros and NaNs included, that they give exactly what the
+# references give. Taking a maximum and selecting round nothing, so "agree" here means bit for bit,
+# which we check on an input with exact zeros:
 
 # %%
 relu = tc.ReLU()
@@ -254,28 +256,19 @@ assert report.ok
 # they get zero gradient: add that many zero rows to the spread-out $g$. The shapes below leave none.)
 #
 # tinycnn never builds that second convolution. Its forward pass was one matrix multiply (tutorial 1),
-# `out = w2d @ cols`, with the bias folded in: `cols` gets an extra row of ones and `w2d` the bias as an
-# extra column, so `out = [w2d | b] @ [cols; 1]`. By the dense-layer rule the gradients are
-# `dW = g2d @ cols.T` and `dcols = w2d.T @ g2d`, with `g2d` the upstream gradient as an
-# (O, N·OH·OW) matrix. The ones row gives the bias gradient for free: the bias is a weight whose input is
-# always 1, so the last column of `g2d @ cols.T` is `g2d @ 1`, the sum of $g$ over every image and
-# position, which is $\partial L / \partial b$ from above. `dcols` holds, for every window, the gradient
-# of each pixel *copy*; `col2im` adds each copy back onto the pixel it came from (pixels in several
-# windows collect several contributions). That sum is the backward of the copy that `im2col` made.
+# `out = w2d @ cols + b`. By the dense-layer rule the gradients are `dW = g2d @ cols.T`,
+# `db = g2d.sum(axis=1)` (the sum of $g$ over every image and position, $\partial L / \partial b$ from
+# above) and `dcols = w2d.T @ g2d`, with `g2d` the upstream gradient as an (O, N·OH·OW) matrix.
+# `dcols` holds, for every window, the gradient of each pixel *copy*; `col2im` adds each copy back onto
+# the pixel it came from (pixels in several windows collect several contributions). That sum is the
+# backward of the copy that `im2col` made.
 #
-# Three things in the code below are there for speed, not for the mathematics. The layout: `Conv2D`
-# returns its output as a *channel-major* view, shape (N, O, OH, OW) but laid out in memory as
-# (O, OH, OW, N), which is exactly the matrix `out` (its im2col orders the columns images fastest), so
-# no transpose is copied. ReLU and pooling keep
-# that layout, forward and backward, so the gradient coming back usually has it too and
-# `to_channel_major(g)` is then a free reshape to `g2d` (it copies only a gradient in ordinary NCHW
-# order). The scratch buffer: `np.matmul(..., out=dcols)` writes `dcols` into one buffer that all
-# `Conv2D` layers share, instead of a fresh large array on every step. And `col2im_cm`: a parallel
-# Numba `col2im` that writes the channel-major (C, H, W, N) gradient, which the layer returns as an
-# (N, C, H, W) view. Rather than that loop nest, read its plain NumPy reference,
-# `col2im_reference` (one strided slice per kernel offset, added onto the padded image): the test suite
-# checks on random shapes that `col2im_cm` agrees with it up to the order of the additions, and below
-# we compute the layer's input gradient again with it.
+# The code below is that, line for line. `kernels.col2im` is a parallel Numba loop (one thread per
+# image and channel, so no two threads add into the same pixel); rather than that loop nest, read its
+# plain NumPy reference, `col2im_reference` (one strided slice per kernel offset, added onto the padded
+# image): the test suite checks on random shapes that the two agree up to the order of the additions,
+# and below we compute the layer's input gradient again with it. (The executor of tutorial 6 runs the
+# same mathematics faster, with the bias folded into the multiply and a channel-major layout.)
 
 # %% tags=["same-output"]
 quote(tc.Conv2D.backward)
@@ -321,9 +314,8 @@ for stride, padding in [(1, (0, 0)), (1, (1, 0)), (2, (1, 0))]:
 
 # %% [markdown]
 # And the weight gradient is the cross-correlation of the input with $g$, summed over the batch. For
-# stride 1 and no padding, with the loop written straight from the formula, and the bias gradient that
-# came out of the same matrix multiply through the ones row, against $g$ summed over images and
-# positions:
+# stride 1 and no padding, with the loop written straight from the formula, and the bias gradient
+# against $g$ summed over images and positions:
 
 # %%
 conv = tc.Conv2D(3, 4, (3, 2), dtype=np.float64, rng=rng)

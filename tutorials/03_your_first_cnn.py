@@ -258,8 +258,7 @@ summary = pt_model.summary(batch_size=64)
 #   needs, at 4 bytes per float32.
 # - **im2col**: a convolution copies every 3x3 window of its input into one column of a matrix and
 #   does one matrix multiply (tutorial 1, section 4). That matrix has $C \cdot K_H \cdot K_W$ rows,
-#   plus one row of ones that makes the same multiply add the bias (the bias becomes one more column
-#   of the weight matrix), and one column per output pixel of every image in the batch,
+#   and one column per output pixel of every image in the batch,
 #   $N \cdot H_{out} \cdot W_{out}$. It is kept for the backward pass.
 #
 # Let us check the row of the second convolution (layer 3) by hand. Its input is the (32, 16, 16)
@@ -270,14 +269,14 @@ summary = pt_model.summary(batch_size=64)
 # | params | $64 \cdot 32 \cdot 3 \cdot 3 + 64$ | 18,496 |
 # | MACs | $(64 \cdot 16 \cdot 16) \cdot (32 \cdot 3 \cdot 3)$ | 4,718,592 |
 # | activations | $64 \text{ images} \cdot 64 \cdot 16 \cdot 16 \cdot 4 \text{ bytes}$ = 4,194,304 B | 4.0 MiB |
-# | im2col | $(32 \cdot 3 \cdot 3 + 1) \cdot (64 \cdot 16 \cdot 16) \cdot 4$ bytes = 18,939,904 B | 18.1 MiB |
+# | im2col | $(32 \cdot 3 \cdot 3) \cdot (64 \cdot 16 \cdot 16) \cdot 4$ bytes = 18,874,368 B | 18.0 MiB |
 #
 # ($1 \text{ MiB} = 2^{20} = 1048576$ bytes.) How big is the column buffer? Against the layer's
 # **input**, (32, 16, 16) per image, it is about nine times larger: with a 3x3 kernel, stride 1 and
 # padding 1, every input pixel is copied into up to nine columns (one per window that covers it), so
-# the buffer holds $32 \cdot 9 + 1 = 289$ numbers per output position against 32 input numbers per
-# pixel, a ratio of $289 / 32 \approx 9.0$. Against the layer's **output**, (64, 16, 16) per image, the
-# ratio is $289 / 64 \approx 4.5$: the same count of positions, 289 numbers in the buffer against 64
+# the buffer holds $32 \cdot 9 = 288$ numbers per output position against 32 input numbers per
+# pixel, a ratio of $288 / 32 = 9$. Against the layer's **output**, (64, 16, 16) per image, the
+# ratio is $288 / 64 = 4.5$: the same count of positions, 288 numbers in the buffer against 64
 # output channels. The two ratios differ because the layer has twice as many output channels as input
 # channels. The code checks the table and both ratios against the printed row:
 
@@ -285,18 +284,18 @@ summary = pt_model.summary(batch_size=64)
 params = 64 * 32 * 3 * 3 + 64
 macs = (64 * 16 * 16) * (32 * 3 * 3)
 activation_bytes = 64 * 64 * 16 * 16 * 4
-im2col_bytes = (32 * 3 * 3 + 1) * (64 * 16 * 16) * 4          # + 1: the row of ones for the bias
+im2col_bytes = (32 * 3 * 3) * (64 * 16 * 16) * 4              # (C*KH*KW, N*OH*OW) float32
 row = next(line for line in summary.splitlines() if line.lstrip().startswith("3  Conv2D(32, 64"))
 print(row)
 expected = ["(64,", "16,", "16)", f"{params:,}", f"{macs:,}",
             f"{activation_bytes / 2**20:.1f}", "MiB", f"{im2col_bytes / 2**20:.1f}", "MiB"]
 shape_and_numbers = row[row.index("(64, 16, 16)"):].split()
 assert shape_and_numbers == expected, (shape_and_numbers, expected)
-assert (params, macs, activation_bytes, im2col_bytes) == (18496, 4718592, 4194304, 18939904)
+assert (params, macs, activation_bytes, im2col_bytes) == (18496, 4718592, 4194304, 18874368)
 input_bytes = 64 * 32 * 16 * 16 * 4                             # the layer's input, (64, 32, 16, 16) float32
 print(f"im2col buffer / input = {im2col_bytes / input_bytes:.2f}, im2col buffer / output = "
       f"{im2col_bytes / activation_bytes:.2f}")
-assert round(im2col_bytes / input_bytes, 2) == 9.03 and round(im2col_bytes / activation_bytes, 2) == 4.52
+assert im2col_bytes == 9 * input_bytes and im2col_bytes == 4.5 * activation_bytes
 print(f"params {params:,}, MACs {macs:,}, activations {activation_bytes / 2**20:.1f} MiB, "
       f"im2col {im2col_bytes / 2**20:.1f} MiB: the row agrees with the hand count")
 

@@ -21,7 +21,7 @@
 # 2. **NumPy im2col**: copy every window into a column of a matrix with a few NumPy slices, then one
 #    matrix multiply;
 # 3. **Numba im2col**: the same, with the copy done by a compiled loop (tinycnn's `kernels.im2col`);
-# 4. **tinycnn's fast path**: the `Conv2D` layer as it ships;
+# 4. **tinycnn's executor**: the `Conv2D` op of `tinycnn.fast`, which runs when a network trains;
 #
 # and, when it is installed, **PyTorch**'s convolution as a yardstick. Each rung is checked to compute
 # the same numbers as the rung before (within a rounding bound derived from the sum's length, not a tuned
@@ -421,36 +421,43 @@ print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
 # and backward take 1.39 and 0.45 ms in tinycnn's Numba kernels against 18.18
 # and 10.97 ms in its plain-NumPy engine.
 #
-# ## 7. Rung 4: tinycnn's fast path
+# ## 7. Rung 4: tinycnn's executor
 #
-# `tc.Conv2D` as it ships removes the remaining memory traffic around the multiply (its docstring and
-# benchmarks/NOTES.md have the measurements):
+# `tc.Conv2D` itself is written to read like its derivation (tutorial 1 quotes it). What runs when a
+# network trains is the executor, `tinycnn.fast`: `Sequential` compiles its layers into a plan of fast
+# ops, and a few named passes remove the memory traffic around the multiply (`tinycnn/fast/ops/conv.py`
+# and benchmarks/PERFORMANCE.md have the measurements):
 #
-# * **no reshuffle copy**: its im2col orders the columns with the images fastest, so the product
-#   `w2d @ cols` comes out as (O, OH, OW, N) in memory; the layer returns it as an (N, O, OH, OW) *view*
-#   ("channel-major") instead of copying it, and the next layers read that layout directly. With the
-#   images fastest, im2col and col2im move runs of N contiguous numbers instead of short image rows;
-# * **the bias inside the multiply**: `cols` gets an extra row of ones and the weights the bias as an
-#   extra column, so there is no separate pass over the output to add it;
-# * **no fresh memory each call**: `cols` is a workspace reused while the shape stays the same.
+# * **layout, no reshuffle copy**: its im2col (`im2col_cm`) orders the columns with the images
+#   fastest, so the product `w2d @ cols` comes out as (O, OH, OW, N) in memory; the op hands it on as an
+#   (N, O, OH, OW) *view* ("channel-major") instead of copying it, and the next ops read that layout
+#   directly. With the images fastest, im2col and col2im move runs of N contiguous numbers instead of
+#   short image rows;
+# * **fusion, the bias inside the multiply**: `cols` gets an extra row of ones and the weights the bias
+#   as an extra column, so there is no separate pass over the output to add it;
+# * **memory, no fresh memory each call**: `cols` is a workspace reused while the shape stays the same.
+#
+# Here the plan holds one layer: `tc.fast.compile([layer])`. Its input is timed twice: channel-major,
+# as the previous op of a network hands it on, and in plain NCHW order (one transposing copy first).
 
 # %%
 layer = tc.Conv2D(C, O, K, rng=np.random.default_rng(0))
 layer.weight.data[...] = w
 layer.bias.data[...] = b
+plan = tc.fast.compile([layer])                        # the executor's plan for this one layer
 # Inside a network the previous layer hands over a channel-major view: (N, C, H, W) indices on
 # (C, H, W, N) memory. Build one from x: the same values, laid out as the seed CNN's first block leaves them.
 x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)   # (N, C, H, W) view
 assert np.array_equal(x_cm, x) and not x_cm.flags.c_contiguous
 with threads(1):
-    y_fast = layer.forward(x_cm)
-    t_fast = median_time(lambda: layer.forward(x_cm), REPS)
-    t_fast_nchw = median_time(lambda: layer.forward(x), REPS)
+    y_fast = plan.forward(x_cm)
+    t_fast = median_time(lambda: plan.forward(x_cm), REPS)
+    t_fast_nchw = median_time(lambda: plan.forward(x), REPS)
 print("output:", y_fast.shape, "C-contiguous:", y_fast.flags.c_contiguous,
       "| its memory in (O, OH, OW, N) order:", y_fast.transpose(1, 2, 3, 0).flags.c_contiguous)
-assert_agree("rung 4 (tc.Conv2D) vs rung 3 (Numba im2col)", y_fast, y_numba, bound)
-print(f"tc.Conv2D, channel-major input (inside a network): {t_fast * 1e3:.3f} ms ({t_numba / t_fast:.2f}x rung 3)")
-print(f"tc.Conv2D, plain NCHW input (one transposing copy first): {t_fast_nchw * 1e3:.3f} ms")
+assert_agree("rung 4 (executor) vs rung 3 (Numba im2col)", y_fast, y_numba, bound)
+print(f"executor's Conv2D, channel-major input (inside a network): {t_fast * 1e3:.3f} ms ({t_numba / t_fast:.2f}x rung 3)")
+print(f"executor's Conv2D, plain NCHW input (one transposing copy first): {t_fast_nchw * 1e3:.3f} ms")
 
 # The same layer and shapes timed in a fresh process whose NumPy uses OpenBLAS's AVX-512 kernels
 # (section 5); timing only, the numbers computed are those checked above.
@@ -460,15 +467,15 @@ from threadpoolctl import threadpool_limits
 rng = np.random.default_rng(0)
 x = rng.standard_normal(({N}, {C}, {HW}, {HW}), dtype=np.float32)
 x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-layer = tc.Conv2D({C}, {O}, {K}, rng=rng)
+plan = tc.fast.compile([tc.Conv2D({C}, {O}, {K}, rng=rng)])
 with threadpool_limits(1, user_api="blas"):
-    numba.set_num_threads(1); layer.forward(x_cm); ts = []
+    numba.set_num_threads(1); plan.forward(x_cm); ts = []
     for _ in range({REPS}):
-        t = time.process_time(); layer.forward(x_cm); ts.append(time.process_time() - t)
+        t = time.process_time(); plan.forward(x_cm); ts.append(time.process_time() - t)
 print(float(np.median(ts)))
 """
 t_fast_avx512 = float(run_without_blas_pin(FAST_PATH_SCRIPT))
-print(f"tc.Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh process): {t_fast_avx512 * 1e3:.3f} ms")
+print(f"executor's Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh process): {t_fast_avx512 * 1e3:.3f} ms")
 
 # %% [markdown]
 # For one forward pass of one layer on one thread, the multiply still dominates, but in an earlier full run of this page on a quiet machine (load average 0.9) rung 4
@@ -496,15 +503,15 @@ if torch:
             with torch.backends.mkldnn.flags(enabled=False):        # PyTorch without oneDNN's kernels
                 y_torch_plain = torch.nn.functional.conv2d(xt, wt, bt).numpy()
                 t_torch_plain = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS)
-    assert_agree("PyTorch vs rung 4 (tc.Conv2D)", y_torch, y_fast, bound)
-    assert_agree("PyTorch without oneDNN vs rung 4 (tc.Conv2D)", y_torch_plain, y_fast, bound)
+    assert_agree("PyTorch vs rung 4 (executor)", y_torch, y_fast, bound)
+    assert_agree("PyTorch without oneDNN vs rung 4 (executor)", y_torch_plain, y_fast, bound)
     print(f"PyTorch conv2d: {t_torch * 1e3:.3f} ms; with oneDNN switched off: {t_torch_plain * 1e3:.3f} ms")
 else:
     t_torch = None
     print("PyTorch is not installed: no PyTorch rung")
 
 # %% [markdown]
-# In an earlier full run of this page on a quiet machine (load average 0.9) PyTorch was about 2.0 times faster than tinycnn's fast path (1.015 against 2.002 ms); this
+# In an earlier full run of this page on a quiet machine (load average 0.9) PyTorch was about 2.0 times faster than tinycnn's fast path (1.015 against 2.002 ms; then the fast path lived in `tc.Conv2D`, now it is the executor's op); this
 # run's times are printed above. PyTorch reports that it uses AVX-512 code (the first cell prints the
 # capability), and in the quiet run its rate (196 GFLOP/s) was above what NumPy's BLAS reaches as
 # configured and 87 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off slowed it down by only
@@ -519,7 +526,7 @@ else:
 # below) and as GFLOP/s against the machine's peak from section 5.
 
 # %%
-names = ["1 loops", "2 NumPy im2col", "3 Numba im2col", "4 tc.Conv2D"] + (["PyTorch"] if torch else [])
+names = ["1 loops", "2 NumPy im2col", "3 Numba im2col", "4 executor"] + (["PyTorch"] if torch else [])
 times = [t_loops, t_numpy, t_numba, t_fast] + ([t_torch] if torch else [])
 rates = [flops / t / 1e9 for t in times]
 
@@ -541,7 +548,7 @@ with threads(1):
     faults = [page_faults_per_call(lambda: conv_loops(x, w, b), 1),
               page_faults_per_call(lambda: conv_numpy_im2col(x, w, b)),
               page_faults_per_call(lambda: conv_numba_im2col(x, w, b)),
-              page_faults_per_call(lambda: layer.forward(x_cm))]
+              page_faults_per_call(lambda: plan.forward(x_cm))]
     if torch:
         with torch.no_grad():
             faults.append(page_faults_per_call(lambda: torch.nn.functional.conv2d(xt, wt, bt)))
@@ -607,7 +614,7 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 # ## 9. Threads: 1 versus 2, and oversubscription
 #
 # This machine has two cores. BLAS, Numba and PyTorch can each use both. Time the square product, the
-# fast path and PyTorch with one and with two threads.
+# executor's Conv2D and PyTorch with one and with two threads.
 
 # %%
 def time_at(n_threads):
@@ -618,7 +625,7 @@ def time_at(n_threads):
         time.sleep(0.3)
         res = {"square matrix multiply": median_time(lambda: np.matmul(A, B, out=P), REPS, time.perf_counter)}
         time.sleep(0.3)
-        res["tc.Conv2D forward"] = median_time(lambda: layer.forward(x_cm), REPS, time.perf_counter)
+        res["executor Conv2D forward"] = median_time(lambda: plan.forward(x_cm), REPS, time.perf_counter)
         if torch:
             time.sleep(0.3)
             with torch.no_grad():
@@ -747,7 +754,7 @@ show("with one extra busy process", busy_1, busy_2,
 # them. Before the timing, the cell checks that lanes on and off compute the same loss and gradients.
 
 # %%
-from tinycnn import lanes
+from tinycnn.fast.passes import lanes
 
 STEP_BATCH = 16 if FAST else 64                        # 2 lanes of >= lanes.MIN_LANE_BATCH images, each
 WIDTHS = (32, 64, 128)                                   # with >= lanes.MIN_LANE_MACS multiply-adds: the seed CNN
@@ -787,8 +794,8 @@ def loss_and_gradients():
 
 
 with threads(2):
-    n_lanes = lanes.lane_count(cnn.layers, STEP_BATCH, (3, 32, 32))
     loss_on, z_on, grads_on = with_lanes(True, loss_and_gradients)
+    n_lanes = len(cnn.plan().last.slices)                  # how the executor cut that batch
     loss_off, z_off, grads_off = with_lanes(False, loss_and_gradients)
 print(f"batch of {STEP_BATCH} on 2 threads: cut into {n_lanes} lanes")
 assert n_lanes == 2 or numba.config.NUMBA_NUM_THREADS < 2
