@@ -35,7 +35,8 @@
 # time: read the times as orders of magnitude.
 #
 # **About the run on this page.** It was made while the 2-core machine was heavily loaded (load average
-# near 8, printed below), so its times are noisy and the two-thread ones are distorted. Where an
+# about 4, printed below, and 8 shortly before), so its times are noisy and the two-thread ones are
+# distorted. Where an
 # explanation needs the numbers of a quiet machine, the text quotes an earlier full run of this page
 # on a quiet machine (load average 0.9) and says so; this run's own numbers are always the ones printed.
 
@@ -883,7 +884,7 @@ print("lanes against split kernels, both on 2 threads: "
 # split kernels meet about twenty times and each time wait for the slower half. In an earlier full run of this page on a quiet machine (load average 0.9) they did:
 # 14.49 ms with lanes against 17.48 ms with split kernels, 1.92× and 1.59× the speed of one thread
 # (27.78 ms), so the lanes were 1.21× faster. When other programs are using the cores, as on this
-# page's run (load average near 8), the times are several times longer and their order can flip: at
+# page's run (load average about 4), the times are several times longer and their order can flip: at
 # every meeting the step waits for whichever half was queued behind another program.
 #
 # The two ways agree within rounding, not bit for bit, and here is why. A weight's gradient is a sum
