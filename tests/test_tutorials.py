@@ -44,14 +44,21 @@ def _hashes(folder: Path) -> dict:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.png"))}
 
 
+SKIP_EXIT_STATUS = 77       # helpers.SKIP_EXIT_STATUS: the tutorial could not get its dataset
+
+
 def _execute(py: Path, tmp_path: Path, mode: str = "fast") -> dict:
-    """Run ``render.py execute`` on ``py`` in a fresh process; return its record."""
+    """Run ``render.py execute`` on ``py`` in a fresh process; return its record. A tutorial that stops
+    with status 77 (its dataset is neither in ../shared nor in the cache, and cannot be downloaded) is
+    skipped with the reason it printed."""
     env = dict(os.environ, MPLBACKEND="Agg")
     record = tmp_path / "record.json"
     proc = subprocess.run(
         [sys.executable, str(TUTORIALS / "render.py"), "execute", str(py), "--mode", mode,
          "--figures-dir", str(tmp_path / "figures"), "--record", str(record)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode == SKIP_EXIT_STATUS:
+        pytest.skip(f"{py.name}: no dataset here: {proc.stderr.strip()[-600:]}")
     assert proc.returncode == 0, (
         f"{py.name} failed in {mode} mode (exit status {proc.returncode}).\n"
         f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-8000:]}")
@@ -62,16 +69,8 @@ def test_there_are_tutorials():
     assert [p.name[:2] for p in TUTORIAL_FILES][:2] == ["01", "02"], TUTORIAL_FILES
 
 
-# Tutorials that read a dataset from the shared folder next to the repository (they never download):
-# without it they stop with a message, and the test skips them, as the data tests do.
-SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
-NEEDS_SHARED = {"04_cifar10_overfitting_and_learning_rates.py": "cifar10"}
-
-
 @pytest.mark.parametrize("py", TUTORIAL_FILES, ids=IDS)
 def test_tutorial_runs_in_fast_mode_and_matches_its_page(py, tmp_path):
-    if py.name in NEEDS_SHARED and not (SHARED_DATASETS / NEEDS_SHARED[py.name]).is_dir():
-        pytest.skip(f"{py.name} needs {SHARED_DATASETS / NEEDS_SHARED[py.name]}, which is not here")
     committed_figures = _hashes(render.FIGURES_DIR)
     fast = _execute(py, tmp_path)
 
@@ -208,3 +207,124 @@ def test_render_refuses_outputs_of_other_code(toy_run, tmp_path):
         render.render(tmp_path / "more.py", record)
     with pytest.raises(render.StaleRecordError, match=r"come from a 'fast' run"):
         render.render(py, dict(record, mode="fast"))
+
+
+# ----------------------------------------------------------------------------------------------
+# The exercises: every reference solution passes its check, and every check catches a typical mistake
+# ----------------------------------------------------------------------------------------------
+
+SOLUTION_FILES = sorted((TUTORIALS / "solutions").glob("solutions_[0-9][0-9].py"))
+
+
+def _load_solutions(path: Path):
+    for folder in (str(ROOT), str(TUTORIALS), str(path.parent)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"tutorial_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_tutorial_has_solutions_to_at_least_three_exercises():
+    numbers = {p.stem[-2:] for p in SOLUTION_FILES}
+    assert numbers == {p.name[:2] for p in TUTORIAL_FILES}, (sorted(numbers), IDS)
+    for path in SOLUTION_FILES:
+        module = _load_solutions(path)
+        assert len(module.SOLUTIONS) >= 3 and len(module.WRONG) == len(module.SOLUTIONS), path.name
+        tutorial = next(p for p in TUTORIAL_FILES if p.name[:2] == path.stem[-2:]).read_text()
+        for check, _ in module.SOLUTIONS:             # each check is run in its tutorial's exercise cells
+            assert f".{check.__name__}(" in tutorial, f"{path.stem[-2:]}: the tutorial never runs {check.__name__}"
+
+
+@pytest.mark.parametrize("path", SOLUTION_FILES, ids=[p.stem for p in SOLUTION_FILES])
+def test_reference_solutions_pass_and_mistakes_are_caught(path, capsys):
+    module = _load_solutions(path)
+    for check, answer in module.SOLUTIONS:
+        assert check(answer), f"{path.name}: the reference solution fails {check.label}:\n{capsys.readouterr().out}"
+    for check, wrong in module.WRONG:
+        assert not check(wrong, quiet=True), f"{path.name}: {check.label} accepts a wrong answer"
+
+
+def test_an_unattempted_exercise_says_so(capsys):
+    module = _load_solutions(SOLUTION_FILES[0])
+    check = module.SOLUTIONS[0][0]
+
+    def not_done(*args):
+        raise NotImplementedError
+
+    assert not check(not_done)
+    assert "NOT OK" in capsys.readouterr().out
+    assert not check(lambda *a: 1 / 0, quiet=True)    # the learner's code failing is a NOT OK, not a crash
+
+
+# ----------------------------------------------------------------------------------------------
+# Opened as a notebook (jupytext), a tutorial shows its figures inline
+# ----------------------------------------------------------------------------------------------
+
+NOTEBOOK_TUTORIAL = TUTORIALS / "01_convolution_by_hand.py"
+
+
+def test_a_tutorial_opened_as_a_notebook_shows_every_figure_inline(tmp_path, monkeypatch):
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = jupytext.read(NOTEBOOK_TUTORIAL)                 # the percent format, as Jupyter opens it
+    monkeypatch.setenv("TINYCNN_TUTORIAL_MODE", "fast")
+    monkeypatch.setenv("TINYCNN_TUTORIAL_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)            # the kernel's own (inline) backend, as for a user
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(TUTORIALS)}})
+    client.execute()
+
+    images = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+              if "image/png" in out.get("data", {})]
+    saved = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    expected = sorted(f["file"] for c in render.read_record(render.record_path(NOTEBOOK_TUTORIAL))["cells"]
+                      for f in c["figures"])
+    assert len(images) == len(saved) > 0, (
+        f"{len(images)} inline images for {len(saved)} saved figures: each figure must appear once, inline")
+    assert saved == expected, "the notebook run must save the figures the page shows"
+    errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers.py: where figures go, unknown variables, datasets that cannot be had
+# ----------------------------------------------------------------------------------------------
+
+def _fresh_helpers(monkeypatch, **env):
+    for key in [k for k in os.environ if k.startswith("TINYCNN_TUTORIAL")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("tutorial_helpers_under_test", TUTORIALS / "helpers.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)     # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_figures_go_to_an_ignored_folder_unless_publishing(monkeypatch):
+    assert _fresh_helpers(monkeypatch).FIGURES_DIR == TUTORIALS / "my_figures"
+    assert _fresh_helpers(monkeypatch, TINYCNN_TUTORIAL_PUBLISH="1").FIGURES_DIR == TUTORIALS / "figures"
+    assert "tutorials/my_figures/" in (ROOT / ".gitignore").read_text().splitlines()
+    with pytest.raises(ValueError, match=r"TINYCNN_TUTORIAL_PUBLISH must be 0 or 1, got 'yes'"):
+        _fresh_helpers(monkeypatch, TINYCNN_TUTORIAL_PUBLISH="yes")
+
+
+def test_an_unknown_tinycnn_variable_warns(monkeypatch):
+    with pytest.warns(UserWarning, match=r"TINYCNN_TUTORIAL_MDOE is set, but .* did you mean TINYCNN_TUTORIAL_MODE"):
+        helpers = _fresh_helpers(monkeypatch, TINYCNN_TUTORIAL_MDOE="fast")
+    assert helpers.warn_unknown_variables({"TINYCNN_CACHE_DIR": "/x", "HOME": "/root"}) == []
+
+
+def test_a_dataset_that_cannot_be_had_stops_the_tutorial_with_status_77(monkeypatch, tmp_path, capsys):
+    helpers = _fresh_helpers(monkeypatch)
+    monkeypatch.setattr(helpers, "SHARED_DATASETS", tmp_path / "no-shared")
+    monkeypatch.setenv("TINYCNN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(helpers.DatasetUnavailable) as stop:
+        helpers.load_dataset("cifar10", download=False)
+    assert stop.value.code == helpers.SKIP_EXIT_STATUS == SKIP_EXIT_STATUS
+    assert "needs the cifar10 dataset" in capsys.readouterr().err

@@ -14,8 +14,8 @@
 # # Tutorial 1: convolution by hand
 #
 # A convolutional layer slides a small grid of weights, the *kernel*, over an image and takes a
-# weighted sum at every position. That sentence hides three questions this tutorial answers with
-# code you can run:
+# weighted sum at every position. Section 0 asks why anyone would want that, on a real image. Then the
+# sentence hides three questions this tutorial answers with code you can run:
 #
 # 1. Which way round is the kernel? The textbook formula *flips* it; CNN libraries (tinycnn, PyTorch)
 #    do not. We compute both with plain loops, see them differ, and see why it does not matter once the
@@ -33,13 +33,192 @@ import re
 
 import matplotlib.pyplot as plt
 import numpy as np
-from helpers import FAST, assert_agree, rounding_bound, save_figure
 
 import tinycnn as tc
 from tinycnn.kernels import conv_output_size, im2col
 
+from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
+
 rng = np.random.default_rng(2024)
 print("mode:", "fast" if FAST else "full")
+
+# %% [markdown]
+# ## 0. Why convolutions?
+#
+# Take one real image, a handwritten 7 from the MNIST digits that ship inside tinycnn (28x28 pixels,
+# 0 = background, 255 = ink), and ask a simple question of it: where are its vertical edges, where the
+# ink starts or stops as you go from left to right? A hand-made 3x3 filter answers it: weights $-1$ on
+# the left column, $+1$ on the right (and twice that in the middle row, the Sobel filter). Laid on a
+# patch, it sums the right column minus the left: large where the patch gets brighter to the right,
+# negative where it gets darker, zero on flat ink or flat background. Slide it over every position:
+
+# %%
+from tinycnn import data
+
+digits = data.load("embedded")
+sevens = digits.x_test[digits.y_test == 7, 0]                                  # (500, 28, 28) uint8
+fits = [im for im in sevens if im[-2:].max() == 0 and im[:, -3:].max() == 0]   # room to shift it (below)
+seven = fits[0].astype(np.float64) / 255                                       # (28, 28), ink = 1
+sobel_x = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])       # "brighter to the right"
+edge_layer = tc.Conv2D(1, 1, 3, padding=1, bias=False, dtype=np.float64, rng=rng)
+edge_layer.weight.data[0, 0] = sobel_x
+edges = edge_layer(seven[None, None])[0, 0]                                     # (28, 28)
+print(f"edge map: {np.sum(edges > 0.5)} pixels where ink starts (> 0.5), {np.sum(edges < -0.5)} where it "
+      f"stops (< -0.5), {np.sum(np.abs(edges) < 1e-12)} of 784 exactly flat")
+rows_with_ink = np.flatnonzero(seven.max(axis=1) > 0.5)
+r = int(rows_with_ink[len(rows_with_ink) // 2])                                # a row through the digit
+cols = np.flatnonzero(seven[r] > 0.5)
+assert edges[r, cols[0] - 1] > 0 and edges[r, cols[-1] + 1] < 0                # left edge up, right edge down
+
+# %% [markdown]
+# **Few weights, shared.** The filter has 9 weights, and the same 9 are used at every position. A
+# dense layer that computed the same kind of map, one output per pixel from all 784 input pixels, would
+# need a weight for every (input pixel, output pixel) pair. For a layer with 8 such filters (8 output
+# maps of 28x28, padding 1) the counts are:
+
+# %%
+conv8 = tc.Conv2D(1, 8, 3, padding=1, rng=rng)
+dense_same = tc.Dense(28 * 28, 8 * 28 * 28, rng=rng)                          # the same input and output sizes
+n_conv = sum(p.data.size for p in conv8.parameters())
+n_dense = sum(p.data.size for p in dense_same.parameters())
+print(f"Conv2D(1, 8, 3): {n_conv:,} parameters; Dense(784, {8 * 28 * 28:,}): {n_dense:,} parameters "
+      f"({n_dense / n_conv:,.0f} times as many)")
+assert n_conv == 8 * 9 + 8 and n_dense == 784 * 6272 + 6272
+del dense_same                                                               # 19.7 MB of float32 weights
+
+# %% [markdown]
+# The dense layer *can* compute the edge map (put the 9 Sobel weights in the right places of each
+# row, zeros elsewhere), but it would have to learn those weights separately for every position, from
+# examples that show an edge at that position. The convolution learns one filter and applies it
+# everywhere: a 7 written further to the left has the same edges, in other places.
+#
+# That is **translation equivariance**: shifting the input shifts the output by the same amount, and
+# nothing else changes. Shift the 7 by 3 pixels to the right and 2 down (its border is background, so
+# nothing falls off the edge) and compare. A random dense layer has no such property.
+
+# %%
+def shift(image, down, right):
+    """Move an image (H, W) down and right, filling with background (0)."""
+    out = np.zeros_like(image)
+    out[down:, right:] = image[:image.shape[0] - down, :image.shape[1] - right]
+    return out
+
+
+assert seven[-2:].max() == 0 and seven[:, -3:].max() == 0          # nothing of the digit is shifted out
+moved = shift(seven, 2, 3)
+edges_moved = edge_layer(moved[None, None])[0, 0]
+S = edge_layer.weight.data.__abs__().sum() * 1.0                     # |terms| sum to at most 8 per output
+assert_agree("conv(shift(x)) vs shift(conv(x))", edges_moved[2:, 3:], edges[:-2, :-3],
+             rounding_bound(9, np.full((26, 25), S)))
+toy_dense = tc.Dense(28 * 28, 28 * 28, dtype=np.float64, rng=rng)
+d0 = toy_dense(seven.reshape(1, -1)).reshape(28, 28)
+d1 = toy_dense(moved.reshape(1, -1)).reshape(28, 28)
+mismatch = np.abs(d1[2:, 3:] - d0[:-2, :-3]).max()
+print(f"a random Dense(784, 784): |dense(shift(x)) - shift(dense(x))| up to {mismatch:.2f}, "
+      f"against outputs of size {np.abs(d0).max():.2f}: no equivariance")
+assert mismatch > 0.1 * np.abs(d0).max()
+
+# %% [markdown]
+# **Channels.** One filter finds one kind of pattern. A layer has many: `Conv2D(1, 8, 3)` has 8
+# filters and returns 8 maps, the output's *channels*. The next layer's filters then span all
+# channels: a filter of `Conv2D(8, 16, 3)` has shape (8, 3, 3) and adds up what 8 maps say in a 3x3
+# neighbourhood. The extreme case is the **1x1 convolution**: a filter of shape (C, 1, 1) looks at one
+# pixel, across all channels, so it mixes channels and nothing else, the same matrix at every pixel.
+# It is a dense layer applied to every pixel's vector of channels:
+
+# %%
+maps = rng.standard_normal((2, 8, 5, 5))                     # (N, C, H, W): 8 channels
+mix = tc.Conv2D(8, 3, 1, bias=False, dtype=np.float64, rng=rng)
+w_mix = mix.weight.data[:, :, 0, 0]                          # (3, 8): one row per output channel
+per_pixel = np.einsum("oc,nchw->nohw", w_mix, maps)         # the same (3, 8) matrix at every pixel
+assert_agree("1x1 Conv2D vs the channel matrix at every pixel", mix(maps), per_pixel,
+             rounding_bound(8, np.einsum("oc,nchw->nohw", np.abs(w_mix), np.abs(maps))))
+
+# %% [markdown]
+# **Receptive field.** One output of a 3x3 convolution depends on a 3x3 patch of its input, its
+# *receptive field*. Stack two: each of the 3x3 inputs of the second depends on a 3x3 patch of the
+# first's input, so together a 5x5 patch; $L$ stacked 3x3 convolutions see $(2L + 1)^2$ pixels. A 2x2
+# pooling between them doubles the step: a width of $r$ pooled pixels covers $2r$ pixels before the
+# pooling, and the 3x3 convolution before that adds 2, so the width grows as $r_L = 2 r_{L-1} + 2$,
+# exponentially in depth. So a deep network of small filters ends up looking at large parts of the image. We measure
+# the receptive field rather than trust the arithmetic: send a one-hot gradient back from the centre
+# output, and count the input pixels that receive some of it (all weights positive, so nothing cancels).
+
+# %%
+def receptive_field(layers, size=160):
+    """Width of the input square that the centre output of ``layers`` depends on, via one backward pass."""
+    x = np.ones((1, 1, size, size))
+    for layer in layers:
+        x = layer(x)
+    g = np.zeros_like(x)
+    g[0, 0, x.shape[2] // 2, x.shape[3] // 2] = 1.0
+    for layer in reversed(layers):
+        g = layer.backward(g)
+    hit = np.argwhere(g[0, 0] != 0)
+    return int(hit[:, 1].max() - hit[:, 1].min() + 1)
+
+
+def positive_conv():
+    conv = tc.Conv2D(1, 1, 3, padding=1, dtype=np.float64, rng=rng)
+    conv.weight.data[...] = np.abs(conv.weight.data) + 0.1
+    return conv
+
+
+depths = range(1, 6)
+rf_plain = [receptive_field([positive_conv() for _ in range(L)]) for L in depths]
+rf_pooled = [receptive_field(sum([[positive_conv(), tc.AvgPool2D(2)] for _ in range(L - 1)], []) + [positive_conv()])
+             for L in depths]
+print("receptive field of L stacked 3x3 convolutions:         ", rf_plain)
+print("... with a 2x2 average pooling between each two of them:", rf_pooled)
+assert rf_plain == [2 * L + 1 for L in depths]
+assert rf_pooled == [5 * 2 ** (L - 1) - 2 for L in depths]          # r_L = 2 r_(L-1) + 2: 3, 8, 18, 38, 78
+
+# %%
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
+ax0.imshow(np.zeros((11, 11)), cmap="gray_r", vmin=0, vmax=1)
+for L, color in zip((3, 2, 1), ("tab:green", "tab:orange", "tab:blue")):
+    ax0.add_patch(plt.Rectangle((5 - L - 0.5, 5 - L - 0.5), 2 * L + 1, 2 * L + 1, fill=True, alpha=0.25,
+                                color=color, label=f"{L} layer{'s' if L > 1 else ''}: {2 * L + 1}x{2 * L + 1}"))
+ax0.plot(5, 5, "k*", ms=12, label="one output")
+ax0.set_xticks(np.arange(-0.5, 11, 1), [])
+ax0.set_yticks(np.arange(-0.5, 11, 1), [])
+ax0.grid(color="0.7", lw=0.5)
+ax0.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title="3x3 convolutions")
+ax0.set_title("input pixels one output depends on", fontsize=10)
+ax1.plot(list(depths), rf_plain, "o-", label="3x3 convolutions")
+ax1.plot(list(depths), rf_pooled, "s-", label="3x3 convolutions with 2x2 pooling between")
+ax1.set(xlabel="number of 3x3 convolutions", ylabel="receptive field width (pixels)", yscale="log")
+ax1.set_xticks(list(depths))
+ax1.legend(fontsize=8)
+ax1.grid(alpha=0.3)
+fig.tight_layout()
+save_figure(fig, "01_receptive_field",
+            "The input square one output depends on after 1, 2 and 3 stacked 3x3 convolutions, and its "
+            "width against depth, measured by one backward pass, with and without pooling")
+
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), layout="constrained")
+axes[0].imshow(seven, cmap="gray_r")
+axes[0].set_title("a 7 from MNIST (ink dark)", fontsize=10)
+limit = np.abs(edges).max()
+im = axes[1].imshow(edges, cmap="RdBu_r", vmin=-limit, vmax=limit)
+axes[1].set_title("Sobel filter: red = ink starts,\nblue = ink stops (left to right)", fontsize=10)
+axes[2].imshow(edges_moved, cmap="RdBu_r", vmin=-limit, vmax=limit)
+axes[2].set_title("the same filter on the 7 shifted\n2 down, 3 right: the map shifts", fontsize=10)
+for ax in axes:
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.colorbar(im, ax=list(axes), fraction=0.02, label="filter response")
+save_figure(fig, "01_edge_filter",
+            "A handwritten 7, its vertical edges found by a hand-made 3x3 filter, and the edge map of the "
+            "shifted 7, which is the edge map shifted")
+
+# %% [markdown]
+# So a convolutional layer builds in two facts about images: what matters is local (a pattern is a
+# small patch of neighbouring pixels), and it may appear anywhere (the same filter everywhere). That
+# costs a tiny fraction of the weights of a dense layer (here 1 in 61,544) and gives translation
+# equivariance for free; the
+# channels let a layer look for many patterns at once, and depth lets later layers see large parts of
+# the image. The rest of this tutorial looks at the operation itself.
 
 # %% [markdown]
 # ## 1. Two formulas that look alike
@@ -355,8 +534,9 @@ except ValueError as err:
 # %% [markdown]
 # ## 4. im2col: convolution as one matrix multiply
 #
-# The loops in section 1 do $O \cdot C \cdot K_H K_W$ multiply-adds per output pixel, one Python
-# operation at a time. Computers are fastest at one thing: multiplying big matrices. *im2col* ("image to
+# The loops in section 1 do $C \cdot K_H K_W$ multiply-adds per output value (so
+# $O \cdot C \cdot K_H K_W$ per output position, over all $O$ output channels), one Python operation at
+# a time. Computers are fastest at one thing: multiplying big matrices. *im2col* ("image to
 # columns") rearranges the input so that convolution *is* a matrix multiply:
 #
 # - copy every window of the input (all $C$ channels, $K_H \times K_W$ pixels) into one column: the
@@ -463,7 +643,9 @@ print("output shape:", y_loops.shape)
 # $C K_H K_W + 1 = 19$ terms, and the loops, NumPy and the matrix multiply add them in different orders,
 # rounding differently. How far apart may two orders be? A floating-point sum of $n$ terms is within
 # $\gamma_n S$ of the exact sum, where $\gamma_n = n u / (1 - n u)$, $u$ is the unit roundoff
-# ($2.2 \times 10^{-16}$ in float64) and $S$ is the sum of the terms' absolute values. So two orders
+# ($u = 2^{-53} \approx 1.1 \times 10^{-16}$ in float64, $2^{-24} \approx 6.0 \times 10^{-8}$ in float32:
+# half the machine epsilon $\varepsilon$, the gap between 1 and the next number, $2.2 \times 10^{-16}$
+# and $1.2 \times 10^{-7}$) and $S$ is the sum of the terms' absolute values. So two orders
 # differ by at most $2 \gamma_n S$, and we can compute $S$ by running the same convolution on $|x|$,
 # $|w|$ and $|b|$:
 
@@ -476,32 +658,104 @@ print(f"cols holds {im2col(x, 3, 2, 2, 2, 1, 1).size} numbers for an input of {x
       f"im2col trades memory for one big, fast matrix multiply")
 
 # %% [markdown]
-# That is, in substance, the forward pass of tinycnn's `Conv2D`: im2col (a Numba kernel that copies the
-# windows in parallel), then one matrix multiply. Two details differ from `conv2d_im2col`, both for
-# speed. The bias rides inside the matrix multiply: `cols` gets one more row, all ones, and `w2d` the
-# bias as one more column, so `[w2d | b] @ [cols; 1]` is `w2d @ cols + b` in a single call (and in the
-# backward pass, tutorial 2, the bias gradient falls out of the same multiply as the weight gradient).
-# And nothing is transposed back. `Conv2D`'s im2col kernel, `im2col_cm`, orders the columns with the
-# images fastest, (oh, ow, n) instead of the (n, oh, ow) above, so the product, $(O,\ OH \cdot OW \cdot N)$,
-# already *is* the output laid out as (O, OH, OW, N), and the layer returns the view
-# `out.transpose(3, 0, 1, 2)`: shape (N, O, OH, OW) as usual, memory in *channel-major* order, no copy.
-# ReLU, Sigmoid and max pooling keep that layout, and the next `Conv2D` reads it directly; with the
-# images fastest, im2col copies runs of N contiguous numbers instead of short image rows. The values do
-# not depend on the layout, only the speed does. Both details, checked:
+# That is exactly the forward pass of tinycnn's `Conv2D`, which is written to read like this
+# derivation: im2col, one matrix multiply, the bias added to every column, and the result put back
+# in (N, O, OH, OW) order. Here it is, quoted from the source:
+
+# %% tags=["same-output"]
+quote(tc.Conv2D.forward)
+
+# %% [markdown]
+# When a network runs, `Sequential` does not call this code: it compiles the layers into a plan of
+# faster operations (`tinycnn.fast`, the subject of tutorial 6) that compute the same numbers. Two of
+# its tricks fit here. The bias rides inside the matrix multiply: `cols` gets one more row, all ones,
+# and `w2d` the bias as one more column, so `[w2d | b] @ [cols; 1]` is `w2d @ cols + b` in a single
+# call. And nothing is transposed back: ordering the columns with the images fastest, (oh, ow, n)
+# instead of (n, oh, ow), makes the product, $(O,\ OH \cdot OW \cdot N)$, already *be* the output laid
+# out as (O, OH, OW, N), a *channel-major* layout that the next layers of the plan read directly. The
+# values do not depend on the layout, only the speed does. The first trick, and the plan against the
+# layer, checked:
 
 # %%
 cols1 = np.vstack([im2col(x, 3, 2, 2, 2, 1, 1), np.ones((1, 2 * 4 * 4))])   # [cols; 1]: (C*KH*KW + 1, N*OH*OW)
 out = np.hstack([w.reshape(4, -1), b[:, None]]) @ cols1                     # [w2d | b] @ [cols; 1]: (O, N*OH*OW)
 assert_agree("[w2d | b] @ [cols; 1] vs loops", out.reshape(4, 2, 4, 4).transpose(1, 0, 2, 3), y_loops, bound)
-print("Conv2D's (N, O, OH, OW) output is C-contiguous:", y_layer.flags.c_contiguous,
-      "| as (O, OH, OW, N) it is:", y_layer.transpose(1, 2, 3, 0).flags.c_contiguous)
-assert not y_layer.flags.c_contiguous and y_layer.transpose(1, 2, 3, 0).flags.c_contiguous
+plan = tc.fast.compile([layer])                                              # the executor's plan for this layer
+assert_agree("tinycnn.fast plan vs loops", plan.forward(x), y_loops, bound)
 
 # %% [markdown]
-# The memory im2col costs (each pixel is copied up to $K_H K_W / (s_h s_w)$ times) and what it buys (a
-# matrix multiply runs at a large fraction of the machine's peak speed) are the subject of tutorial 6.
+# How many copies of a pixel does im2col make? Along one axis, a pixel at position $t$ lies in the
+# windows that start at $t - k + 1, \dots, t$ and are a multiple of $s$: at most $\lceil k / s \rceil$ of
+# them. So an interior pixel is copied up to $\lceil K_H / s_h \rceil \lceil K_W / s_w \rceil$ times,
+# while the *average* over the pixels is only about $K_H K_W / (s_h s_w)$ (each window holds $K_H K_W$
+# pixels and there is about one window per $s_h s_w$ pixels). For $k = 3$, $s = 2$: up to 4 copies,
+# 2.25 on average. Count them: put each pixel's own index in the image and tally the indices in `cols`.
+
+# %%
+for k, s, n in [(3, 1, 12), (3, 2, 13), (5, 2, 15), (2, 2, 8)]:
+    index_image = np.arange(n * n, dtype=np.float64).reshape(1, 1, n, n)
+    copies = np.bincount(im2col(index_image, k, k, s, s, 0, 0).astype(int).ravel(), minlength=n * n)
+    most, average = copies.max(), copies.mean()
+    print(f"k={k}, s={s}: each pixel copied at most {most} times (ceil(k/s)^2 = {int(np.ceil(k / s)) ** 2}), "
+          f"on average {average:.2f} times (k^2/s^2 = {k * k / s / s:.2f}; fewer at the borders)")
+    assert most == int(np.ceil(k / s)) ** 2
+    assert average <= k * k / (s * s)
+
+# %% [markdown]
+# The memory im2col costs and what it buys (a matrix multiply runs at a large fraction of the
+# machine's peak speed) are the subject of tutorial 6.
 #
 # **What you have seen.** The textbook convolution flips the kernel and CNN layers do not; it makes no
 # difference once the kernel is learned (the network learns the flipped kernel). The output size is
 # $\lfloor (n + 2p - k)/s \rfloor + 1$ per axis. And im2col turns convolution into one matrix multiply
 # whose result matches the loops to within rounding. Next, tutorial 2 runs all of this backwards.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise below comes with a cell: a function (or class) for you to complete, and a check that
+# runs it on cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs.
+# As shipped, the functions only raise `NotImplementedError`, so the checks say "not attempted yet".
+# Reference solutions are in [`solutions/solutions_01.py`](solutions/solutions_01.py); try first.
+#
+# **Exercise 1.1: the output size.** Write `output_size(n, k, s, p)`: the output length of a
+# convolution with kernel $k$, stride $s$ and padding $p$ on an axis of length $n$, and a `ValueError`
+# when the kernel does not fit even in the padded input. The check compares it with `Conv2D` on 495
+# settings.
+
+# %%
+from exercises import ex01
+
+
+def output_size(n, k, s, p):
+    """Output length of one axis: n input, kernel k, stride s, padding p (raise ValueError if k does not fit)."""
+    raise NotImplementedError      # your code here
+
+
+ex01.check_output_size(output_size)
+
+# %% [markdown]
+# **Exercise 1.2: copies per pixel.** How many columns of im2col can one pixel of a large image appear
+# in, at most, for a square kernel $k$ and stride $s$ (no padding)? Write it as a formula, not by
+# counting; the check counts.
+
+# %%
+def max_copies(k, s):
+    """The largest number of im2col columns that contain one pixel (kernel k x k, stride s)."""
+    raise NotImplementedError      # your code here
+
+
+ex01.check_max_copies(max_copies)
+
+# %% [markdown]
+# **Exercise 1.3: a 1x1 convolution.** A 1x1 convolution looks at one pixel at a time, so it mixes
+# channels only. Write it as one matrix multiply (no loops over pixels): `conv1x1(x, w)` with x
+# (N, C, H, W) and w (O, C), returning (N, O, H, W). The check compares with `Conv2D(C, O, 1)`.
+
+# %%
+def conv1x1(x, w):
+    """x: (N, C, H, W), w: (O, C) -> (N, O, H, W)."""
+    raise NotImplementedError      # your code here
+
+
+ex01.check_conv1x1(conv1x1)

@@ -47,12 +47,13 @@ import re
 
 import matplotlib.pyplot as plt
 import numpy as np
-from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 
 import tinycnn as tc
 from tinycnn import kernels
-from tinycnn.gradcheck import GradcheckReport, check_layer, check_loss, compare, numerical_gradient
 from tinycnn.kernels import elementwise
+from tinycnn.gradcheck import GradcheckReport, check_layer, check_loss, compare, numerical_gradient
+
+from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 
 rng = np.random.default_rng(7)
 
@@ -78,15 +79,17 @@ print("mode:", "fast" if FAST else "full")
 # %% tags=["same-output"]
 quote(elementwise.relu_forward_reference)
 quote(elementwise.relu_backward_reference)
+quote(tc.ReLU.forward)
+quote(tc.ReLU.backward)
 
 # %% [markdown]
-# `tc.ReLU` does not call these two: it runs their fast twins, `relu_forward` and `relu_backward` in the
-# same file, Numba kernels that compute $y$ and the mask in one pass over the memory and select the
-# gradient without a branch per element. They work on the activation's memory in whatever order it lies
-# (a `Conv2D` output is a channel-major view, section 5), and the test suite checks on random inputs,
-# zeros and NaNs included, that they give exactly what the references give. Taking a maximum and
-# selecting round nothing, so "agree" here means bit for bit, which we check on an input with exact
-# zeros:
+# `tc.ReLU` computes exactly this on the activation as it is (any shape): `np.maximum(x, 0)` and the
+# mask `x > 0` forward, `np.where(positive, g, 0)` backward. When a network runs, the executor
+# (`tinycnn.fast`, tutorial 6) uses Numba twins of these two functions, `relu_forward` and
+# `relu_backward` in the same file, which compute $y$ and the mask in one pass over the memory; the
+# test suite checks on random inputs, zeros and NaNs included, that they give exactly what the
+# references give. Taking a maximum and selecting round nothing, so "agree" here means bit for bit,
+# which we check on an input with exact zeros:
 
 # %%
 relu = tc.ReLU()
@@ -133,10 +136,34 @@ assert slope.max() == 0.25 and y[0, np.argmax(slope)] == 0.5
 print(f"largest slope of the sigmoid: {slope.max()} (at x = 0)")
 
 # %% [markdown]
-# Note the largest slope: $1/4$. Every sigmoid a gradient passes through shrinks it at least fourfold,
-# which is why deep stacks of sigmoids train slowly ("vanishing gradients") and ReLU, with slope 1,
-# replaced them.
-#
+# Note the largest slope: $1/4$. Every sigmoid a gradient passes through multiplies it by
+# $\sigma'(x) \le 1/4$: that factor alone shrinks it at least fourfold. But between two sigmoids sits a
+# weight layer, and the gradient is multiplied by the weights too, so one layer's total factor is
+# $w\,\sigma'(x)$, which exceeds 1 as soon as $|w| > 4$ where $\sigma' = 1/4$. Whether gradients vanish
+# in a deep stack of sigmoids depends on the weights as well (tutorial 7 measures it layer by layer);
+# with the usual small initial weights they do, which is one reason deep sigmoid networks trained
+# slowly and ReLU, with slope 1, replaced them. Both halves, on a chain of 10 scalar layers
+# $x \mapsto \sigma(w x) - \tfrac12$, started at $x = 0$ (the shift by $\tfrac12$ keeps every layer at
+# its steepest point, $\sigma' = 1/4$, so each layer's factor is exactly $w/4$):
+
+# %%
+def chain_gradient(w, depth=10, x=0.0):
+    """d(output)/d(input) of `depth` scalar layers x -> sigmoid(w * x) - 1/2, by the chain rule."""
+    grad = 1.0
+    for _ in range(depth):
+        y = 1 / (1 + np.exp(-w * x))
+        grad *= w * y * (1 - y)             # this layer's factor: w * sigma'(w x)
+        x = y - 0.5
+    return grad
+
+
+for w in (1.0, 8.0):
+    print(f"w = {w:g}: gradient through 10 sigmoid layers = {chain_gradient(w):.3e} (= (w/4)^10 = {(w / 4) ** 10:.3e})")
+assert chain_gradient(1.0) <= 0.25 ** 10 * (1 + 1e-12)      # small weights: it vanishes
+assert chain_gradient(8.0) > 1000                           # |w| > 4: it grows, though every sigma' <= 1/4
+print("(away from x = 0 the sigmoids saturate, sigma' falls towards 0, and large weights no longer help)")
+
+# %% [markdown]
 # ## 3. Dense (fully connected)
 #
 # $y = x W^\top + b$ with $x$: (N, in), $W$: (out, in), $b$: (out,), that is
@@ -229,28 +256,19 @@ assert report.ok
 # they get zero gradient: add that many zero rows to the spread-out $g$. The shapes below leave none.)
 #
 # tinycnn never builds that second convolution. Its forward pass was one matrix multiply (tutorial 1),
-# `out = w2d @ cols`, with the bias folded in: `cols` gets an extra row of ones and `w2d` the bias as an
-# extra column, so `out = [w2d | b] @ [cols; 1]`. By the dense-layer rule the gradients are
-# `dW = g2d @ cols.T` and `dcols = w2d.T @ g2d`, with `g2d` the upstream gradient as an
-# (O, N·OH·OW) matrix. The ones row gives the bias gradient for free: the bias is a weight whose input is
-# always 1, so the last column of `g2d @ cols.T` is `g2d @ 1`, the sum of $g$ over every image and
-# position, which is $\partial L / \partial b$ from above. `dcols` holds, for every window, the gradient
-# of each pixel *copy*; `col2im` adds each copy back onto the pixel it came from (pixels in several
-# windows collect several contributions). That sum is the backward of the copy that `im2col` made.
+# `out = w2d @ cols + b`. By the dense-layer rule the gradients are `dW = g2d @ cols.T`,
+# `db = g2d.sum(axis=1)` (the sum of $g$ over every image and position, $\partial L / \partial b$ from
+# above) and `dcols = w2d.T @ g2d`, with `g2d` the upstream gradient as an (O, N·OH·OW) matrix.
+# `dcols` holds, for every window, the gradient of each pixel *copy*; `col2im` adds each copy back onto
+# the pixel it came from (pixels in several windows collect several contributions). That sum is the
+# backward of the copy that `im2col` made.
 #
-# Three things in the code below are there for speed, not for the mathematics. The layout: `Conv2D`
-# returns its output as a *channel-major* view, shape (N, O, OH, OW) but laid out in memory as
-# (O, OH, OW, N), which is exactly the matrix `out` (its im2col orders the columns images fastest), so
-# no transpose is copied. ReLU and pooling keep
-# that layout, forward and backward, so the gradient coming back usually has it too and
-# `to_channel_major(g)` is then a free reshape to `g2d` (it copies only a gradient in ordinary NCHW
-# order). The scratch buffer: `np.matmul(..., out=dcols)` writes `dcols` into one buffer that all
-# `Conv2D` layers share, instead of a fresh large array on every step. And `col2im_cm`: a parallel
-# Numba `col2im` that writes the channel-major (C, H, W, N) gradient, which the layer returns as an
-# (N, C, H, W) view. Rather than that loop nest, read its plain NumPy reference,
-# `col2im_reference` (one strided slice per kernel offset, added onto the padded image): the test suite
-# checks on random shapes that `col2im_cm` agrees with it up to the order of the additions, and below
-# we compute the layer's input gradient again with it.
+# The code below is that, line for line. `kernels.col2im` is a parallel Numba loop (one thread per
+# image and channel, so no two threads add into the same pixel); rather than that loop nest, read its
+# plain NumPy reference, `col2im_reference` (one strided slice per kernel offset, added onto the padded
+# image): the test suite checks on random shapes that the two agree up to the order of the additions,
+# and below we compute the layer's input gradient again with it. (The executor of tutorial 6 runs the
+# same mathematics faster, with the bias folded into the multiply and a channel-major layout.)
 
 # %% tags=["same-output"]
 quote(tc.Conv2D.backward)
@@ -296,9 +314,8 @@ for stride, padding in [(1, (0, 0)), (1, (1, 0)), (2, (1, 0))]:
 
 # %% [markdown]
 # And the weight gradient is the cross-correlation of the input with $g$, summed over the batch. For
-# stride 1 and no padding, with the loop written straight from the formula, and the bias gradient that
-# came out of the same matrix multiply through the ones row, against $g$ summed over images and
-# positions:
+# stride 1 and no padding, with the loop written straight from the formula, and the bias gradient
+# against $g$ summed over images and positions:
 
 # %%
 conv = tc.Conv2D(3, 4, (3, 2), dtype=np.float64, rng=rng)
@@ -407,7 +424,7 @@ for layer in (tc.MaxPool2D((3, 2), stride=(2, 1), padding=1), tc.AvgPool2D((3, 2
 # One change from the layer checks: the step is $h = 10^{-5}$. The loss is a mean over the batch and
 # passes through a sigmoid and an average, so its gradient with respect to one input pixel is small
 # (the cell prints its size), while the rounding error of the difference quotient, about
-# $u \lvert L \rvert / h$ with $\lvert L \rvert \approx 1$, does not shrink with it. With the usual
+# $\varepsilon \lvert L \rvert / h$ with $\lvert L \rvert \approx 1$, does not shrink with it. With the usual
 # $h = 10^{-6}$ the input row lands near or above the bar of $10^{-7}$ (the cell prints that too);
 # section 8 shows how to choose $h$.
 
@@ -444,9 +461,10 @@ assert report.ok
 # everywhere. Why the *norm* of the whole tensor, not each entry? Individual entries can be nearly 0,
 # and a tiny entry divided by a tiny entry is noise.
 #
-# **What a bug looks like.** Correct code lands near $10^{-10}$; a bug lands near 1, not near $10^{-6}$.
-# Two classic bugs: averaging the weight gradient over the batch when the loss already did (off by a
-# factor N), and writing the sigmoid's derivative with the input instead of the output:
+# **What a bug looks like.** Correct code lands near $10^{-10}$; a bug that touches the whole tensor
+# lands far above the bar, often near 1. Two classic bugs: averaging the weight gradient over the batch
+# when the loss already did (off by a factor N), and writing the sigmoid's derivative with the input
+# instead of the output:
 
 # %%
 class DenseAveragingTwice(tc.Dense):
@@ -472,17 +490,53 @@ for buggy, x in [(DenseAveragingTwice(6, 4, dtype=np.float64, rng=rng), rng.stan
     assert not report.ok and max(r.rel_error for r in report.rows) > 0.1
 
 # %% [markdown]
+# A bug confined to a few entries is another matter. The relative error is one number for the whole
+# tensor, $\lVert a - n \rVert / \max(\lVert a \rVert, \lVert n \rVert)$, so an error in a few entries is
+# diluted by all the correct ones. Plant one: a `Conv2D` whose backward pass forgets the gradient of
+# the input's first column of pixels. The norm-wide relative error is far above the bar, so the check
+# fails, but it is nowhere near 1, and in a larger tensor it would be smaller still. The *per-element*
+# relative error, $|a_i - n_i| / \max(|a_i|, |n_i|)$ (over entries that are not tiny), is 1 exactly at
+# the dropped entries: it says *where* the bug is.
+
+# %%
+class ConvDroppingAColumn(tc.Conv2D):
+    def backward(self, grad_y):
+        grad_x = super().backward(grad_y).copy()
+        grad_x[:, :, :, 0] = 0.0                                  # BUG: the first column's gradient is lost
+        return grad_x
+
+
+buggy = ConvDroppingAColumn(2, 3, 3, padding=1, dtype=np.float64, rng=rng)
+x = rng.standard_normal((2, 2, 6, 6))
+u = rng.standard_normal((2, 3, 6, 6))                            # upstream gradient: L = sum(buggy(x) * u)
+buggy(x)
+analytic = buggy.backward(u)
+numeric = numerical_gradient(lambda: float(np.sum(buggy(x) * u)), x)
+norm_wide = np.linalg.norm(analytic - numeric) / max(np.linalg.norm(analytic), np.linalg.norm(numeric))
+size = np.maximum(np.abs(analytic), np.abs(numeric))
+per_element = np.where(size > 1e-8 * size.max(), np.abs(analytic - numeric) / np.maximum(size, 1e-300), 0.0)
+bad = np.argwhere(per_element > 1e-6)
+print(f"norm-wide relative error: {norm_wide:.3f} (fails the bar of 1e-7, but is far from 1)")
+print(f"per-element relative error: largest {per_element.max():.3f}; {len(bad)} entries above 1e-6, "
+      f"all in column {sorted(set(bad[:, 3].tolist()))} of the input")
+assert 1e-3 < norm_wide < 0.5 and per_element.max() > 0.999
+assert set(bad[:, 3].tolist()) == {0} and len(bad) == x[:, :, :, 0].size
+
+# %% [markdown]
 # **Why $h = 10^{-6}$, and why float64.** The central difference has two errors that pull in opposite
 # directions. *Truncation*: the formula is exact for a parabola, so its error comes from the third
 # derivative and shrinks like $h^2$. *Rounding*: $L(x \pm h e_i)$ is computed with a relative error of
-# about the machine epsilon $u$, and dividing by $2h$ blows that up to about $u \lvert L \rvert / h$.
-# For a function whose value and derivatives are of order 1, the total is smallest near $h \approx u^{1/3}$,
-# where both are about $u^{2/3}$ (larger or smaller values and curvatures shift both numbers):
+# a few units of the unit roundoff $u$ (half the machine epsilon $\varepsilon$; $u = 2^{-53}$ in
+# float64, $2^{-24}$ in float32), and dividing by $2h$ blows that up to about $\varepsilon \lvert L \rvert / h$.
+# For a function whose value and derivatives are of order 1, the total is smallest near
+# $h \approx \varepsilon^{1/3}$, where both are about $\varepsilon^{2/3}$ (larger or smaller values and
+# curvatures shift both numbers; these are orders of magnitude, and using $u$ instead of
+# $\varepsilon$ would change them by a factor below 2):
 #
-# | dtype   | $u$                 | best $h \approx u^{1/3}$ | best relative error $\approx u^{2/3}$ |
-# |---------|---------------------|--------------------------|---------------------------------------|
-# | float64 | $2.2\times10^{-16}$ | $6\times10^{-6}$         | $4\times10^{-11}$                     |
-# | float32 | $1.2\times10^{-7}$  | $5\times10^{-3}$         | $2\times10^{-5}$                      |
+# | dtype   | $u$                 | $\varepsilon = 2u$  | best $h \approx \varepsilon^{1/3}$ | best relative error $\approx \varepsilon^{2/3}$ |
+# |---------|---------------------|---------------------|-------------------------------------|--------------------------------------------------|
+# | float64 | $1.1\times10^{-16}$ | $2.2\times10^{-16}$ | $6\times10^{-6}$                    | $4\times10^{-11}$                                |
+# | float32 | $6.0\times10^{-8}$  | $1.2\times10^{-7}$  | $5\times10^{-3}$                    | $2\times10^{-5}$                                 |
 #
 # In float64 a correct backward pass lands orders of magnitude below our bar of $10^{-7}$ and a bug lands
 # near 1: the check separates them cleanly. In float32 even a *correct* gradient cannot get below about
@@ -547,7 +601,10 @@ else:
 #
 # ReLU at 0 and a max-pool tie are *kinks*: the function has a corner, the slope on one side differs from
 # the slope on the other, and there is no derivative. The backward pass must still return something, and
-# it returns one of the one-sided slopes (ReLU'(0) = 0; the tied winner listed first takes everything).
+# for one layer it returns one of the one-sided slopes (ReLU'(0) = 0; the tied winner listed first takes
+# everything). Through a whole network that is no longer guaranteed: each layer picks a side by its own
+# rule, and the product of those choices need not be the slope on either side of the point (tutorial 5
+# meets such pixels in a trained network, and prints one).
 # The central difference straddles the corner and returns the *average* of the two slopes. They disagree,
 # and the check fails, though nothing is wrong with the code.
 #
@@ -596,11 +653,92 @@ assert no_tie.ok
 # So when a check fails, first ask whether an input sits on a kink: an exact 0 into a ReLU, or equal
 # values in a pooling window (common after a ReLU, which makes many exact zeros). The tests of tinycnn
 # draw inputs that stay away from kinks, and test the tie rule and ReLU'(0) separately, by their
-# definitions, as we did in sections 1 and 6. In training the kinks are harmless: any slope between the
-# two one-sided ones (a *subgradient*) still points gradient descent downhill.
+# definitions, as we did in sections 1 and 6.
+#
+# Are kinks harmful in training? A tempting argument says no: "any slope between the two one-sided ones
+# (a *subgradient*) still points gradient descent downhill". That is false, even for a convex function.
+# Take $f(x, y) = |x| + 2|y|$ at $(1, 0)$: $g = (1, 2)$ is a subgradient there ($1$ is the slope in $x$,
+# and $2$ lies between the one-sided slopes $-2$ and $2$ in $y$), yet a step along $-g$ *raises* $f$:
+
+# %%
+f = lambda p: abs(p[0]) + 2 * abs(p[1])
+point, g_sub = np.array([1.0, 0.0]), np.array([1.0, 2.0])
+for t in (1e-3, 1e-2, 1e-1):
+    print(f"f(point - {t:g} g) - f(point) = {f(point - t * g_sub) - f(point):+.4f}")
+    assert f(point - t * g_sub) > f(point)                       # uphill, for every small step
+
+# %% [markdown]
+# What is true is weaker: for a convex function, a small enough step along minus a subgradient brings
+# the point closer to the minimum, even when $f$ goes up (here the minimum is $(0, 0)$, and
+# $(1 - t, -2t)$ is closer to it than $(1, 0)$ for $t < 0.4$), which is why subgradient methods converge
+# with step sizes that shrink. Networks are not convex, so not even that is guaranteed. In practice the
+# kinks cost little because training rarely sits *exactly* on one: with real-valued data and weights an
+# input is almost never exactly 0 and exact ties are rare, except where a ReLU has made many exact zeros
+# that then meet in a pooling window, and there the gradient is 0 either way.
 #
 # **What you have seen.** Every backward pass is the chain rule applied to one layer's formula: ReLU
 # masks, Sigmoid multiplies by $y(1-y)$, dense multiplies by the transposed weights, softmax
 # cross-entropy gives $p - t$, convolution's input gradient is a convolution of $g$ with the flipped
 # kernel (which tinycnn computes as `col2im(W^T g)`), max pooling routes and average pooling spreads. A
 # float64 central-difference check confirms each to about $10^{-10}$, and fails, as it should, at kinks.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise below comes with a cell: a function (or class) for you to complete, and a check that
+# runs it on cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs.
+# As shipped, the functions only raise `NotImplementedError`, so the checks say "not attempted yet".
+# Reference solutions are in [`solutions/solutions_02.py`](solutions/solutions_02.py); try first.
+#
+# **Exercise 2.1: tanh.** Write a layer `Tanh(tc.Layer)` whose `forward(x)` returns $\tanh x$ and whose
+# `backward(grad_y)` returns $\partial L / \partial x$. Derive $\tanh'$ in terms of the output, as
+# section 2 did for the sigmoid. The check runs `check_layer` on it.
+
+# %%
+from exercises import ex02
+
+
+class Tanh(tc.Layer):
+    def forward(self, x):
+        raise NotImplementedError  # your code here
+
+    def backward(self, grad_y):
+        raise NotImplementedError  # your code here
+
+
+ex02.check_tanh(Tanh)
+
+# %% [markdown]
+# **Exercise 2.2: find a planted bug.** Section 8 showed that a norm-wide relative error dilutes a
+# bug in a few entries. Write `find_bad_entries(analytic, numeric)`: a boolean mask of the entries
+# whose per-element relative error $|a_i - n_i| / \max(|a_i|, |n_i|)$ exceeds $10^{-6}$, ignoring entries
+# where both are below $10^{-8}$ times the largest (there a relative error is noise). The check
+# plants bugs and asks where they are.
+
+# %%
+def find_bad_entries(analytic, numeric):
+    """Boolean mask, shape of the inputs: True where the per-element relative error exceeds 1e-6."""
+    raise NotImplementedError      # your code here
+
+
+ex02.check_find_bug(find_bad_entries)
+
+# %% [markdown]
+# **Exercise 2.3: LeakyReLU.** $y = x$ for $x > 0$ and $y = a x$ otherwise, with a small slope $a$.
+# Write `LeakyReLU(slope)` with its backward pass; at exactly $x = 0$ use the slope $a$ (PyTorch's
+# choice, like ReLU'(0) = 0). The check runs `check_layer` away from the kink and tests the kink by the
+# rule.
+
+# %%
+class LeakyReLU(tc.Layer):
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, x):
+        raise NotImplementedError  # your code here
+
+    def backward(self, grad_y):
+        raise NotImplementedError  # your code here
+
+
+ex02.check_leaky_relu(LeakyReLU)

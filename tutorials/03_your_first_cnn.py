@@ -29,10 +29,11 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from helpers import FAST, TUTORIALS_DIR, save_figure
 
 import tinycnn as tc
 from tinycnn import data
+
+from helpers import FAST, TUTORIALS_DIR, save_figure
 
 print("mode:", "fast" if FAST else "full")
 
@@ -257,8 +258,7 @@ summary = pt_model.summary(batch_size=64)
 #   needs, at 4 bytes per float32.
 # - **im2col**: a convolution copies every 3x3 window of its input into one column of a matrix and
 #   does one matrix multiply (tutorial 1, section 4). That matrix has $C \cdot K_H \cdot K_W$ rows,
-#   plus one row of ones that makes the same multiply add the bias (the bias becomes one more column
-#   of the weight matrix), and one column per output pixel of every image in the batch,
+#   and one column per output pixel of every image in the batch,
 #   $N \cdot H_{out} \cdot W_{out}$. It is kept for the backward pass.
 #
 # Let us check the row of the second convolution (layer 3) by hand. Its input is the (32, 16, 16)
@@ -269,25 +269,33 @@ summary = pt_model.summary(batch_size=64)
 # | params | $64 \cdot 32 \cdot 3 \cdot 3 + 64$ | 18,496 |
 # | MACs | $(64 \cdot 16 \cdot 16) \cdot (32 \cdot 3 \cdot 3)$ | 4,718,592 |
 # | activations | $64 \text{ images} \cdot 64 \cdot 16 \cdot 16 \cdot 4 \text{ bytes}$ = 4,194,304 B | 4.0 MiB |
-# | im2col | $(32 \cdot 3 \cdot 3 + 1) \cdot (64 \cdot 16 \cdot 16) \cdot 4$ bytes = 18,939,904 B | 18.1 MiB |
+# | im2col | $(32 \cdot 3 \cdot 3) \cdot (64 \cdot 16 \cdot 16) \cdot 4$ bytes = 18,874,368 B | 18.0 MiB |
 #
-# ($1 \text{ MiB} = 2^{20} = 1048576$ bytes.) The column buffer is more than four times the layer's
-# output: every input pixel is copied into up to nine columns. The code checks the table against the
-# printed row:
+# ($1 \text{ MiB} = 2^{20} = 1048576$ bytes.) How big is the column buffer? Against the layer's
+# **input**, (32, 16, 16) per image, it is about nine times larger: with a 3x3 kernel, stride 1 and
+# padding 1, every input pixel is copied into up to nine columns (one per window that covers it), so
+# the buffer holds $32 \cdot 9 = 288$ numbers per output position against 32 input numbers per
+# pixel, a ratio of $288 / 32 = 9$. Against the layer's **output**, (64, 16, 16) per image, the
+# ratio is $288 / 64 = 4.5$: the same count of positions, 288 numbers in the buffer against 64
+# output channels. The two ratios differ because the layer has twice as many output channels as input
+# channels. The code checks the table and both ratios against the printed row:
 
 # %%
 params = 64 * 32 * 3 * 3 + 64
 macs = (64 * 16 * 16) * (32 * 3 * 3)
 activation_bytes = 64 * 64 * 16 * 16 * 4
-im2col_bytes = (32 * 3 * 3 + 1) * (64 * 16 * 16) * 4          # + 1: the row of ones for the bias
+im2col_bytes = (32 * 3 * 3) * (64 * 16 * 16) * 4              # (C*KH*KW, N*OH*OW) float32
 row = next(line for line in summary.splitlines() if line.lstrip().startswith("3  Conv2D(32, 64"))
 print(row)
 expected = ["(64,", "16,", "16)", f"{params:,}", f"{macs:,}",
             f"{activation_bytes / 2**20:.1f}", "MiB", f"{im2col_bytes / 2**20:.1f}", "MiB"]
 shape_and_numbers = row[row.index("(64, 16, 16)"):].split()
 assert shape_and_numbers == expected, (shape_and_numbers, expected)
-assert (params, macs, activation_bytes, im2col_bytes) == (18496, 4718592, 4194304, 18939904)
-assert im2col_bytes > 4 * activation_bytes                     # the column buffer dwarfs the layer's output
+assert (params, macs, activation_bytes, im2col_bytes) == (18496, 4718592, 4194304, 18874368)
+input_bytes = 64 * 32 * 16 * 16 * 4                             # the layer's input, (64, 32, 16, 16) float32
+print(f"im2col buffer / input = {im2col_bytes / input_bytes:.2f}, im2col buffer / output = "
+      f"{im2col_bytes / activation_bytes:.2f}")
+assert im2col_bytes == 9 * input_bytes and im2col_bytes == 4.5 * activation_bytes
 print(f"params {params:,}, MACs {macs:,}, activations {activation_bytes / 2**20:.1f} MiB, "
       f"im2col {im2col_bytes / 2**20:.1f} MiB: the row agrees with the hand count")
 
@@ -499,7 +507,8 @@ ax0.set_ylabel("training loss (running mean of 50 batches)")
 ax0.legend()
 for e in range(2, EPOCHS, 2):
     ax0.axvline(e, color="gray", ls=":", lw=1)
-    ax0.text(e, ax0.get_ylim()[1], " learning rate / 10", va="top", fontsize=8, color="gray")
+    ax0.annotate("learning rate / 10", xy=(e, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
+                 textcoords="offset points", va="top", ha="left", fontsize=8, color="gray")
 ax1.plot(range(1, EPOCHS + 1), 100 * np.array(pt_val_acc), "o-", label="PyTorch-style, validation")
 ax1.plot(range(1, EPOCHS + 1), 100 * np.array(history.history["val_accuracy"]), "s-", label="Keras-style, validation")
 ax1.plot([EPOCHS], [100 * pt_test], "o", mfc="none", ms=12, color="C0", label="PyTorch-style, test")
@@ -566,3 +575,55 @@ save_figure(fig, "03_test_digits",
 # the cost of a wider Dense layer, and `summary()` shows that cost (parameters, multiply-adds, memory)
 # before any training. The same five-step training step runs inside `fit` and in a loop you write
 # yourself; both networks reach 99 % on MNIST in three epochs.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise below comes with a cell: a function (or class) for you to complete, and a check that
+# runs it on cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs.
+# As shipped, the functions only raise `NotImplementedError`, so the checks say "not attempted yet".
+# Reference solutions are in [`solutions/solutions_03.py`](solutions/solutions_03.py); try first.
+#
+# **Exercise 3.1: predict the shapes.** Before building a model, predict the shape after each layer.
+# A stack is a list of `("conv", out_channels, kernel, stride, padding)` (each followed by a ReLU,
+# which keeps the shape) and `("pool", k)` (max pooling with stride k). Write
+# `predict_shapes(stack, input_shape)` returning the (C, H, W) after each conv and each pool; the check
+# builds the layers and compares.
+
+# %%
+from exercises import ex03
+
+print("the stack the check starts with:", ex03.STACK, "on (1, 28, 28)")
+
+
+def predict_shapes(stack, input_shape):
+    """List of (C, H, W) after each entry of stack, starting from input_shape = (C, H, W)."""
+    raise NotImplementedError      # your code here
+
+
+ex03.check_shapes(predict_shapes)
+
+# %% [markdown]
+# **Exercise 3.2: count a convolution.** Write `conv_cost(c_in, c_out, k, h_out, w_out)` returning the
+# number of parameters (weights and biases) and of multiply-adds per image, as `summary()` counts them
+# (section 4 did one row by hand).
+
+# %%
+def conv_cost(c_in, c_out, k, h_out, w_out):
+    """(parameters, multiply-adds per image) of Conv2D(c_in, c_out, k) with an h_out x w_out output."""
+    raise NotImplementedError      # your code here
+
+
+ex03.check_conv_cost(conv_cost)
+
+# %% [markdown]
+# **Exercise 3.3: try learning rates.** The check trains a small dense network (784 → 32 → 10) with
+# plain SGD for 60 steps of 64 embedded MNIST digits at each rate you give, and prints the losses when
+# a rate does not do what you said. Find one rate that trains well (mean loss of the last 10 steps
+# below 0.8), one that is too small (still above 1.5), and one that is too large (above 2.0, or
+# non-finite). Then explain the curve of each: why does a rate that is too large *not* learn faster?
+
+# %%
+LEARNING_RATES = (None, None, None)      # (good, too small, too large): your numbers here
+
+ex03.check_learning_rate(LEARNING_RATES)

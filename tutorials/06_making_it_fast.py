@@ -21,7 +21,7 @@
 # 2. **NumPy im2col**: copy every window into a column of a matrix with a few NumPy slices, then one
 #    matrix multiply;
 # 3. **Numba im2col**: the same, with the copy done by a compiled loop (tinycnn's `kernels.im2col`);
-# 4. **tinycnn's fast path**: the `Conv2D` layer as it ships;
+# 4. **tinycnn's executor**: the `Conv2D` op of `tinycnn.fast`, which runs when a network trains;
 #
 # and, when it is installed, **PyTorch**'s convolution as a yardstick. Each rung is checked to compute
 # the same numbers as the rung before (within a rounding bound derived from the sum's length, not a tuned
@@ -33,6 +33,12 @@
 # programs may share, so the load average is printed next to them. The page asserts only what holds on
 # any machine (the numbers agree; the loops are more than 10 times slower than im2col), never a precise
 # time: read the times as orders of magnitude.
+#
+# **About the run on this page.** It was made while the 2-core machine was heavily loaded (load average
+# about 4, printed below, and 8 shortly before), so its times are noisy and the two-thread ones are
+# distorted. Where an
+# explanation needs the numbers of a quiet machine, the text quotes an earlier full run of this page
+# on a quiet machine (load average 0.9) and says so; this run's own numbers are always the ones printed.
 
 # %%
 import os
@@ -45,11 +51,12 @@ from contextlib import contextmanager
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
-from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import tinycnn as tc
 from tinycnn import kernels
+
+from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 
 try:
     import torch
@@ -252,7 +259,7 @@ print(f"NumPy im2col: {t_numpy * 1e3:.3f} ms, {t_loops / t_numpy:.0f}x faster th
 assert t_loops > 10 * t_numpy, "im2col should be more than an order of magnitude faster than the loops"
 
 # %% [markdown]
-# Two to three orders of magnitude (482 times on the run that made this page), from the same
+# Two to three orders of magnitude (the line above; 482 times in the quiet run), from the same
 # arithmetic: the loops made N · 64 · 169 = 346,112 NumPy calls, im2col makes about a dozen. The price
 # is memory. `cols` holds every input pixel once for each window
 # that contains it, so it is much bigger than the input; and a computer moves bytes far more slowly
@@ -306,9 +313,9 @@ print(f"matrix multiply:         {t_gemm * 1e3:7.3f} ms  ({flops / t_gemm / 1e9:
 print(f"bias + NCHW reshuffle:   {t_bias_reshape * 1e3:7.3f} ms")
 
 # %% [markdown]
-# On this page's run the multiply, which does all the arithmetic, took about 1.8 ms, and the im2col
-# copy, which does none, about 0.42 ms: a quarter as long again, for moving 6 MB. The reshuffle of the
-# output into (N, O, OH, OW) order was small here (under 0.1 ms). So rung 2 already spends most of its
+# In an earlier full run of this page on a quiet machine (load average 0.9) the multiply, which does all the arithmetic, took about 1.8 ms, and the im2col copy, which
+# does none, about 0.42 ms: a quarter as long again, for moving 6 MB (this run's numbers are printed
+# above). The reshuffle of the output into (N, O, OH, OW) order was small (under 0.1 ms). So rung 2 already spends most of its
 # time in the multiply; what is left to win around it is the copy.
 #
 # ## 5. Matrix-multiply efficiency: this machine's peak
@@ -368,11 +375,12 @@ print("load average now: %.1f %.1f %.1f" % os.getloadavg())
 # * **The peak depends on the instructions the library uses.** This machine's environment sets
 #   `OPENBLAS_CORETYPE=Haswell` (and `OPENBLAS_L2_SIZE`), which makes NumPy's OpenBLAS use its AVX2
 #   kernels although the CPU has AVX-512. AVX-512 instructions work on 16 float32 numbers at once, AVX2
-#   on 8, and the fresh process without those two variables shows it: nearly twice the rate (226 against
-#   123 GFLOP/s on this page's run). The rungs below all use NumPy as configured, so its 123 GFLOP/s is
-#   the peak they are measured against. (The benchmark suite, `python -m benchmarks`, removes the two
+#   on 8, and in the quiet run the fresh process without those two variables showed it: nearly twice
+#   the rate (226 against 123 GFLOP/s). On this page's loaded run the two printed rates are close: with
+#   other programs on both cores, neither product gets a core to itself. The rungs below all use NumPy
+#   as configured, and the page calls its square-product rate "the peak"; it is not the CPU's limit. (The benchmark suite, `python -m benchmarks`, removes the two
 #   variables; tests keep them.)
-# * **The convolution's own product is nearly as efficient** as the square one here (91 %): its inner
+# * **The convolution's own product is nearly as efficient** as the square one (91 % in the quiet run; this run's share is printed above): its inner
 #   dimension of 288 and its 5,408 columns are still large enough for each loaded number to be reused
 #   many times. No im2col convolution can beat its own matrix multiply, so this rate is the ceiling
 #   of rungs 2 to 4.
@@ -402,9 +410,10 @@ print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
 # %% [markdown]
 # The two rungs build the same `cols` and call the same matrix multiply, so they agree exactly (a
 # difference of 0), and any speed difference comes from the copy alone. Here the surprise: on one
-# thread the Numba copy is *not* faster than NumPy's (1.2 against 0.42 ms in section 4), and rung 3 is
-# slower than rung 2 (0.73 times its speed on this run: 3.20 against 2.35 ms, 0.85 ms more, about the
-# 0.81 ms between the two copies). NumPy's nine slice copies are already compiled
+# thread the Numba copy is *not* faster than NumPy's (1.2 against 0.42 ms in an earlier full run of this page on a quiet machine (load average 0.9); this run's section 4
+# printed the same order), and there rung 3 was slower than rung 2 (0.73 times its speed: 3.20
+# against 2.35 ms, 0.85 ms more, about the 0.81 ms between the two copies; on this loaded run the two
+# rungs' times are too noisy to separate them). NumPy's nine slice copies are already compiled
 # loops; with only nine calls there is no interpreter overhead left to remove, and compiling a loop is
 # no magic beyond that. Numba pays where NumPy cannot express the work as a few large array
 # operations: col2im in the backward pass, where overlapping windows must *add up*, or max-pooling that
@@ -413,36 +422,43 @@ print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
 # and backward take 1.39 and 0.45 ms in tinycnn's Numba kernels against 18.18
 # and 10.97 ms in its plain-NumPy engine.
 #
-# ## 7. Rung 4: tinycnn's fast path
+# ## 7. Rung 4: tinycnn's executor
 #
-# `tc.Conv2D` as it ships removes the remaining memory traffic around the multiply (its docstring and
-# benchmarks/NOTES.md have the measurements):
+# `tc.Conv2D` itself is written to read like its derivation (tutorial 1 quotes it). What runs when a
+# network trains is the executor, `tinycnn.fast`: `Sequential` compiles its layers into a plan of fast
+# ops, and a few named passes remove the memory traffic around the multiply (`tinycnn/fast/ops/conv.py`
+# and benchmarks/PERFORMANCE.md have the measurements):
 #
-# * **no reshuffle copy**: its im2col orders the columns with the images fastest, so the product
-#   `w2d @ cols` comes out as (O, OH, OW, N) in memory; the layer returns it as an (N, O, OH, OW) *view*
-#   ("channel-major") instead of copying it, and the next layers read that layout directly. With the
-#   images fastest, im2col and col2im move runs of N contiguous numbers instead of short image rows;
-# * **the bias inside the multiply**: `cols` gets an extra row of ones and the weights the bias as an
-#   extra column, so there is no separate pass over the output to add it;
-# * **no fresh memory each call**: `cols` is a workspace reused while the shape stays the same.
+# * **layout, no reshuffle copy**: its im2col (`im2col_cm`) orders the columns with the images
+#   fastest, so the product `w2d @ cols` comes out as (O, OH, OW, N) in memory; the op hands it on as an
+#   (N, O, OH, OW) *view* ("channel-major") instead of copying it, and the next ops read that layout
+#   directly. With the images fastest, im2col and col2im move runs of N contiguous numbers instead of
+#   short image rows;
+# * **fusion, the bias inside the multiply**: `cols` gets an extra row of ones and the weights the bias
+#   as an extra column, so there is no separate pass over the output to add it;
+# * **memory, no fresh memory each call**: `cols` is a workspace reused while the shape stays the same.
+#
+# Here the plan holds one layer: `tc.fast.compile([layer])`. Its input is timed twice: channel-major,
+# as the previous op of a network hands it on, and in plain NCHW order (one transposing copy first).
 
 # %%
 layer = tc.Conv2D(C, O, K, rng=np.random.default_rng(0))
 layer.weight.data[...] = w
 layer.bias.data[...] = b
+plan = tc.fast.compile([layer])                        # the executor's plan for this one layer
 # Inside a network the previous layer hands over a channel-major view: (N, C, H, W) indices on
 # (C, H, W, N) memory. Build one from x: the same values, laid out as the seed CNN's first block leaves them.
 x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)   # (N, C, H, W) view
 assert np.array_equal(x_cm, x) and not x_cm.flags.c_contiguous
 with threads(1):
-    y_fast = layer.forward(x_cm)
-    t_fast = median_time(lambda: layer.forward(x_cm), REPS)
-    t_fast_nchw = median_time(lambda: layer.forward(x), REPS)
+    y_fast = plan.forward(x_cm)
+    t_fast = median_time(lambda: plan.forward(x_cm), REPS)
+    t_fast_nchw = median_time(lambda: plan.forward(x), REPS)
 print("output:", y_fast.shape, "C-contiguous:", y_fast.flags.c_contiguous,
       "| its memory in (O, OH, OW, N) order:", y_fast.transpose(1, 2, 3, 0).flags.c_contiguous)
-assert_agree("rung 4 (tc.Conv2D) vs rung 3 (Numba im2col)", y_fast, y_numba, bound)
-print(f"tc.Conv2D, channel-major input (inside a network): {t_fast * 1e3:.3f} ms ({t_numba / t_fast:.2f}x rung 3)")
-print(f"tc.Conv2D, plain NCHW input (one transposing copy first): {t_fast_nchw * 1e3:.3f} ms")
+assert_agree("rung 4 (executor) vs rung 3 (Numba im2col)", y_fast, y_numba, bound)
+print(f"executor's Conv2D, channel-major input (inside a network): {t_fast * 1e3:.3f} ms ({t_numba / t_fast:.2f}x rung 3)")
+print(f"executor's Conv2D, plain NCHW input (one transposing copy first): {t_fast_nchw * 1e3:.3f} ms")
 
 # The same layer and shapes timed in a fresh process whose NumPy uses OpenBLAS's AVX-512 kernels
 # (section 5); timing only, the numbers computed are those checked above.
@@ -452,25 +468,26 @@ from threadpoolctl import threadpool_limits
 rng = np.random.default_rng(0)
 x = rng.standard_normal(({N}, {C}, {HW}, {HW}), dtype=np.float32)
 x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-layer = tc.Conv2D({C}, {O}, {K}, rng=rng)
+plan = tc.fast.compile([tc.Conv2D({C}, {O}, {K}, rng=rng)])
 with threadpool_limits(1, user_api="blas"):
-    numba.set_num_threads(1); layer.forward(x_cm); ts = []
+    numba.set_num_threads(1); plan.forward(x_cm); ts = []
     for _ in range({REPS}):
-        t = time.process_time(); layer.forward(x_cm); ts.append(time.process_time() - t)
+        t = time.process_time(); plan.forward(x_cm); ts.append(time.process_time() - t)
 print(float(np.median(ts)))
 """
 t_fast_avx512 = float(run_without_blas_pin(FAST_PATH_SCRIPT))
-print(f"tc.Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh process): {t_fast_avx512 * 1e3:.3f} ms")
+print(f"executor's Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh process): {t_fast_avx512 * 1e3:.3f} ms")
 
 # %% [markdown]
-# For one forward pass of one layer on one thread, the multiply still dominates, but rung 4 came out
-# 1.6 times as fast as rung 3 (2.00 ms on this run). Most of that is its im2col: the columns are ordered
+# For one forward pass of one layer on one thread, the multiply still dominates, but in an earlier full run of this page on a quiet machine (load average 0.9) rung 4
+# came out 1.6 times as fast as rung 3 (2.00 ms; this run's ratio is printed above). Most of that is its im2col: the columns are ordered
 # with the images fastest, so the kernel copies runs of 32 contiguous numbers (one per image) instead
 # of image rows of 13 with a bounds test per element (benchmarks/NOTES.md, section 4.6, measured the
 # same change at 2.3 -> 0.8 ms for im2col and 4.7 -> 1.1 ms for col2im at batch 64). Over a whole
-# network and its backward pass these savings add up. The line that stands out is still the last: the
-# same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.19 ms instead of 2.00. The
-# multiply's instruction set is worth more here than everything else on the ladder after rung 2.
+# network and its backward pass these savings add up. In the quiet run the line that stood out was the
+# last: the same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.19 ms instead of 2.00, so
+# the multiply's instruction set was worth more there than everything else on the ladder after rung 2.
+# (On this loaded run the fresh process's time is no faster: a busy machine hides the difference.)
 #
 # And PyTorch, on the same data and the same single thread, as a yardstick (skipped if PyTorch is not
 # installed), once as installed and once with its oneDNN convolution kernels switched off. Both are
@@ -487,20 +504,22 @@ if torch:
             with torch.backends.mkldnn.flags(enabled=False):        # PyTorch without oneDNN's kernels
                 y_torch_plain = torch.nn.functional.conv2d(xt, wt, bt).numpy()
                 t_torch_plain = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS)
-    assert_agree("PyTorch vs rung 4 (tc.Conv2D)", y_torch, y_fast, bound)
-    assert_agree("PyTorch without oneDNN vs rung 4 (tc.Conv2D)", y_torch_plain, y_fast, bound)
+    assert_agree("PyTorch vs rung 4 (executor)", y_torch, y_fast, bound)
+    assert_agree("PyTorch without oneDNN vs rung 4 (executor)", y_torch_plain, y_fast, bound)
     print(f"PyTorch conv2d: {t_torch * 1e3:.3f} ms; with oneDNN switched off: {t_torch_plain * 1e3:.3f} ms")
 else:
     t_torch = None
     print("PyTorch is not installed: no PyTorch rung")
 
 # %% [markdown]
-# PyTorch was about 2.0 times faster than tinycnn's fast path on this run (1.015 against 2.002 ms). It
-# reports that it uses AVX-512 code, and its rate (196 GFLOP/s, below) is above what NumPy's BLAS
-# reaches as configured and 87 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off slowed it
-# down by only about 5 % here (1.062 ms), so its lead is not one particular convolution algorithm; how
-# PyTorch computes it inside was not taken apart for this page. Most of the gap is the instruction
-# set: tinycnn with AVX-512 BLAS kernels (previous cell) closes most of it (1.188 against 1.015 ms).
+# In an earlier full run of this page on a quiet machine (load average 0.9) PyTorch was about 2.0 times faster than tinycnn's fast path (1.015 against 2.002 ms; then the fast path lived in `tc.Conv2D`, now it is the executor's op); this
+# run's times are printed above. PyTorch reports that it uses AVX-512 code (the first cell prints the
+# capability), and in the quiet run its rate (196 GFLOP/s) was above what NumPy's BLAS reaches as
+# configured and 87 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off slowed it down by only
+# about 5 % there (1.062 ms), so its lead is not one particular convolution algorithm; how PyTorch
+# computes it inside was not taken apart for this page. In the quiet run tinycnn with AVX-512 BLAS
+# kernels closed most of the gap (1.188 against 1.015 ms), which points at the instruction set, for
+# tinycnn's own product at least.
 #
 # ## 8. The ladder in one picture
 #
@@ -508,7 +527,7 @@ else:
 # below) and as GFLOP/s against the machine's peak from section 5.
 
 # %%
-names = ["1 loops", "2 NumPy im2col", "3 Numba im2col", "4 tc.Conv2D"] + (["PyTorch"] if torch else [])
+names = ["1 loops", "2 NumPy im2col", "3 Numba im2col", "4 executor"] + (["PyTorch"] if torch else [])
 times = [t_loops, t_numpy, t_numba, t_fast] + ([t_torch] if torch else [])
 rates = [flops / t / 1e9 for t in times]
 
@@ -516,7 +535,7 @@ rates = [flops / t / 1e9 for t in times]
 def page_faults_per_call(fn, reps=5):
     """Minor page faults per call of fn(): pages of fresh memory the operating system had to hand over."""
     try:
-        import resource  # Unix only
+        import resource                     # Unix only
     except ImportError:
         return float("nan")
     fn()
@@ -530,14 +549,18 @@ with threads(1):
     faults = [page_faults_per_call(lambda: conv_loops(x, w, b), 1),
               page_faults_per_call(lambda: conv_numpy_im2col(x, w, b)),
               page_faults_per_call(lambda: conv_numba_im2col(x, w, b)),
-              page_faults_per_call(lambda: layer.forward(x_cm))]
+              page_faults_per_call(lambda: plan.forward(x_cm))]
     if torch:
         with torch.no_grad():
             faults.append(page_faults_per_call(lambda: torch.nn.functional.conv2d(xt, wt, bt)))
-print(f"{'rung':16s} {'ms':>10s} {'vs loops':>9s} {'GFLOP/s':>8s} {'of peak':>8s} {'ns / multiply-add':>18s} "
-      f"{'page faults / call':>19s}")
+# "of AVX2": against NumPy's square product as configured here (AVX2 kernels), the rate the page calls
+# the peak; "of AVX-512": against the same product with OpenBLAS's AVX-512 kernels. Neither is the CPU's
+# theoretical peak, so a rung can exceed 100 % of the first.
+print(f"{'rung':16s} {'ms':>10s} {'vs loops':>9s} {'GFLOP/s':>8s} {'of AVX2':>8s} {'of AVX-512':>10s} "
+      f"{'ns / multiply-add':>18s} {'page faults / call':>19s}")
 for name, t, r, f in zip(names, times, rates, faults):
-    print(f"{name:16s} {t * 1e3:10.3f} {t_loops / t:8.0f}x {r:8.2f} {r / peak:8.1%} {t / MACS * 1e9:18.4f} {f:19.0f}")
+    print(f"{name:16s} {t * 1e3:10.3f} {t_loops / t:8.0f}x {r:8.2f} {r / peak:8.1%} {r / peak_free:10.1%} "
+          f"{t / MACS * 1e9:18.4f} {f:19.0f}")
 print("load average now: %.1f %.1f %.1f" % os.getloadavg())
 assert all(t_loops > 10 * t for t in times[1:]), "every im2col rung is > 10x faster than the loops"
 
@@ -564,7 +587,7 @@ if torch:
 ax.axhline(gemm_conv_rate, color="k", linestyle=":", label=f"NumPy, the convolution's own product ({gemm_conv_rate:.0f})")
 ax.set_yscale("log")
 ax.set_ylabel("GFLOP/s (log scale)")
-ax.set_title("GFLOP/s of each rung, 1 thread; in the bars: fraction of NumPy's peak as configured")
+ax.set_title("GFLOP/s of each rung, 1 thread; in the bars: fraction of NumPy's AVX2 square-product rate")
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="matrix multiply, 1 thread")
 for i, r in enumerate(rates):
     inside = r > 10
@@ -576,12 +599,15 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 # %% [markdown]
 # Read the two pictures together. The first step, from loops to im2col, is worth two to three orders
 # of magnitude and is all about interpreter overhead: it turns a third of a million small calls into a
-# dozen large ones. The loops reach about a tenth of a percent of the peak; the im2col rungs reach
-# about half to four fifths of it (50.5–80.7 % on this run), and they differ from each other by 1.6 times
-# at most (rung 3 against rung 4). Their ceiling is the convolution's own product
-# (dotted line, 91 % of the peak): the rest of their time is the im2col copy, the memory traffic of
-# section 4. PyTorch's bar goes above NumPy's peak (dashed) because it uses wider instructions
-# (dash-dotted line: NumPy's own rate with the AVX-512 kernels). The page faults column is 0 for every
+# dozen large ones. The loops reach about a tenth of a percent of NumPy's square-product rate; the
+# im2col rungs reach about half to four fifths of it (50.5–80.7 % in the quiet run; this run's are in
+# the table). Their ceiling is the convolution's own product (dotted line): the rest of their time is
+# the im2col copy, the memory traffic of section 4. PyTorch's bar can go above NumPy's rate as configured (dashed): that rate is what
+# OpenBLAS reaches with its AVX2 kernels, not the CPU's limit, so "more than 100 %" only means faster
+# than that. Why PyTorch is faster this page does not prove: its library (oneDNN) reports AVX-512 code
+# (the first cell printed the CPU capability it uses), and NumPy's own rate with AVX-512 kernels
+# (dash-dotted) is higher too, which fits wider instructions as a cause, but oneDNN also differs in its
+# blocking, its packing and its direct convolution algorithm, and we did not separate those. The page faults column is 0 for every
 # rung: after the first call, the memory allocator hands back memory the process already has, so at
 # this size a fresh array each call costs no page faults; benchmarks/NOTES.md (section 1.6) found that
 # it did cost time at batch 256, where arrays above 32 MB come fresh from the operating system.
@@ -589,7 +615,7 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 # ## 9. Threads: 1 versus 2, and oversubscription
 #
 # This machine has two cores. BLAS, Numba and PyTorch can each use both. Time the square product, the
-# fast path and PyTorch with one and with two threads.
+# executor's Conv2D and PyTorch with one and with two threads.
 
 # %%
 def time_at(n_threads):
@@ -600,7 +626,7 @@ def time_at(n_threads):
         time.sleep(0.3)
         res = {"square matrix multiply": median_time(lambda: np.matmul(A, B, out=P), REPS, time.perf_counter)}
         time.sleep(0.3)
-        res["tc.Conv2D forward"] = median_time(lambda: layer.forward(x_cm), REPS, time.perf_counter)
+        res["executor Conv2D forward"] = median_time(lambda: plan.forward(x_cm), REPS, time.perf_counter)
         if torch:
             time.sleep(0.3)
             with torch.no_grad():
@@ -609,8 +635,8 @@ def time_at(n_threads):
     return res
 
 
-def show(title, one, two):
-    print(f"{title} (load average {os.getloadavg()[0]:.1f})")
+def show(title, one, two, note=None):
+    print(f"{title} ({note or 'load average over the last minute: %.1f' % os.getloadavg()[0]})")
     for key in one:
         print(f"  {key:24s} 1 thread {one[key] * 1e3:8.3f} ms   2 threads {two[key] * 1e3:8.3f} ms   "
               f"speed-up {one[key] / two[key]:.2f}x")
@@ -621,17 +647,18 @@ show("as the machine is now", quiet_1, quiet_2)
 
 # %% [markdown]
 # Two threads can at best halve the time, and only for work that splits evenly and is large enough
-# that starting the threads and waiting for the slower of the two is cheap. On this page's run (load
-# average 0.9) the big square product came close to 2× (1.98×) and PyTorch's convolution gained 1.52×,
-# but tinycnn's forward gained nothing: 0.95×, 2.025 ms on two threads against 1.926 ms on one.
-# That line moves more from run to run than any other in the table: earlier full runs of this page
+# that starting the threads and waiting for the slower of the two is cheap. In an earlier full run of this page on a quiet machine (load average 0.9) the big square
+# product came close to 2× (1.98×) and PyTorch's convolution gained 1.52×, but tinycnn's forward gained
+# nothing: 0.95×, 2.025 ms on two threads against 1.926 ms on one. On this page's loaded run the table
+# above is dominated by the other programs: speed-ups far below 1, and "speed-ups" above 2, which two
+# threads cannot give, mean the two measurements met different amounts of competition, not that the
+# code changed. That line moves more from run to run than any other: other full runs of this page
 # printed 1.17×, 1.14× and 1.76× for it (the last of them with this same cell, on tinycnn as it was
 # before lanes). It is one call of about 2 ms whose parallel steps each wait for the slower half, and
 # its 25 timed calls take about a twentieth of a second, so whatever else runs on the second core of
 # this shared 2-core machine in that moment can weigh heavily on it; the next table shows how far a busy
-# second core pulls it down. This run's output does not say what it was this time. Over a whole
-# training step later in this run, with the kernels split the same way (the "lanes off" line at the
-# end of this section), two threads did gain: 1.59×.
+# second core pulls it down. Over a whole training step in the quiet run, with the kernels split the
+# same way (the "lanes off" line at the end of this section), two threads did gain: 1.59×.
 #
 # A two-thread gain for tinycnn needs two things (benchmarks/NOTES.md 4.3–4.4).
 # First, tinycnn splits its products over its own threads with BLAS set to one thread: after a
@@ -648,6 +675,10 @@ show("as the machine is now", quiet_1, quiet_2)
 # halves and must wait for *both*, and one of them is always the one queued behind the intruder.
 
 # %%
+import resource                                       # Unix: the CPU time a finished child used
+
+children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+hog_start = time.perf_counter()
 hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
 try:
     time.sleep(0.2)                                   # let it start spinning
@@ -655,16 +686,24 @@ try:
 finally:
     hog.kill()
     hog.wait()
-show("with one extra busy process", busy_1, busy_2)
+hog_wall = time.perf_counter() - hog_start
+children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+hog_cpu = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+# (a one-minute load average says little about a process that lived for a few seconds: measure it instead)
+show("with one extra busy process", busy_1, busy_2,
+     f"the busy process ran {hog_wall:.1f} s and used {hog_cpu:.1f} s of CPU: {hog_cpu / hog_wall:.0%} of one core")
 
 # %% [markdown]
-# Compare the two tables. The one-thread times hardly moved, but the square product went from 1.98×
-# faster on two threads to 1.07× (almost no gain), and tinycnn's forward from 0.95× to 0.78×: clearly
-# *slower* on two threads than on one (2.468 against 1.917 ms), because every one of its parallel steps
-# waited for the half that was queued behind the intruder. PyTorch's convolution kept most of its gain
-# on this run (1.39× against 1.52×). How much the intruder
-# costs depends on what else the machine runs (this page prints the load so you can judge) and
-# changes from run to run; the numbers are not asserted. On a busier moment, with the load average
+# Compare the two tables. In an earlier full run of this page on a quiet machine (load average 0.9) the one-thread times hardly moved, but the square product went from
+# 1.98× faster on two threads to 1.07× (almost no gain), and tinycnn's forward from 0.95× to 0.78×:
+# clearly *slower* on two threads than on one (2.468 against 1.917 ms), because every one of its
+# parallel steps waited for the half that was queued behind the intruder; PyTorch's convolution kept
+# most of its gain (1.39× against 1.52×). The line above the second table says how much CPU the
+# intruder itself got (measured from its own CPU time, not a one-minute load average, which says little
+# about a process that lives a few seconds): on a machine that is already full, it gets only a share of
+# a core, and the two tables differ by little more than noise, as on this page's run. How much the
+# intruder costs depends on what else the machine runs and changes from run to run; the numbers are
+# not asserted. On a busier moment, with the load average
 # near 4 before the intruder started, a full-size draft run of this page saw two threads 2 to 30 times
 # *slower* than one for all three, even without it.
 #
@@ -716,7 +755,7 @@ show("with one extra busy process", busy_1, busy_2)
 # them. Before the timing, the cell checks that lanes on and off compute the same loss and gradients.
 
 # %%
-from tinycnn import lanes
+from tinycnn.fast.passes import lanes
 
 STEP_BATCH = 16 if FAST else 64                        # 2 lanes of >= lanes.MIN_LANE_BATCH images, each
 WIDTHS = (32, 64, 128)                                   # with >= lanes.MIN_LANE_MACS multiply-adds: the seed CNN
@@ -756,8 +795,8 @@ def loss_and_gradients():
 
 
 with threads(2):
-    n_lanes = lanes.lane_count(cnn.layers, STEP_BATCH, (3, 32, 32))
     loss_on, z_on, grads_on = with_lanes(True, loss_and_gradients)
+    n_lanes = len(cnn.plan().last.slices)                  # how the executor cut that batch
     loss_off, z_off, grads_off = with_lanes(False, loss_and_gradients)
 print(f"batch of {STEP_BATCH} on 2 threads: cut into {n_lanes} lanes")
 assert n_lanes == 2 or numba.config.NUMBA_NUM_THREADS < 2
@@ -842,20 +881,21 @@ print("lanes against split kernels, both on 2 threads: "
 # %% [markdown]
 # Compare the speed-ups printed above. On an otherwise idle machine the lanes should come out ahead:
 # each core does the one-thread work on half the images and the two meet twice per step, while the
-# split kernels meet about twenty times and each time wait for the slower half. On this run (load
-# average 0.9) they did: 14.49 ms with lanes against 17.48 ms with split kernels, 1.92× and 1.59× the
-# speed of one thread (27.78 ms), so the lanes were 1.21× faster. When another program
-# is using a core, as during the oversubscription test above, both two-thread setups can lose most or
-# all of their gain: at every meeting the step waits for whichever half was queued behind it.
+# split kernels meet about twenty times and each time wait for the slower half. In an earlier full run of this page on a quiet machine (load average 0.9) they did:
+# 14.49 ms with lanes against 17.48 ms with split kernels, 1.92× and 1.59× the speed of one thread
+# (27.78 ms), so the lanes were 1.21× faster. When other programs are using the cores, as on this
+# page's run (load average about 4), the times are several times longer and their order can flip: at
+# every meeting the step waits for whichever half was queued behind another program.
 #
 # The two ways agree within rounding, not bit for bit, and here is why. A weight's gradient is a sum
 # over every image of the batch (and, for a convolution, every output position). With lanes it is
 # added up as two partial sums, one per lane, and then the two are added; split inside the kernel,
 # the product adds the same terms in its own order (a long sum cut into two halves of its own).
-# Floating-point addition is not associative, so the last bits differ. Even the logits differ in their
-# last bits (by 4 units in the last place of the largest logit, on this run): a lane's products have
-# other shapes than the split ones (32 images' columns, against half of the 64 images' columns), and
-# BLAS adds up some entries of a differently shaped product in another order. That is why the
+# Floating-point addition is not associative, so the last bits differ. The logits can differ in their
+# last bits too (the quiet run printed 4 units in the last place of the largest logit; this run printed
+# the line above): a lane's products have other shapes than the split ones (32 images' columns,
+# against half of the 64 images' columns), and BLAS may add up some entries of a differently shaped
+# product in another order. That is why the
 # gradients were compared in float64, where all of this stays near 1e-15 of the values (1.1e-15 at
 # most, the line above): in float32 the same effects are ~1e-7, and a float32 check would need a
 # bound for the differences carried from layer to layer as well as for the sums. Nothing else
@@ -873,7 +913,7 @@ print("lanes against split kernels, both on 2 threads: "
 #
 # **What you have seen.** The same convolution, computed four ways that agree to within rounding,
 # spans orders of magnitude in speed. Interpreter overhead is removed by making few calls that each do
-# much work: im2col, about 480 times faster than the loops here. After that the matrix multiply does
+# much work: im2col, hundreds of times faster than the loops here. After that the matrix multiply does
 # the arithmetic at nearly the rate BLAS reaches on any product, and what remains is the memory traffic
 # around it (the im2col copy, reshuffles, fresh buffers): for one layer's forward pass the later rungs
 # differ by up to 1.6 times, and their savings count over a whole network and its backward pass. The
@@ -886,3 +926,52 @@ print("lanes against split kernels, both on 2 threads: "
 
 # %%
 print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise below comes with a cell: a function (or class) for you to complete, and a check that
+# runs it on cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs.
+# As shipped, the functions only raise `NotImplementedError`, so the checks say "not attempted yet".
+# Reference solutions are in [`solutions/solutions_06.py`](solutions/solutions_06.py); try first.
+#
+# **Exercise 6.1: the size of im2col's buffer.** Write `im2col_bytes(n, c, h, w, k, s, p, itemsize)`
+# and use it: how many times larger than the input is the buffer of this page's layer, and how does a
+# stride of 2 change that?
+
+# %%
+from exercises import ex06
+
+
+def im2col_bytes(n, c, h, w, k, s, p, itemsize):
+    """Bytes of the (C*k*k, N*OH*OW) column matrix (no row of ones)."""
+    raise NotImplementedError      # your code here
+
+
+ex06.check_im2col_bytes(im2col_bytes)
+
+# %% [markdown]
+# **Exercise 6.2: im2col in k² slices.** Write an im2col that makes one strided NumPy slice per kernel
+# offset (i, j) instead of one per window, in the row and column order of `kernels.im2col_reference`,
+# and time it against rung 2.
+
+# %%
+def my_im2col(x, k, s, p):
+    """x (N, C, H, W) -> (C*k*k, N*OH*OW), columns ordered (n, oh, ow), rows (c, i, j)."""
+    raise NotImplementedError      # your code here
+
+
+ex06.check_im2col(my_im2col)
+
+# %% [markdown]
+# **Exercise 6.3: a channel-major array.** Make an array with the shape and values of an NCHW `x`
+# whose memory is laid out as (C, H, W, N), as `Conv2D`'s outputs are (section 6). Which NumPy
+# operation copies, and which only changes the strides?
+
+# %%
+def channel_major(x):
+    """Same shape and values as x (N, C, H, W); memory in (C, H, W, N) order."""
+    raise NotImplementedError      # your code here
+
+
+ex06.check_channel_major(channel_major)

@@ -154,8 +154,9 @@ def execute(path: Path, mode: str, figures_dir: Path) -> dict:
     os.environ["TINYCNN_TUTORIAL_MODE"] = mode
     os.environ["TINYCNN_TUTORIAL_FIGURES"] = str(Path(figures_dir).resolve())
     os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.path.insert(0, str(TUTORIALS_DIR.parent))  # this checkout's tinycnn, not another installed copy
     sys.path.insert(0, str(path.parent))          # what `python tutorials/NN.py` does
-    import helpers  # the same module object the tutorial will import
+    import helpers                                 # the same module object the tutorial will import
 
     if helpers.MODE != mode:
         raise RuntimeError(f"helpers was imported in {helpers.MODE!r} mode before execute({mode!r}); "
