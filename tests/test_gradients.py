@@ -108,7 +108,8 @@ def prove_layer(layer, x, rng, before_forward=None):
     for wrt in ["x", *dict(layer.named_parameters())]:
         lhs, rhs, rel = adjoint_check(layer, x, rng=rng, wrt=wrt, before_forward=before_forward)
         record(name, "float64 adjoint", f"wrt {wrt}", rel)
-        assert rel < ADJOINT_REL_TOL, f"{layer!r} adjoint wrt {wrt}: <Jv,u> = {lhs!r}, <v,J^T u> = {rhs!r}, rel {rel:.2e}"
+        assert rel < ADJOINT_REL_TOL, (f"{layer!r} adjoint wrt {wrt}: <Jv,u> = {lhs!r}, <v,J^T u> = {rhs!r}, "
+                                       f"rel {rel:.2e}")
     return report
 
 

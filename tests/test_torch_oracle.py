@@ -67,8 +67,10 @@ def bound_ratio(c: Compared) -> float:
 def check(results: list[Compared], dtype, context: str = ""):
     """Assert every comparison passes for ``dtype``; the message names the tensor, the size, where."""
     for c in results:
-        assert np.shape(c.ours) == np.shape(c.theirs), f"{c.name}: shape {np.shape(c.ours)} vs torch {np.shape(c.theirs)}"
-        assert np.asarray(c.ours).dtype == np.dtype(dtype), f"{c.name}: dtype {np.asarray(c.ours).dtype}, expected {np.dtype(dtype)}"
+        assert np.shape(c.ours) == np.shape(c.theirs), (f"{c.name}: shape {np.shape(c.ours)} vs torch "
+                                                        f"{np.shape(c.theirs)}")
+        assert np.asarray(c.ours).dtype == np.dtype(dtype), (f"{c.name}: dtype {np.asarray(c.ours).dtype}, "
+                                                             f"expected {np.dtype(dtype)}")
         ours = np.asarray(c.ours, np.float64)
         theirs = np.asarray(c.theirs, np.float64)
         diff = np.abs(ours - theirs)
@@ -267,7 +269,8 @@ def run_dense(torch, n: int, fin: int, fout: int, bias: bool, seed: int, dtype) 
         Compared("grad_weight", layer.weight.grad, _np(ts["w"].grad), reduction_atol(n, dtype, s_grads["w"])),
     ]
     if bias:
-        results.append(Compared("grad_bias", layer.bias.grad, _np(ts["b"].grad), reduction_atol(n, dtype, s_grads["b"])))
+        results.append(Compared("grad_bias", layer.bias.grad, _np(ts["b"].grad),
+                                reduction_atol(n, dtype, s_grads["b"])))
     return results
 
 

@@ -9,7 +9,8 @@ Why. A training step of the seed CNN at batch 64 allocates ~50 MB of activations
 gradients, most of them arrays of several MB. glibc's malloc hands blocks that large to the kernel
 and takes them back on ``free`` (``mmap``/``munmap``), so every step touches fresh pages and the kernel
 zero-fills each 4 KB page on first touch: ~4,200 page faults per step, 7-9 ms of system time on top
-of a ~25 ms step on the benchmark machine (benchmarks/PERFORMANCE.md, 'Recycled output arrays and memory planning'). Reusing the same
+of a ~25 ms step on the benchmark machine (benchmarks/PERFORMANCE.md, 'Recycled output arrays and memory
+planning'). Reusing the same
 arrays from one step to the next makes those faults disappear.
 
 How, safely. ``empty(shape, dtype)`` returns a view of a pooled 1-D array that nobody else is using,
