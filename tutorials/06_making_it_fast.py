@@ -482,7 +482,7 @@ print(f"executor's Conv2D, channel-major input, NumPy with AVX-512 kernels (fres
 # For one forward pass of one layer on one thread, the multiply still dominates, but in an earlier full run of this page on a quiet machine (load average 0.9) rung 4
 # came out 1.6 times as fast as rung 3 (2.00 ms; this run's ratio is printed above). Most of that is its im2col: the columns are ordered
 # with the images fastest, so the kernel copies runs of 32 contiguous numbers (one per image) instead
-# of image rows of 13 with a bounds test per element (benchmarks/NOTES.md, section 4.6, measured the
+# of image rows of 13 with a bounds test per element (benchmarks/PERFORMANCE.md, 'Channel-major layout', measured the
 # same change at 2.3 -> 0.8 ms for im2col and 4.7 -> 1.1 ms for col2im at batch 64). Over a whole
 # network and its backward pass these savings add up. In the quiet run the line that stood out was the
 # last: the same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.19 ms instead of 2.00, so
@@ -609,7 +609,7 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 # (dash-dotted) is higher too, which fits wider instructions as a cause, but oneDNN also differs in its
 # blocking, its packing and its direct convolution algorithm, and we did not separate those. The page faults column is 0 for every
 # rung: after the first call, the memory allocator hands back memory the process already has, so at
-# this size a fresh array each call costs no page faults; benchmarks/NOTES.md (section 1.6) found that
+# this size a fresh array each call costs no page faults; benchmarks/PERFORMANCE.md ('Recycled output arrays and memory planning') found that
 # it did cost time at batch 256, where arrays above 32 MB come fresh from the operating system.
 #
 # ## 9. Threads: 1 versus 2, and oversubscription
@@ -621,7 +621,7 @@ save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine'
 def time_at(n_threads):
     # A pause before each measurement: after a multi-threaded product, OpenBLAS's idle worker keeps
     # spinning on its core for ~0.1 s, and whatever runs next on two threads finds that core taken
-    # (benchmarks/NOTES.md 4.3-4.4). tinycnn's own products never wake that worker.
+    # (benchmarks/PERFORMANCE.md, 'Split matrix multiply'). tinycnn's own products never wake that worker.
     with threads(n_threads):
         time.sleep(0.3)
         res = {"square matrix multiply": median_time(lambda: np.matmul(A, B, out=P), REPS, time.perf_counter)}
@@ -660,7 +660,7 @@ show("as the machine is now", quiet_1, quiet_2)
 # second core pulls it down. Over a whole training step in the quiet run, with the kernels split the
 # same way (the "lanes off" line at the end of this section), two threads did gain: 1.59×.
 #
-# A two-thread gain for tinycnn needs two things (benchmarks/NOTES.md 4.3–4.4).
+# A two-thread gain for tinycnn needs two things (benchmarks/PERFORMANCE.md, 'Split matrix multiply').
 # First, tinycnn splits its products over its own threads with BLAS set to one thread: after a
 # multi-threaded product, OpenBLAS's idle worker keeps spinning on its core for about 0.1 s, and the
 # Numba kernel that comes next finds that core taken. Second, `time_at` pauses before each
@@ -711,7 +711,7 @@ show("with one extra busy process", busy_1, busy_2,
 # NumPy's BLAS pool and Numba's pool (or PyTorch's OpenMP pool) on two cores make four busy threads.
 # It is worst when idle threads *spin* (busy-wait for the next job instead of sleeping for a while), as
 # OpenMP's typically do: after every Numba kernel its threads keep spinning while BLAS wants the cores.
-# benchmarks/NOTES.md measured a training step of the seed CNN at batch 4 going from 3 ms on one
+# benchmarks/PERFORMANCE.md ('Numba threading layer') records a training step of the seed CNN at batch 4 going from 3 ms on one
 # thread to 540 ms on two for that reason; tinycnn therefore selects Numba's "workqueue" threading
 # layer, whose threads sleep (see `tinycnn/kernels/__init__.py`). The rules of thumb:
 #
