@@ -32,20 +32,25 @@ class DropoutCache:
     shape: tuple                      # shape of x (and of y)
 
 
+def dropout_settings(owner: str, unit: str, p, rng) -> tuple[float, np.random.Generator]:
+    """(p, rng) checked for a dropout layer: p a number in [0, 1] (NaN refused), rng a Generator or None
+    (a fresh one). ``unit``: what one draw drops ("an element", "a channel"), for the message."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{owner}: p must be a number in [0, 1], got {p!r}")
+    if not 0.0 <= float(p) <= 1.0:          # also rejects NaN
+        raise ValueError(f"{owner}: p is the probability of dropping {unit} and must lie in "
+                         f"[0, 1], got p = {p!r}")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{owner}: rng must be a np.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return float(p), (np.random.default_rng() if rng is None else rng)
+
+
 class Dropout(Layer):
     """Inverted dropout with drop probability ``p`` (PyTorch's ``nn.Dropout``)."""
 
     def __init__(self, p=0.5, *, rng=None):
-        if isinstance(p, bool) or not isinstance(p, numbers.Real):
-            raise TypeError(f"Dropout: p must be a number in [0, 1], got {p!r}")
-        if not 0.0 <= float(p) <= 1.0:          # also rejects NaN
-            raise ValueError(f"Dropout: p is the probability of dropping an element and must lie in "
-                             f"[0, 1], got p = {p!r}")
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(f"Dropout: rng must be a np.random.Generator (np.random.default_rng(seed)), "
-                            f"got {type(rng).__name__}")
-        self.p = float(p)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.p, self.rng = dropout_settings("Dropout", "an element", p, rng)
         self._cache: DropoutCache | None = None
 
     def __repr__(self):

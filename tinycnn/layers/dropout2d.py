@@ -17,12 +17,12 @@ The mask comes from ``self.rng`` (a ``np.random.Generator`` passed in; seed it f
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from .base import Layer, check_input
+from .dropout import dropout_settings
 
 
 @dataclass
@@ -35,16 +35,7 @@ class Dropout2D(Layer):
     """Drop each channel of each sample with probability ``p`` (torch's ``nn.Dropout2d``)."""
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None):
-        if isinstance(p, bool) or not isinstance(p, numbers.Real):
-            raise TypeError(f"Dropout2D: p must be a number in [0, 1], got {p!r}")
-        if not 0.0 <= float(p) <= 1.0:          # also rejects NaN
-            raise ValueError(f"Dropout2D: p is the probability of dropping a channel and must lie in "
-                             f"[0, 1], got p = {p!r}")
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(f"Dropout2D: rng must be a np.random.Generator (np.random.default_rng(seed)), "
-                            f"got {type(rng).__name__}")
-        self.p = float(p)
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.p, self.rng = dropout_settings("Dropout2D", "a channel", p, rng)
         self._cache: Dropout2DCache | None = None
 
     def __repr__(self):
