@@ -75,7 +75,8 @@ class Sequential:
         records = self.build(shape) if input_shape is not None else self._shape_records
         params = self.parameters()
         dtype = params[0].data.dtype if params else np.float32
-        text = shapes.summary_text(records, shape, batch_size, dtype)
+        frozen = sum(p.data.size for p in params if not p.requires_grad)
+        text = shapes.summary_text(records, shape, batch_size, dtype, frozen_params=frozen)
         if print_fn is not None:
             print_fn(text)
         return text
@@ -96,9 +97,17 @@ class Sequential:
             shape, self.input_shape = self.input_shape, None
             self.build(shape)
 
-    def count_params(self) -> int:
-        """Number of trainable numbers (Keras's ``count_params``)."""
-        return int(sum(p.data.size for p in self.parameters()))
+    def count_params(self, trainable_only: bool = False) -> int:
+        """Number of numbers in the parameters (Keras's ``count_params``: frozen ones included);
+        ``trainable_only=True`` counts only parameters with ``requires_grad`` True."""
+        return int(sum(p.data.size for p in self.parameters() if p.requires_grad or not trainable_only))
+
+    def requires_grad_(self, requires_grad: bool = True):
+        """Freeze (False) or unfreeze (True) every parameter; returns the model (torch's
+        ``Module.requires_grad_``). One layer: ``model[0].requires_grad_(False)``."""
+        for layer in self.layers:
+            layer.requires_grad_(requires_grad)
+        return self
 
     def forward(self, x):
         """x: (N, ...) -> the last layer's output. Runs through the executor's plan

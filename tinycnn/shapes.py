@@ -254,11 +254,12 @@ def _wrapped(label: str, text: str, width: int) -> list[str]:
 
 
 def summary_text(records: list[LayerShape], input_shape: tuple, batch_size: int, dtype,
-                 width: int | None = None) -> str:
+                 width: int | None = None, frozen_params: int = 0) -> str:
     """The table ``Sequential.summary()`` prints, and its totals, in at most ``width`` columns
     (default: the terminal's width, or ``COLUMNS`` when set; no limit when the output is not a
     terminal). When the layers' full reprs do not fit, the table uses compact names (``short_name``)
-    and MACs in k / M / G, and cuts what still does not fit."""
+    and MACs in k / M / G, and cuts what still does not fit. ``frozen_params``: how many of the
+    parameters' numbers have ``requires_grad`` False (a "Frozen params" line when > 0)."""
     if width is None:
         width = columns()
     width = 10**9 if width is None else max(int(width), 40)
@@ -309,6 +310,8 @@ def summary_text(records: list[LayerShape], input_shape: tuple, batch_size: int,
     for label, text in (
         ("Total params:", f"{total_params:,} ({human_bytes(total_params * dtype.itemsize)}; gradients take as "
                           f"much again)"),
+        *((("Frozen params:", f"{frozen_params:,} of them (requires_grad False: the optimizers leave "
+                               f"them alone)"),) if frozen_params else ()),
         ("Non-trainable buffers:", f"{total_buffers:,}"),
         ("MACs:", f"{macs:,} per sample, {macs * batch_size:,} per batch of {batch_size}"),
         ("Activation memory:", f"{human_bytes(act)} for a batch of {batch_size} (layer outputs), plus "

@@ -23,12 +23,31 @@ class Parameter:
     """A trainable array and its gradient.
 
     ``data``: the values, any shape. ``grad``: same shape and dtype, zeros until a backward pass
-    writes it.
+    writes it. ``requires_grad`` (torch's name, default True): False freezes the parameter -- every
+    optimizer leaves it alone (no update, no weight decay, no change to its momentum or moment
+    state), while ``state_dict`` still holds it and backward still writes its ``grad``.
     """
 
-    def __init__(self, data: np.ndarray):
+    def __init__(self, data: np.ndarray, requires_grad: bool = True):
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
+        self.requires_grad = requires_grad
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"Parameter.requires_grad must be True or False, got {flag!r} "
+                            f"({type(flag).__name__})")
+        self._requires_grad = bool(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Parameter":
+        """Set ``requires_grad`` in place and return the parameter (torch's ``Tensor.requires_grad_``)."""
+        self.requires_grad = requires_grad
+        return self
 
     @property
     def shape(self):
@@ -39,8 +58,8 @@ class Parameter:
         return self.data.dtype
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
-
+        frozen = "" if self._requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"
 
 
 class Layer:
@@ -76,6 +95,17 @@ class Layer:
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
+
+    def requires_grad_(self, requires_grad: bool = True):
+        """Freeze (False) or unfreeze (True) every parameter of this layer, its children's included;
+        returns the layer (torch's ``Module.requires_grad_``)::
+
+            conv.requires_grad_(False)            # the optimizers leave conv's weight and bias alone
+            bn.weight.requires_grad = False       # one parameter: batch norm with a frozen scale
+        """
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
