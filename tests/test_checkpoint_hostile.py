@@ -454,8 +454,9 @@ def test_finite_state_problem_names_what_is_not_finite():
     opt.exp_avg_sq[1][0] = np.inf
     assert "optimizer exp_avg_sq[1] holds 1 non-finite values" in finite_state_problem(model, opt)
     opt.exp_avg_sq[1][0] = 0.0
-    opt.lr = float("nan")
+    opt.param_groups[0]["lr"] = float("nan")      # (opt.lr = nan is refused by the optimizer itself)
     assert "optimizer lr is nan" in finite_state_problem(model, opt)
+    assert "optimizer param_groups[0].lr is nan" in finite_state_problem(model, opt)
 
 
 def test_finite_state_problem_catches_a_real_divergence():

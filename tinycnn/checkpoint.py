@@ -34,7 +34,9 @@ The JSON in ``meta`` (version 1), an object with exactly these keys (``layer_rng
     optimizer       null, or the optimizer's state_dict with its arrays replaced by references:
                     {"__arrays__": n} for a list of n arrays (members optim/<key>/<i>),
                     {"__array__": true} for one array (member optim/<key>); the other values are
-                    JSON scalars or lists of numbers or nulls. "type" "SGD": lr, momentum, weight_decay
+                    JSON scalars or lists of numbers or nulls, and "param_groups": a list of objects of
+                    such scalars, each with "params" a list of parameter indices. "type" "SGD": lr,
+                    momentum, weight_decay
                     finite >= 0, dampening finite, nesterov a boolean, initial_lr null or >= 0,
                     momentum_buffers a reference. "Adam": lr, eps, weight_decay finite >= 0, betas
                     two numbers in [0, 1), step_count an integer >= 0, exp_avg and exp_avg_sq
@@ -447,6 +449,29 @@ def _check_ref(value, field: str, fail):
         f"{json.dumps(value)[:80] if not isinstance(value, str) else 'a string of ' + str(len(value)) + ' characters'}")
 
 
+def _check_param_groups(groups, field: str, fail) -> None:
+    """The optimizer's parameter groups: a list of objects of scalars, each with "params", a list of
+    parameter indices. (Whether they fit the optimizer is Optimizer.load_state_dict's check.)"""
+    if not isinstance(groups, list) or len(groups) > MAX_MEMBERS:
+        fail(field, f"must be a list of at most {MAX_MEMBERS} parameter groups, got {json.dumps(groups)[:60]}")
+    for gi, group in enumerate(groups):
+        where = f"{field}[{gi}]"
+        if not isinstance(group, dict):
+            fail(where, f"must be an object (a parameter group), got {json.dumps(group)[:60]}")
+        params = group.get("params")
+        if not (isinstance(params, list) and len(params) <= MAX_MEMBERS
+                and all(_is_int(i) and 0 <= i < MAX_MEMBERS for i in params)):
+            fail(f"{where}.params", f"must be a list of parameter indices (integers >= 0), got "
+                                    f"{json.dumps(params)[:60]}")
+        for key, value in group.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", key):
+                fail(f"{where}.{key[:60]}", "is not a valid parameter group key")
+            if key != "params":
+                if isinstance(value, dict):
+                    fail(f"{where}.{key}", "a parameter group holds numbers, booleans and null, not arrays")
+                _check_ref(value, f"{where}.{key}", fail)
+
+
 def _number(state: dict, key: str, field: str, fail, *, low=0.0, high=math.inf, high_open=False,
             optional=False):
     if optional and state.get(key) is None:
@@ -466,7 +491,10 @@ def _check_optimizer(opt, field: str, fail) -> None:
     for key, value in opt.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", key):
             fail(f"{field}.{key[:60]}", "is not a valid optimizer state key")
-        _check_ref(value, f"{field}.{key}", fail)
+        if key == "param_groups":
+            _check_param_groups(value, f"{field}.{key}", fail)
+        else:
+            _check_ref(value, f"{field}.{key}", fail)
     kind = opt["type"]
     refs = {"SGD": ("momentum_buffers",), "Adam": ("exp_avg", "exp_avg_sq")}.get(kind, ())
     for key in refs:
@@ -809,7 +837,13 @@ def finite_state_problem(model, optimizer=None, logs=None) -> str | None:
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 problems.append(f"model {key} holds {int(np.count_nonzero(~np.isfinite(arr)))} non-finite values")
     if optimizer is not None:
-        for key, value in optimizer.state_dict().items():
+        state = optimizer.state_dict()
+        for gi, group in enumerate(state.get("param_groups", [])):          # every group's rate, momentum, ...
+            problems += [f"optimizer param_groups[{gi}].{key} is {v}" for key, v in group.items()
+                         if _is_number(v) and not math.isfinite(v)]
+        for key, value in state.items():
+            if key == "param_groups":
+                continue
             items = value if isinstance(value, (list, tuple)) else [value]
             for i, v in enumerate(items):
                 where = f"optimizer {key}" + (f"[{i}]" if isinstance(value, (list, tuple)) else "")

@@ -486,7 +486,8 @@ def save_model(model, path, optimizer=None, *, include_optimizer: bool = True) -
         if mine != theirs:
             raise ModelFileError(f"{where}: the optimizer holds {len(theirs)} parameters that are not the model's "
                                  f"{len(mine)} parameters in model.parameters() order; build it with "
-                                 f"model.parameters() so its state can be matched on loading")
+                                 f"model.parameters() (or parameter groups that, one after another, list "
+                                 f"them in that order) so its state can be matched on loading")
     compile_record = None                 # recompiling is exact only with the optimizer's state
     if compiled is not None and optimizer is compiled.optimizer:
         names = [m.name for m in compiled.metrics]
@@ -615,8 +616,16 @@ def _new_optimizer(checked: _Checked, model, where):
     lr = checked.meta["optimizer"].get("lr")
     if not _is_real(lr) or not math.isfinite(lr) or lr < 0:
         raise ModelFileError(f"{where}: optimizer lr must be a finite number >= 0, got {lr!r:.80}")
+    params = model.parameters()
+    groups = checked.meta["optimizer"].get("param_groups")
     try:
-        return cls(model.parameters(), lr=float(lr))
+        if isinstance(groups, list) and len(groups) > 1:      # indices into model.parameters() (save_model)
+            try:
+                params = [{"params": [params[i] for i in g["params"]]} for g in groups]
+            except (IndexError, KeyError, TypeError):
+                raise ValueError(f"param_groups name parameters the model does not have (it has {len(params)})") \
+                    from None
+        return cls(params, lr=float(lr))
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{where}: cannot rebuild the {checked.optimizer_type} optimizer: {err}") from err
 

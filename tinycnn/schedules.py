@@ -1,39 +1,51 @@
-"""Learning-rate schedules with torch.optim.lr_scheduler's formulas, acting on ``optimizer.lr``.
+"""Learning-rate schedules with torch.optim.lr_scheduler's formulas, acting on every parameter group.
 
-A schedule sets ``optimizer.lr`` when it is built (step 0) and again at every ``step()``; call
-``step()`` after ``optimizer.step()``, once per epoch or once per batch, as in PyTorch::
+A schedule sets each group's rate (``optimizer.param_groups[i]["lr"]``; ``optimizer.lr`` with one
+group) when it is built (step 0) and again at every ``step()``; call ``step()`` after
+``optimizer.step()``, once per epoch or once per batch, as in PyTorch::
 
     sched = CosineAnnealingLR(opt, T_max=100)
     for epoch in range(100):
         train_one_epoch(opt)          # uses opt.lr
         sched.step()
 
-Schedules: StepLR, MultiStepLR, CosineAnnealingLR, LinearLR (warm-up), OneCycleLR; SequentialLR
+Schedules: StepLR, MultiStepLR, CosineAnnealingLR, LinearLR (warm-up), OneCycleLR, PiecewiseLinearLR
+(a triangle or any piecewise-linear shape through given points); SequentialLR
 runs several one after another (warm-up, then decay); ReduceLROnPlateau cuts the rate when a metric
 stops improving (``step(metric)``, once per epoch). Every argument is checked at construction: a real
 number (not a bool or a string), finite, in range, or a clear error naming the schedule, the
 argument and the value.
 
 ``last_epoch`` counts the steps taken (0 right after construction). ``get_last_lr()`` is the rate
-the last step set (a float: tinycnn optimizers have a single learning rate, torch's a list per group).
+the last step set in the first group (a float); ``get_last_lrs()`` the list over the groups (what
+torch's ``get_last_lr()`` returns).
+
+Parameter groups, as in torch: every group is scheduled from its own rate. The first schedule built
+on an optimizer records each group's rate as the group's ``initial_lr`` (torch's
+``param_group["initial_lr"]``); ``base_lrs`` are those, and a rule such as "lr = base_lr * factor(t)"
+is applied to each group, so groups keep their ratio (a bias group at 10x the weights' rate stays at
+10x). OneCycleLR takes ``max_lr`` as one number (every group, as torch) or a list, one per group.
 
 Like torch, StepLR, MultiStepLR, CosineAnnealingLR and LinearLR are *chainable*: each step multiplies (or shifts)
 the optimizer's current rate, so two schedules on one optimizer compose the way torch's do, and the
 floating-point results are torch's to the last bit (same operations in the same order). ``base_lr``
-is the rate the first schedule found on the optimizer (kept as ``optimizer.initial_lr``, torch's
-``param_group["initial_lr"]``). OneCycleLR is not chainable: it computes the rate from the step.
+is the rate the first schedule found on the first group (``base_lrs``: every group's).
+OneCycleLR and PiecewiseLinearLR are not chainable: they compute the rate from the step.
 
 Resuming: build the optimizer and the schedule, then ``optimizer.load_state_dict(...)`` (it holds the
 current ``lr``) and ``schedule.load_state_dict(...)``; loading the optimizer *before* building a
 schedule would let the construction step overwrite the loaded rate (torch's warning, too). A
 schedule's ``state_dict()`` holds only Python numbers, strings and lists: it fits in JSON (e.g. in
-a checkpoint's ``extra``).
+a checkpoint's ``extra``). A state saved by a tinycnn without groups (no ``base_lrs``) loads into a
+one-group optimizer.
 """
 from __future__ import annotations
 
 import bisect
 import math
 import numbers
+
+import numpy as np
 
 from .optim import check_flag, check_number
 
@@ -68,26 +80,72 @@ def _check_same_kind(owner, key, current, value):
         ok = isinstance(value, str) and (key != "anneal_strategy" or value in ("cos", "linear"))
     elif isinstance(current, (list, tuple)):
         ok = isinstance(value, (list, tuple)) and len(value) == len(current)
+        if ok and current and all(is_real(c) for c in current):     # rates, milestones: finite numbers
+            ok = all(is_real(v) and math.isfinite(v) for v in value)
     else:
         ok = current is None and (value is None or is_real(value))
     if not ok:
         raise ValueError(f"{owner}: '{key}' must be like {current!r} ({type(current).__name__}), got {value!r}")
 
 
+def _groups(optimizer, owner: str) -> list[dict]:
+    """The optimizer's parameter groups, or a clear error for what is not a tinycnn optimizer."""
+    groups = getattr(optimizer, "param_groups", None)
+    if (not isinstance(getattr(optimizer, "lr", None), numbers.Real) or not isinstance(groups, list) or not groups
+            or not all(isinstance(g, dict) and isinstance(g.get("lr"), numbers.Real) for g in groups)):
+        raise TypeError(f"{owner}: expected an optimizer with a float attribute `lr` and `param_groups` "
+                        f"(tc.SGD, tc.Adam, ...), got {type(optimizer).__name__}")
+    return groups
+
+
+def _per_group(value, name: str, owner: str, n: int, **bounds) -> list[float]:
+    """One number for every group, or a list of n numbers (torch's rule for max_lr and the like)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{owner}: {name} holds {len(value)} values, but the optimizer has {n} parameter "
+                             f"groups; give one number (every group) or one per group")
+        return [_finite_float(v, f"{name}[{i}]", owner, **bounds) for i, v in enumerate(value)]
+    return [_finite_float(value, name, owner, **bounds)] * n
+
+
+_GROUP_LISTS = (("base_lrs", "base_lr"), ("_last_lrs", "_last_lr"), ("max_lrs", "max_lr"),
+                ("initial_lrs", "initial_lr"), ("min_lrs", "min_lr"))
+
+
+def _with_group_lists(owner: str, state: dict, current: dict) -> dict:
+    """``state`` with every per-group list (``base_lrs``, ...) filled in from its one-group scalar
+    (``base_lr``, ...) when it was saved without groups, and each scalar set to its list's first
+    value (the lists are what the schedule computes with)."""
+    state = dict(state)
+    for many, one in _GROUP_LISTS:
+        if many not in current:
+            continue
+        if many not in state and one in state:
+            if len(current[many]) != 1:
+                raise ValueError(f"{owner}: the state has one {one} (saved for one parameter group), but the "
+                                 f"optimizer has {len(current[many])} groups")
+            state[many] = [state[one]]
+        if many in state:
+            state[one] = state[many][0]
+    return state
+
+
 class LRScheduler:
-    """Base class: subclasses implement ``_next_lr() -> float`` for the step ``self.last_epoch``."""
+    """Base class: subclasses implement ``_next_lr(lr, base_lr) -> float``, one group's rate at the
+    step ``self.last_epoch`` (``lr``: the group's current rate), or ``_next_lrs()`` for all groups."""
 
     def __init__(self, optimizer):
         name = type(self).__name__
-        if not isinstance(getattr(optimizer, "lr", None), numbers.Real):
-            raise TypeError(f"{name}: expected an optimizer with a float attribute `lr` "
-                            f"(tc.SGD, tc.Adam), got {type(optimizer).__name__}")
+        groups = _groups(optimizer, name)
         self.optimizer = optimizer
-        if getattr(optimizer, "initial_lr", None) is None:
-            optimizer.initial_lr = float(optimizer.lr)
-        self.base_lr = float(optimizer.initial_lr)
+        for g in groups:
+            if g.get("initial_lr") is None:
+                g["initial_lr"] = float(g["lr"])
+        self.base_lrs = [float(g["initial_lr"]) for g in groups]
+        self.base_lr = self.base_lrs[0]
         self.last_epoch = -1
-        self._last_lr = float(optimizer.lr)
+        self._last_lrs = [float(g["lr"]) for g in groups]
+        self._last_lr = self._last_lrs[0]
         self._initial = False
         self._initial_step()
 
@@ -103,22 +161,41 @@ class LRScheduler:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self._last_lr:.6g})"
 
     def step(self) -> None:
-        """Advance one step and set ``optimizer.lr``."""
+        """Advance one step and set every group's rate."""
         self.last_epoch += 1
-        lr = float(self._next_lr())
-        self.optimizer.lr = lr
-        self._last_lr = lr
+        self._set_lrs(self._next_lrs())
+
+    def _set_lrs(self, lrs) -> None:
+        lrs = [float(lr) for lr in lrs]
+        for g, lr in zip(self.optimizer.param_groups, lrs):
+            g["lr"] = lr
+        self._last_lrs = lrs
+        self._last_lr = lrs[0]
 
     def get_last_lr(self) -> float:
+        """The rate the last step set in the first group."""
         return self._last_lr
 
-    def _next_lr(self) -> float:  # pragma: no cover - abstract
+    def get_last_lrs(self) -> list[float]:
+        """The rates the last step set, one per group (torch's ``get_last_lr()``)."""
+        return list(self._last_lrs)
+
+    def _next_lrs(self) -> list[float]:
+        return [self._next_lr(g["lr"], base) for g, base in zip(self.optimizer.param_groups, self.base_lrs)]
+
+    def _next_lr(self, lr: float, base_lr: float) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _closed_form_lr(self) -> float:
-        """The rate at step ``last_epoch`` from ``base_lr`` alone (torch's ``_get_closed_form_lr``;
-        used by SequentialLR when this schedule takes over). Non-chainable schedules: ``_next_lr``."""
-        return self._next_lr()
+    def _check_loaded(self, owner: str, state: dict) -> None:
+        """Checks of a loaded state beyond each value's kind (subclasses); raise to refuse it."""
+
+    def _closed_form_lrs(self) -> list[float]:
+        """The rates at step ``last_epoch`` from ``base_lrs`` alone (torch's ``_get_closed_form_lr``;
+        used by SequentialLR when this schedule takes over). Non-chainable schedules: ``_next_lrs``."""
+        return [self._closed_form_lr(base) for base in self.base_lrs]
+
+    def _closed_form_lr(self, base_lr: float) -> float:
+        return self._next_lr(base_lr, base_lr)
 
     def state_dict(self) -> dict:
         """Every attribute but the optimizer, plus ``type``; JSON-able."""
@@ -133,10 +210,13 @@ class LRScheduler:
         unknown = sorted(set(state) - set(self.__dict__) - {"type"})
         if unknown:
             raise ValueError(f"{name}.load_state_dict: unexpected keys {unknown}")
+        owner = f"{name}.load_state_dict"
         for key, value in state.items():           # each value of the kind this schedule holds there
             if key != "type":
-                _check_same_kind(f"{name}.load_state_dict", key, self.__dict__[key], value)
-        self.__dict__.update({k: v for k, v in state.items() if k != "type"})
+                _check_same_kind(owner, key, self.__dict__[key], value)
+        state = _with_group_lists(owner, state, self.__dict__)
+        self._check_loaded(owner, state)
+        self.__dict__.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in state.items() if k != "type"})
 
 
 class StepLR(LRScheduler):
@@ -151,14 +231,14 @@ class StepLR(LRScheduler):
         self.gamma = _finite_float(gamma, "gamma", "StepLR", low=0)
         super().__init__(optimizer)
 
-    def _next_lr(self):
-        lr, t = self.optimizer.lr, self.last_epoch
+    def _next_lr(self, lr, base_lr):
+        t = self.last_epoch
         if t == 0 or t % self.step_size != 0:
             return lr
         return lr * self.gamma
 
-    def _closed_form_lr(self):
-        return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
+    def _closed_form_lr(self, base_lr):
+        return base_lr * self.gamma ** (self.last_epoch // self.step_size)
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -179,16 +259,16 @@ class CosineAnnealingLR(LRScheduler):
         self.eta_min = _finite_float(eta_min, "eta_min", "CosineAnnealingLR", low=0)
         super().__init__(optimizer)
 
-    def _next_lr(self):
-        lr, t, T, eta_min = self.optimizer.lr, self.last_epoch, self.T_max, self.eta_min
+    def _next_lr(self, lr, base_lr):
+        t, T, eta_min = self.last_epoch, self.T_max, self.eta_min
         if self._initial:
             return lr
         if (t - 1 - T) % (2 * T) == 0:
-            return lr + (self.base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
+            return lr + (base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
         return (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (lr - eta_min) + eta_min
 
-    def _closed_form_lr(self):
-        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+    def _closed_form_lr(self, base_lr):
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
 
 
 class LinearLR(LRScheduler):
@@ -211,8 +291,8 @@ class LinearLR(LRScheduler):
         self.total_iters = _positive_int(total_iters, "total_iters", name, minimum=0)
         super().__init__(optimizer)
 
-    def _next_lr(self):
-        lr, t = self.optimizer.lr, self.last_epoch
+    def _next_lr(self, lr, base_lr):
+        t = self.last_epoch
         s, e = self.start_factor, self.end_factor
         if t == 0:
             return lr * s
@@ -220,12 +300,12 @@ class LinearLR(LRScheduler):
             return lr
         return lr * (1.0 + (e - s) / (self.total_iters * s + (t - 1) * (e - s)))
 
-    def _closed_form_lr(self):
+    def _closed_form_lr(self, base_lr):
         if self.total_iters == 0:
             raise ValueError("LinearLR: total_iters=0 has no closed form (torch divides by zero); "
                              "use total_iters >= 1 for a LinearLR that SequentialLR switches to")
         s, e = self.start_factor, self.end_factor
-        return self.base_lr * (s + (e - s) * min(self.total_iters, self.last_epoch) / self.total_iters)
+        return base_lr * (s + (e - s) * min(self.total_iters, self.last_epoch) / self.total_iters)
 
 
 class OneCycleLR(LRScheduler):
@@ -251,6 +331,12 @@ class OneCycleLR(LRScheduler):
 
     Unlike torch (which divides by zero), a phase of zero length -- pct_start * total_steps == 1,
     or pct_start = 1 at the final step -- raises a ValueError naming the numbers.
+
+    Parameter groups: ``max_lr`` is one number for every group or a list of one per group, as in
+    torch; each group's initial_lr (overwritten, as torch does) and min_lr follow from its own
+    max_lr. ``max_lr``, ``initial_lr`` and ``min_lr`` are the first group's; ``max_lrs``,
+    ``initial_lrs`` and ``min_lrs`` every group's. A triangle that ends at exactly 0, or a shape
+    through other points, is ``PiecewiseLinearLR``.
     """
 
     def __init__(self, optimizer, max_lr, total_steps, pct_start=0.3, anneal_strategy="cos",
@@ -264,9 +350,13 @@ class OneCycleLR(LRScheduler):
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{name}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
-        self.max_lr = _finite_float(max_lr, "max_lr", name, low=0)
-        self.initial_lr = self.max_lr / _finite_float(div_factor, "div_factor", name, low=0, low_open=True)
-        self.min_lr = self.initial_lr / _finite_float(final_div_factor, "final_div_factor", name, low=0, low_open=True)
+        groups = _groups(optimizer, name)
+        self.max_lrs = _per_group(max_lr, "max_lr", name, len(groups), low=0)
+        div = _finite_float(div_factor, "div_factor", name, low=0, low_open=True)
+        final_div = _finite_float(final_div_factor, "final_div_factor", name, low=0, low_open=True)
+        self.initial_lrs = [m / div for m in self.max_lrs]
+        self.min_lrs = [i / final_div for i in self.initial_lrs]
+        self.max_lr, self.initial_lr, self.min_lr = self.max_lrs[0], self.initial_lrs[0], self.min_lrs[0]
         self.three_phase = check_flag(name, "three_phase", three_phase)
         # phases: (end_step, start value key, end value key), keys into _values(); torch's numbers.
         up_end = float(self.pct_start * self.total_steps) - 1
@@ -279,10 +369,11 @@ class OneCycleLR(LRScheduler):
         self.cycle_momentum = check_flag(name, "cycle_momentum", cycle_momentum)
         self.base_momentum = _finite_float(base_momentum, "base_momentum", name, low=0, high=1, high_open=True)
         self.max_momentum = _finite_float(max_momentum, "max_momentum", name, low=0, high=1, high_open=True)
-        if self.cycle_momentum and not (hasattr(optimizer, "momentum") or hasattr(optimizer, "betas")):
+        if self.cycle_momentum and not all("momentum" in g or "betas" in g for g in groups):
             raise ValueError(f"{name}: cycle_momentum=True needs an optimizer with `momentum` (SGD) or "
                              f"`betas` (Adam), got {type(optimizer).__name__}")
-        optimizer.initial_lr = self.initial_lr          # torch overwrites param_group["initial_lr"]
+        for g, initial in zip(groups, self.initial_lrs):
+            g["initial_lr"] = initial                   # torch overwrites param_group["initial_lr"]
         super().__init__(optimizer)
 
     def _anneal(self, start, end, pct):
@@ -290,13 +381,21 @@ class OneCycleLR(LRScheduler):
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def _next_lr(self):
+    def _next_lrs(self):
         t = self.last_epoch
         if t > self.total_steps:
             raise ValueError(f"OneCycleLR: tried to step {t} times, but total_steps = {self.total_steps}")
-        lrs = {"initial": self.initial_lr, "max": self.max_lr, "min": self.min_lr}
-        # momentum runs opposite to the rate: high where the rate is low
-        moms = {"initial": self.max_momentum, "max": self.base_momentum, "min": self.max_momentum}
+        out = [self._group_lr(t, *values) for values in zip(self.initial_lrs, self.max_lrs, self.min_lrs)]
+        if self.cycle_momentum:
+            self._set_momentum(self._group_lr(t, self.max_momentum, self.base_momentum, self.max_momentum))
+        return out
+
+    def _closed_form_lrs(self):
+        return self._next_lrs()
+
+    def _group_lr(self, t, initial, peak, low):
+        """The value at step t of the curve initial -> peak -> low (the rate, or the momentum)."""
+        lrs = {"initial": initial, "max": peak, "min": low}
         start_step = 0.0
         for i, (end_step, start_key, end_key) in enumerate(self.phases):
             if t <= end_step or i == len(self.phases) - 1:
@@ -307,17 +406,68 @@ class OneCycleLR(LRScheduler):
                         f"choose pct_start with pct_start * total_steps != 1 (and pct_start < 1 to take the "
                         f"step past the end)")
                 pct = (t - start_step) / (end_step - start_step)
-                if self.cycle_momentum:
-                    self._set_momentum(self._anneal(moms[start_key], moms[end_key], pct))
                 return self._anneal(lrs[start_key], lrs[end_key], pct)
             start_step = end_step
         raise AssertionError("unreachable: the last phase always matches")  # pragma: no cover
 
     def _set_momentum(self, momentum):
-        if hasattr(self.optimizer, "betas"):
-            self.optimizer.betas = (momentum, *self.optimizer.betas[1:])
-        else:
-            self.optimizer.momentum = momentum
+        for g in self.optimizer.param_groups:
+            if "betas" in g:
+                g["betas"] = (momentum, *g["betas"][1:])
+            else:
+                g["momentum"] = momentum
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.max_lr, self.initial_lr, self.min_lr = self.max_lrs[0], self.initial_lrs[0], self.min_lrs[0]
+
+
+class PiecewiseLinearLR(LRScheduler):
+    """The rate through given points, linear between them: a triangle, a warm-up then a linear
+    decay to 0, or any piecewise-linear shape; step it once per batch (or per epoch).
+
+    For every group, lr_t = base_lr * f(t), where f joins the points (milestones[j], factors[j]) by
+    straight lines (``np.interp``): f(t) = factors[j] + (factors[j+1] - factors[j]) * (t - m_j) /
+    (m_{j+1} - m_j) between two milestones, factors[0] before the first and factors[-1] after the
+    last. The triangle of the fast CIFAR-10 recipes, over T steps::
+
+        PiecewiseLinearLR(opt, milestones=[0, 0.23 * T, T], factors=[0.2, 1.0, 0.0])
+
+    milestones: at least one finite number >= 0 (steps; fractional ones allowed), strictly
+    increasing; factors: as many finite numbers >= 0. Not chainable (the rate comes from base_lr and
+    the step alone), so with SequentialLR it restarts exactly. torch has no class of its own for it:
+    ``LambdaLR(opt, lambda t: np.interp(t, milestones, factors))`` gives the same rates.
+    OneCycleLR(anneal_strategy="linear") is close, but its phases end one step early (at
+    pct_start * total_steps - 1 and total_steps - 1) and its last rate is initial_lr /
+    final_div_factor, never exactly 0.
+    """
+
+    def __init__(self, optimizer, milestones, factors):
+        name = "PiecewiseLinearLR"
+        for arg, value in (("milestones", milestones), ("factors", factors)):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise TypeError(f"{name}: {arg} must be a non-empty list of numbers, got {value!r:.80}")
+        self.milestones = [_finite_float(m, f"milestones[{i}]", name, low=0) for i, m in enumerate(milestones)]
+        self.factors = [_finite_float(f, f"factors[{i}]", name, low=0) for i, f in enumerate(factors)]
+        if len(self.milestones) != len(self.factors):
+            raise ValueError(f"{name}: {len(self.milestones)} milestones but {len(self.factors)} factors; give "
+                             f"one factor per milestone")
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+            raise ValueError(f"{name}: milestones must be strictly increasing, got {list(milestones)!r}")
+        super().__init__(optimizer)
+
+    def factor(self, t: float) -> float:
+        """f(t): the factor at step t."""
+        return float(np.interp(t, self.milestones, self.factors))
+
+    def _next_lr(self, lr, base_lr):
+        return base_lr * self.factor(self.last_epoch)
+
+    def _check_loaded(self, owner: str, state: dict) -> None:
+        ms, fs = state.get("milestones", self.milestones), state.get("factors", self.factors)
+        if any(b <= a for a, b in zip(ms, ms[1:])) or any(f < 0 for f in fs) or any(m < 0 for m in ms):
+            raise ValueError(f"{owner}: milestones must be strictly increasing numbers >= 0 and factors >= 0, "
+                             f"got {ms!r:.80} and {fs!r:.80}")
 
 
 class MultiStepLR(LRScheduler):
@@ -342,13 +492,12 @@ class MultiStepLR(LRScheduler):
         self.gamma = _finite_float(gamma, "gamma", name, low=0)
         super().__init__(optimizer)
 
-    def _next_lr(self):
+    def _next_lr(self, lr, base_lr):
         hits = self.milestones.count(self.last_epoch)
-        lr = self.optimizer.lr
         return lr if hits == 0 else lr * self.gamma ** hits
 
-    def _closed_form_lr(self):
-        return self.base_lr * self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch)
+    def _closed_form_lr(self, base_lr):
+        return base_lr * self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch)
 
 
 class SequentialLR:
@@ -406,12 +555,14 @@ class SequentialLR:
         self.schedulers = schedulers
         self.milestones = [int(m) for m in milestones]
         self.last_epoch = 0
-        optimizer.lr = float(optimizer.initial_lr)
+        for g in optimizer.param_groups:
+            g["lr"] = float(g["initial_lr"])
         for s in schedulers:
             s.last_epoch -= 1                       # undo each schedule's construction step
         first = self.schedulers[bisect.bisect_right(self.milestones, 0)]
         first._initial_step()
-        self._last_lr = first.get_last_lr()
+        self._last_lrs = first.get_last_lrs()
+        self._last_lr = self._last_lrs[0]
 
     def __repr__(self):
         inner = ", ".join(type(s).__name__ for s in self.schedulers)
@@ -424,20 +575,26 @@ class SequentialLR:
         s = self.schedulers[idx]
         if idx > 0 and self.milestones[idx - 1] == self.last_epoch:
             s.last_epoch = 0
-            lr = float(s._closed_form_lr())
-            self.optimizer.lr = lr
-            s._last_lr = lr
+            s._set_lrs(s._closed_form_lrs())
         else:
             s.step()
-        self._last_lr = s.get_last_lr()
+        self._last_lrs = s.get_last_lrs()
+        self._last_lr = self._last_lrs[0]
 
     def get_last_lr(self) -> float:
+        """The rate the last step set in the first group."""
         return self._last_lr
 
+    def get_last_lrs(self) -> list[float]:
+        """The rates the last step set, one per group."""
+        return list(self._last_lrs)
+
     def state_dict(self) -> dict:
-        """``{"type", "last_epoch", "milestones", "_last_lr", "schedulers": [each one's state]}``; JSON-able."""
+        """``{"type", "last_epoch", "milestones", "_last_lr", "_last_lrs", "schedulers": [each one's
+        state]}``; JSON-able."""
         return {"type": "SequentialLR", "last_epoch": self.last_epoch, "milestones": list(self.milestones),
-                "_last_lr": self._last_lr, "schedulers": [s.state_dict() for s in self.schedulers]}
+                "_last_lr": self._last_lr, "_last_lrs": list(self._last_lrs),
+                "schedulers": [s.state_dict() for s in self.schedulers]}
 
     def load_state_dict(self, state: dict) -> None:
         name = "SequentialLR"
@@ -458,11 +615,28 @@ class SequentialLR:
         last_epoch = state.get("last_epoch")
         if not isinstance(last_epoch, int) or isinstance(last_epoch, bool) or last_epoch < 0:
             raise ValueError(f"{name}.load_state_dict: last_epoch must be an integer >= 0, got {last_epoch!r}")
-        _finite_float(state.get("_last_lr"), "_last_lr", f"{name}.load_state_dict", low=0)
+        owner = f"{name}.load_state_dict"
+        _finite_float(state.get("_last_lr"), "_last_lr", owner, low=0)
+        last_lrs = _last_lrs_of(owner, state, len(self._last_lrs))
         for s, st in zip(self.schedulers, inner):
             s.load_state_dict(st)
         self.last_epoch = last_epoch
-        self._last_lr = float(state["_last_lr"])
+        self._last_lrs = last_lrs
+        self._last_lr = last_lrs[0]
+
+
+def _last_lrs_of(owner: str, state: dict, n: int) -> list[float]:
+    """``state["_last_lrs"]`` checked (n finite numbers >= 0), or ``[state["_last_lr"]]`` for a state
+    saved without groups (then n must be 1)."""
+    if "_last_lrs" not in state:
+        if n != 1:
+            raise ValueError(f"{owner}: the state has no '_last_lrs' (saved for one parameter group), but the "
+                             f"optimizer has {n} groups")
+        return [float(state["_last_lr"])]
+    lrs = state["_last_lrs"]
+    if not isinstance(lrs, (list, tuple)) or len(lrs) != n:
+        raise ValueError(f"{owner}: '_last_lrs' must be a list of {n} rates (one per group), got {lrs!r:.80}")
+    return [_finite_float(v, f"_last_lrs[{i}]", owner, low=0) for i, v in enumerate(lrs)]
 
 
 class ReduceLROnPlateau:
@@ -477,8 +651,8 @@ class ReduceLROnPlateau:
         mode='max', threshold_mode='abs':  a > best + threshold
 
     (a NaN metric is never an improvement, as in torch). After more than ``patience`` epochs without
-    one, lr = max(lr * factor, min_lr), applied only if that lowers it by more than ``eps``; then
-    ``cooldown`` epochs pass in which bad epochs are not counted. Not chainable with the other
+    one, each group's lr = max(lr * factor, min_lr), applied only if that lowers it by more than
+    ``eps``; then ``cooldown`` epochs pass in which bad epochs are not counted. Not chainable with the other
     schedules through SequentialLR (it needs the metric); step it beside them if wanted.
 
     Ranges: 0 <= factor < 1 (torch asks factor < 1 only), patience and cooldown integers >= 0,
@@ -489,9 +663,7 @@ class ReduceLROnPlateau:
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0.0, eps=1e-8):
         name = "ReduceLROnPlateau"
-        if not isinstance(getattr(optimizer, "lr", None), numbers.Real):
-            raise TypeError(f"{name}: expected an optimizer with a float attribute `lr` "
-                            f"(tc.SGD, tc.Adam, ...), got {type(optimizer).__name__}")
+        groups = _groups(optimizer, name)
         hp = self._checked(name, dict(mode=mode, factor=factor, patience=patience, threshold=threshold,
                                       threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr, eps=eps))
         self.optimizer = optimizer
@@ -500,7 +672,8 @@ class ReduceLROnPlateau:
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
-        self._last_lr = float(optimizer.lr)
+        self._last_lrs = [float(g["lr"]) for g in groups]
+        self._last_lr = self._last_lrs[0]
 
     @staticmethod
     def _checked(owner, v):
@@ -546,16 +719,23 @@ class ReduceLROnPlateau:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0                 # bad epochs in the cooldown do not count
         if self.num_bad_epochs > self.patience:
-            old_lr = float(self.optimizer.lr)
-            new_lr = max(old_lr * self.factor, self.min_lr)
-            if old_lr - new_lr > self.eps:
-                self.optimizer.lr = new_lr
+            for g in self.optimizer.param_groups:        # each group cut on its own, as in torch
+                old_lr = float(g["lr"])
+                new_lr = max(old_lr * self.factor, self.min_lr)
+                if old_lr - new_lr > self.eps:
+                    g["lr"] = new_lr
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
-        self._last_lr = float(self.optimizer.lr)
+        self._last_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+        self._last_lr = self._last_lrs[0]
 
     def get_last_lr(self) -> float:
+        """The first group's rate after the last step."""
         return self._last_lr
+
+    def get_last_lrs(self) -> list[float]:
+        """Every group's rate after the last step."""
+        return list(self._last_lrs)
 
     def state_dict(self) -> dict:
         state = {k: v for k, v in self.__dict__.items() if k != "optimizer"}
@@ -568,7 +748,7 @@ class ReduceLROnPlateau:
             got = state.get("type") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"{owner}: the state belongs to {got!r}, not ReduceLROnPlateau")
         keys = set(self.__dict__) - {"optimizer"}
-        if set(state) - {"type"} != keys:
+        if set(state) - {"type"} not in (keys, keys - {"_last_lrs"}):     # without: saved before groups
             raise ValueError(f"{owner}: expected keys {sorted(keys)}, got {sorted(set(state) - {'type'})}")
         hp = self._checked(owner, state)
         for key in ("last_epoch", "num_bad_epochs", "cooldown_counter"):
@@ -577,8 +757,10 @@ class ReduceLROnPlateau:
         if isinstance(best, bool) or not isinstance(best, numbers.Real) or math.isnan(best):
             raise ValueError(f"{owner}: best must be a number (or +-inf), got {best!r}")
         _finite_float(state["_last_lr"], "_last_lr", owner, low=0)
+        last_lrs = _last_lrs_of(owner, state, len(self._last_lrs))
         self.__dict__.update(hp)
         for key in ("last_epoch", "num_bad_epochs", "cooldown_counter"):
             setattr(self, key, int(state[key]))
         self.best = float(best)
-        self._last_lr = float(state["_last_lr"])
+        self._last_lrs = last_lrs
+        self._last_lr = last_lrs[0]

@@ -184,7 +184,10 @@ def _check_schedule(path, config: dict, schedule) -> None:
     if schedule.get("type") != template["type"]:
         raise CheckpointError(path, f"{field}.type", f"must be {template['type']!r} for the {config['schedule']!r} "
                                                      f"schedule, got {str(schedule.get('type'))[:40]!r}")
-    if set(schedule) != set(template):
+    # the per-group lists (base_lrs, ...) are absent from runs saved before parameter groups existed
+    optional = {"base_lrs", "_last_lrs", "max_lrs", "initial_lrs", "min_lrs"}
+    if set(schedule) != set(template) and not (set(schedule) <= set(template)
+                                               and set(template) - set(schedule) <= optional):
         diff = sorted(set(schedule) ^ set(template))
         raise CheckpointError(path, f"{field}.{diff[0]}", "missing" if diff[0] in template else "not a field "
                               f"of {template['type']}")
