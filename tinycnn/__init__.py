@@ -15,6 +15,7 @@ import importlib
 from . import callbacks, checkpoint, export, fast, interop, lr_finder, metrics, saving, schedules
 from ._version import __version__
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .ema import EMA
 from .layers import (
     GELU,
     AdaptiveAvgPool2D,
@@ -43,6 +44,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .lookahead import Lookahead
 from .losses import SoftmaxCrossEntropy
 from .lr_finder import LRRangeResult, lr_range_test
 from .model import Sequential
@@ -53,6 +55,7 @@ from .schedules import (
     LinearLR,
     MultiStepLR,
     OneCycleLR,
+    PiecewiseLinearLR,
     ReduceLROnPlateau,
     SequentialLR,
     StepLR,
@@ -100,11 +103,14 @@ __all__ = [
     "Adam",
     "AdamW",
     "RMSprop",
+    "Lookahead",
+    "EMA",
     "StepLR",
     "MultiStepLR",
     "CosineAnnealingLR",
     "LinearLR",
     "OneCycleLR",
+    "PiecewiseLinearLR",
     "SequentialLR",
     "ReduceLROnPlateau",
     # training front end
