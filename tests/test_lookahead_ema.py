@@ -127,6 +127,10 @@ def test_lookahead_bad_arguments_and_states():
     la = tc.Lookahead(tc.SGD(ps, lr=0.1, momentum=0.9))
     with pytest.raises(TypeError, match="already a Lookahead"):
         tc.Lookahead(la)
+    la.alpha = 0.25                                           # a schedule of alpha may set it between steps
+    with pytest.raises(ValueError, match=r"Lookahead: alpha must be a finite number >= 0 and <= 1, got 2"):
+        la.alpha = 2
+    assert la.alpha == 0.25
     ps[0].grad = np.ones(2)
     la.step()
     good = la.state_dict()
@@ -268,6 +272,8 @@ def test_ema_as_a_fit_callback_and_its_state(tmp_path):
         np.testing.assert_array_equal(again.averaged[k], v)
     with pytest.raises(ValueError, match=r"EMA: decay must be a finite number >= 0 and <= 1, got -0.1"):
         tc.EMA(decay=-0.1)
+    with pytest.raises(ValueError, match=r"EMA: decay must be a finite number >= 0 and <= 1, got nan"):
+        again.decay = float("nan")
     with pytest.raises(ValueError, match=r"EMA: every must be an integer >= 1, got 0"):
         tc.EMA(every=0)
     with pytest.raises(TypeError, match=r"EMA: model must be a tinycnn model"):

@@ -45,7 +45,7 @@ class EMA(Callback):
     weights, 1 keeps the first ones), an update every ``every`` >= 1 optimizer steps in ``fit``."""
 
     def __init__(self, model=None, decay: float = 0.999, *, every: int = 1, use_buffers: bool = False):
-        self.decay = check_number("EMA", "decay", decay, low=0, high=1)
+        self.decay = decay
         self.every = check_int("EMA", "every", every, minimum=1)
         self.use_buffers = check_flag("EMA", "use_buffers", use_buffers)
         if model is not None:
@@ -57,6 +57,16 @@ class EMA(Callback):
 
     def __repr__(self):
         return f"EMA(decay={self.decay:g}, every={self.every}, n_averaged={self.n_averaged})"
+
+    @property
+    def decay(self) -> float:
+        """The weight of the old average at each update; may be changed between updates (a schedule of
+        the decay), checked as at construction."""
+        return self._decay
+
+    @decay.setter
+    def decay(self, value) -> None:
+        self._decay = check_number("EMA", "decay", value, low=0, high=1)
 
     @staticmethod
     def _check_model(model):
