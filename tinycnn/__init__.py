@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-from . import callbacks, checkpoint, export, fast, interop, lr_finder, metrics, saving, schedules
+from . import callbacks, checkpoint, export, fast, init, interop, lr_finder, metrics, saving, schedules, tta
 from ._version import __version__
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .ema import EMA
@@ -129,11 +129,13 @@ __all__ = [
     "checkpoint",
     "export",
     "fast",
+    "init",
     "interop",
     "lr_finder",
     "metrics",
     "saving",
     "schedules",
+    "tta",
     "data",
     "zoo",
     "gradcheck",

@@ -174,16 +174,17 @@ class Sequential:
                            validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
                            rng=rng, class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch)
 
-    def evaluate(self, x, y=None, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
+    def evaluate(self, x, y=None, batch_size=None, verbose=0, return_dict=False, sample_weight=None, tta=None):
         """Loss and metrics on ``(x, y)`` (or an iterable of batches) in eval mode, as Keras returns them:
         the loss alone when no metrics were compiled, else ``[loss, metric1, ...]``; ``return_dict=True``
-        gives ``{"loss": 0.9, "accuracy": 0.7}``."""
+        gives ``{"loss": 0.9, "accuracy": 0.7}``. tta: test-time augmentation, None, "flip" or
+        "flip-translate" (``tinycnn.tta``)."""
         return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict,
-                                sample_weight=sample_weight)
+                                sample_weight=sample_weight, tta=tta)
 
-    def predict(self, x, batch_size=32) -> np.ndarray:
-        """Class probabilities (N, K), in eval mode; softmax applied exactly once."""
-        return fit_api.predict(self, x, batch_size=batch_size)
+    def predict(self, x, batch_size=32, tta=None) -> np.ndarray:
+        """Class probabilities (N, K), in eval mode; softmax applied exactly once. tta: as ``evaluate``."""
+        return fit_api.predict(self, x, batch_size=batch_size, tta=tta)
 
     def predict_classes(self, x, batch_size=32) -> np.ndarray:
         """Most probable class per sample: int64 (N,)."""

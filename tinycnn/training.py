@@ -44,6 +44,11 @@ Metrics (compile(metrics=[...])): "accuracy" (or "acc"), "top_k_accuracy" (k = 5
 etc. for other k), "precision", "recall", "f1" (macro averages over all classes), or any function
 ``f(labels (N,), probabilities (N, K)) -> float`` (logged under its ``__name__``); all from
 ``tinycnn.metrics``. Predictions holding NaN give NaN metrics.
+
+Test-time augmentation: ``evaluate``, ``evaluate_batches`` and ``predict`` take ``tta=`` ("flip",
+"flip-translate"; ``tinycnn.tta``): each batch's logits are averaged over transformed copies of it (the
+mirror image; one-pixel translations with reflection padding) and the loss, metrics and probabilities
+are those of the averaged logits. ``fit``'s validation stays plain.
 """
 from __future__ import annotations
 
@@ -60,6 +65,7 @@ from .layers.softmax import Softmax
 from .losses import SoftmaxCrossEntropy, log_softmax
 from .optim import SGD, Adam
 from .progress import Progress
+from .tta import check_tta, tta_logits
 
 DEFAULT_SEED = 0                       # seeds the shuffling generator compile() creates
 DEFAULT_BATCH_SIZE = 32                # for arrays, when batch_size is not given (Keras' default)
@@ -499,13 +505,14 @@ def _eval_mode(model):
     return was
 
 
-def _run_evaluation(model, data: _Data, loss_fn: SoftmaxCrossEntropy, what: str) -> Evaluation:
-    """THE evaluation: every batch in eval mode (the mode is restored), loss weighted by batch size."""
+def _run_evaluation(model, data: _Data, loss_fn: SoftmaxCrossEntropy, what: str, tta: str = "none") -> Evaluation:
+    """THE evaluation: every batch in eval mode (the mode is restored), loss weighted by batch size.
+    tta: a level of ``tinycnn.tta``; the loss and probabilities are those of the averaged logits."""
     was = _eval_mode(model)
     try:
         loss_sum, labels, probs = 0.0, [], []
         for xb, y_loss, y_idx, w in data.epoch():
-            logits = _forward_logits(model, xb)                                 # (B, K)
+            logits = tta_logits(lambda v: _forward_logits(model, v), xb, tta)  # (B, K)
             loss_sum += _batch_loss(loss_fn, logits, y_loss, w) * len(y_idx)
             labels.append(y_idx)
             probs.append(_softmax(logits))
@@ -691,30 +698,38 @@ def _evaluation_dict(evaluation: Evaluation, c: Compiled) -> dict:
     return {"loss": evaluation.loss, **_metric_values(c.metrics, evaluation.labels, evaluation.probs)}
 
 
-def evaluate_batches(model, batches, loss_fn: SoftmaxCrossEntropy | None = None) -> Evaluation:
+def evaluate_batches(model, batches, loss_fn: SoftmaxCrossEntropy | None = None, *,
+                     tta: str | None = None) -> Evaluation:
     """Loss, labels and probabilities of ``model`` (compiled or not) over an iterable of ``(x, y)``
     batches (e.g. a ``tinycnn.data.Batches``), in eval mode; the mode is restored. Integer labels are
     class indices, float (B, K) labels probabilities. ``evaluate`` and ``fit``'s validation use the
-    same code."""
+    same code. tta: None / "none", "flip" or "flip-translate": test-time augmentation, the logits
+    averaged over transformed copies of each batch (``tinycnn.tta``)."""
+    tta = check_tta(tta, "evaluate")
     data = _iterable_data(batches, _BatchReader(model, None, "evaluate"))
-    return _run_evaluation(model, data, loss_fn or SoftmaxCrossEntropy(), "evaluate")
+    return _run_evaluation(model, data, loss_fn or SoftmaxCrossEntropy(), "evaluate", tta)
 
 
-def evaluate(model, x, y=None, *, batch_size=None, verbose=0, return_dict=False, sample_weight=None):
+def evaluate(model, x, y=None, *, batch_size=None, verbose=0, return_dict=False, sample_weight=None,
+             tta: str | None = None):
     """Loss and compiled metrics on arrays ``(x, y)`` (batches of ``batch_size``, default 32) or on an
     iterable of batches ``x`` (y None), in eval mode.
 
     Keras's convention: the loss (a float) when no metrics were compiled, else the list
     ``[loss, metric1, ...]`` in compile order; ``return_dict=True`` gives ``{"loss": ..., "accuracy": ...}``.
+    tta: None / "none", "flip" (the mean of the logits of x and its mirror image) or "flip-translate"
+    (six views: also translated by one pixel both ways with reflection padding); the loss and the
+    metrics are those of softmax(averaged logits). See ``tinycnn.tta``.
     """
     what = "evaluate"
     c = _compiled(model, what)
+    tta = check_tta(tta, what)
     if batch_size is not None and y is None:
         raise ValueError(f"{what}: batch_size={batch_size!r} applies to arrays; an iterable of batches brings "
                          f"its own batches")
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else _positive(batch_size, "batch_size", what)
     data = _eval_data(model, c, x, y, sample_weight, batch_size, what)
-    evaluation = _run_evaluation(model, data, c.loss_fn, what)
+    evaluation = _run_evaluation(model, data, c.loss_fn, what, tta)
     result = _evaluation_dict(evaluation, c)
     if verbose:
         from .progress import format_logs
@@ -725,18 +740,25 @@ def evaluate(model, x, y=None, *, batch_size=None, verbose=0, return_dict=False,
     return values[0] if len(values) == 1 else values
 
 
-def predict(model, x, *, batch_size=DEFAULT_BATCH_SIZE) -> np.ndarray:
+def predict(model, x, *, batch_size=DEFAULT_BATCH_SIZE, tta: str | None = None) -> np.ndarray:
     """Class probabilities (N, K), in eval mode. Softmax is applied once: by the model's trailing
-    Softmax layer if it has one, else here. Needs no compile."""
+    Softmax layer if it has one, else here. Needs no compile. tta ("flip", "flip-translate"):
+    softmax of the logits averaged over the views of ``tinycnn.tta`` (a trailing Softmax is then
+    applied to the average, not to each view)."""
     x = _check_x(model, x, "predict")
     batch_size = _positive(batch_size, "batch_size", "predict")
+    tta = check_tta(tta, "predict")
     was = _eval_mode(model)
     try:
-        outs = [model.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        if tta == "none":
+            outs = [model.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        else:
+            outs = [tta_logits(lambda v: _forward_logits(model, v), x[start:start + batch_size], tta)
+                    for start in range(0, len(x), batch_size)]
     finally:
         model.train(was)
     out = np.concatenate(outs)
     if out.ndim != 2:
         raise ValueError(f"predict: the model's output has per-sample shape {out.shape[1:]}; a classifier "
                          f"must end in (K,)")
-    return out if _fused(model) else _softmax(out)
+    return out if (_fused(model) and tta == "none") else _softmax(out)

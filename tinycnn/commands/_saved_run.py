@@ -35,6 +35,7 @@ from ..data import Normalizer
 from ..layers import Dense
 from ..optim import SGD, Adam
 from ..schedules import CosineAnnealingLR, OneCycleLR
+from ..tta import TTA_LEVELS
 from . import _train_config as cfg
 
 
@@ -99,7 +100,7 @@ def _check_data(path, data, model_record, *, need_normalization=True) -> None:
 
 
 # Settings a run of an older tinycnn did not record, with the value that run used.
-OPTIONAL_CONFIG = {"color": None}
+OPTIONAL_CONFIG = {"color": None, "flip": "random", "pad_mode": "zeros", "crop_pad": None, "tta": "none"}
 
 
 def _check_config(path, config) -> None:
@@ -114,7 +115,8 @@ def _check_config(path, config) -> None:
     color = config["color"]
     if color not in (None, "L", "RGB"):
         raise CheckpointError(path, "extra.config.color", f"must be null, \"L\" or \"RGB\", got {str(color)[:40]!r}")
-    kinds = {"dataset": str, "model": str, "optimizer": str, "schedule": str, "augment": str,
+    kinds = {"dataset": str, "model": str, "optimizer": str, "schedule": str, "augment": str, "flip": str,
+             "pad_mode": str, "tta": str,
              "epochs": int, "batch_size": int, "seed": int, "lr": float, "weight_decay": float, "val_split": float}
     for name, kind in kinds.items():
         v = config[name]
@@ -128,6 +130,10 @@ def _check_config(path, config) -> None:
                                              and not isinstance(config["subset"], bool)):
         raise CheckpointError(path, "extra.config.subset",
                               f"must be null or an integer, got {str(config['subset'])[:40]!r}")
+    if config["crop_pad"] is not None and not (isinstance(config["crop_pad"], int)
+                                               and not isinstance(config["crop_pad"], bool)):
+        raise CheckpointError(path, "extra.config.crop_pad",
+                              f"must be null or an integer, got {str(config['crop_pad'])[:40]!r}")
     size = config["image_size"]
     if size is not None and not (isinstance(size, list) and len(size) == 2
                                  and all(isinstance(d, int) and not isinstance(d, bool) for d in size)):
@@ -153,6 +159,10 @@ def _check_config_used(path, config) -> None:
         raise CheckpointError(path, "extra.config.image_size", f"must be null or [H, W], got {str(size)[:40]}")
     if not isinstance(config.get("model", "?"), str):
         raise CheckpointError(path, "extra.config.model", f"must be a string, got {str(config.get('model'))[:40]!r}")
+    tta = config.get("tta", "none")
+    if not (isinstance(tta, str) and tta in TTA_LEVELS):
+        raise CheckpointError(path, "extra.config.tta", f"must be one of {', '.join(TTA_LEVELS)}, got "
+                                                        f"{str(tta)[:40]!r}")
 
 
 def _template_schedule(config: dict, saved: dict):

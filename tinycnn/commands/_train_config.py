@@ -14,11 +14,15 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .. import data, zoo
+from ..data.augment import PADDING_MODES
+from ..tta import TTA_LEVELS
 
 DEFAULTS = {"dataset": "embedded", "model": "lenet", "augment": "auto", "seed": 0, "val_split": 0.1,
-            "subset": None, "image_size": None, "color": None}
+            "subset": None, "image_size": None, "color": None, "flip": "random", "pad_mode": "zeros",
+            "crop_pad": None, "tta": "none"}
 SCHEDULES = ("constant", "cosine", "onecycle")
-AUGMENT = ("auto", "none", "crop", "crop-flip")
+AUGMENT = ("auto", "none", "crop", "crop-flip", "flip")
+FLIP_MODES = ("random", "alternate")
 OPTIMIZERS = ("sgd", "adam")
 COLORS = {"L": "L", "GREY": "L", "GRAY": "L", "RGB": "RGB"}
 # How the command line spells the keyword arguments that fix a data error (DataError.fixes).
@@ -70,6 +74,10 @@ class Config:
     subset: int | None          # train on this many random training images (and test on at most as many)
     image_size: list | None     # [H, W] to resize a folder's images to
     color: str | None = None    # "L" or "RGB" to convert a folder's images to
+    flip: str = "random"        # how a flipping augmentation mirrors: "random" or "alternate"
+    pad_mode: str = "zeros"     # the border a random crop shifts in: "zeros", "reflect", "replicate"
+    crop_pad: int | None = None  # the random crop's largest shift in pixels (None: 4 on 32+ pixels, else 2)
+    tta: str = "none"           # test-time augmentation of the final test evaluation
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,9 +110,24 @@ class Config:
         for name, value, allowed in (("--optimizer", self.optimizer, OPTIMIZERS),
                                      ("--schedule", self.schedule, SCHEDULES),
                                      ("--augment", self.augment, AUGMENT),
+                                     ("--flip", self.flip, FLIP_MODES),
+                                     ("--pad-mode", self.pad_mode, PADDING_MODES),
+                                     ("--tta", self.tta, TTA_LEVELS),
                                      ("--model", self.model, tuple(zoo.names()))):
             if value not in allowed:
                 bad.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.crop_pad is not None and self.crop_pad < 0:
+            bad.append(f"--crop-pad must be >= 0 pixels, got {self.crop_pad}")
+        if self.flip == "alternate" and self.augment in ("none", "crop"):
+            bad.append(f"--flip alternate needs an augmentation that flips (--augment crop-flip, flip or auto), "
+                       f"got --augment {self.augment}")
+        if self.augment in ("none", "flip"):
+            if self.pad_mode != "zeros":
+                bad.append(f"--pad-mode {self.pad_mode} applies to the random crop, but --augment {self.augment} "
+                           f"does not crop")
+            if self.crop_pad is not None:
+                bad.append(f"--crop-pad {self.crop_pad} applies to the random crop, but --augment {self.augment} "
+                           f"does not crop")
         if bad:
             raise ConfigError("; ".join(bad))
         return self

@@ -6,9 +6,10 @@
 The network is rebuilt from the checkpoint's model record (``tinycnn.zoo``); the test images are the
 test split of the dataset it was trained on (or ``--dataset``), normalised with the mean and std saved
 from training -- never re-fitted on the test images. Prints test accuracy and loss, per-class precision /
-recall / F1 and the confusion matrix (``_report``). Exit status 2 for a checkpoint that was not written
-by ``tinycnn train``, whose weights do not fit its network, or a dataset whose image shape or classes
-differ from the network's.
+recall / F1 and the confusion matrix (``_report``); ``--tta`` (default: the run's own setting) averages
+the logits over flipped and translated copies of each image (``tinycnn.tta``). Exit status 2 for a
+checkpoint that was not written by ``tinycnn train``, whose weights do not fit its network, or a dataset
+whose image shape or classes differ from the network's.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 import numpy as np
 
 from .. import data
+from ..tta import TTA_LEVELS
 from ._epochs import evaluate
 from ._report import print_report, report_dict
 from ._saved_run import load_run
@@ -30,6 +32,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", help="a folder with the dataset's files placed by hand (no download)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     parser.add_argument("--subset", type=int, help="test on N random test images (quick checks)")
+    parser.add_argument("--tta", choices=TTA_LEVELS, help="test-time augmentation: none, flip (the mean of the "
+                        "logits of each image and its mirror) or flip-translate (six views: also shifted one "
+                        "pixel up-left and down-right with reflection padding, each mirrored). Default: what "
+                        "the run was trained with (its --tta; none for runs without one)")
 
 
 def _check_compatible(run, ds, name: str) -> None:
@@ -66,8 +72,10 @@ def run(args) -> int:
         pick = np.sort(np.random.default_rng(0).choice(len(y), size=args.subset, replace=False))
         x, y = x[pick], y[pick]
     batches = data.Batches(x, y, args.batch_size, normalizer=saved.normalizer)
+    tta = args.tta or saved.config.get("tta", "none")
     print(f"checkpoint {args.checkpoint}: {saved.config.get('model', '?')} trained {saved.epoch} epoch(s) on "
-          f"{saved.dataset}; testing on {len(y)} test images of {name}")
-    result = evaluate(saved.model, batches)
+          f"{saved.dataset}; testing on {len(y)} test images of {name}"
+          + ("" if tta == "none" else f", test-time augmentation {tta}"))
+    result = evaluate(saved.model, batches, tta=tta)
     print_report(report_dict(result.labels, result.predictions, result.loss, ds.classes))
     return 0

@@ -10,6 +10,12 @@ train and validation loss and accuracy; the schedule, the timings and the checkp
 see ``_epochs``); then evaluate it on the test split and print accuracy, per-class precision / recall /
 F1 and the confusion matrix.
 
+Augmentation of the training batches (``tinycnn.data.Augment``): ``--augment`` chooses what (random
+crop, flip, both, none or the dataset's default), ``--flip random|alternate`` how the flip is drawn,
+``--pad-mode zeros|reflect|replicate`` and ``--crop-pad N`` the crop's border and largest shift;
+``--tta none|flip|flip-translate`` is the test-time augmentation of the final test evaluation
+(``tinycnn.tta``).
+
 What ``--out`` (default ``runs/<date>-<time>``) holds when the run has finished:
 
     checkpoint.npz        the weights after the LAST epoch (not the best validation epoch), with the
@@ -86,7 +92,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weight-decay", type=float, help="L2 penalty added to the gradients")
     parser.add_argument("--augment", choices=cfg.AUGMENT, help="auto (the dataset's default: crop+flip for "
                         "CIFAR, none for digits), none, crop (random crop after zero padding by 4 pixels, "
-                        "2 below 32x32), crop-flip (and a random horizontal flip)")
+                        "2 below 32x32), crop-flip (and a random horizontal flip), flip (the flip alone)")
+    parser.add_argument("--flip", choices=cfg.FLIP_MODES, help="how the horizontal flip of crop-flip / flip "
+                        "is drawn: random (each image with probability 1/2, afresh every epoch; the default) "
+                        "or alternate (derandomised: random in epoch 0, then each image mirrored exactly when "
+                        "it was not in the epoch before, so every image is seen both ways in any two epochs)")
+    parser.add_argument("--pad-mode", choices=cfg.PADDING_MODES, help="the border the random crop "
+                        "shifts in (torch's padding_mode names): zeros (black; the default), reflect "
+                        "(pixels mirrored about the edge, as ReflectionPad2d) or replicate (the edge pixels)")
+    parser.add_argument("--crop-pad", type=int, metavar="PIXELS", help="the random crop's largest shift "
+                        "(default 4 on images of 32 pixels or more, 2 on smaller ones)")
+    parser.add_argument("--tta", choices=cfg.TTA_LEVELS, help="test-time augmentation of the final test "
+                        "evaluation (not of the per-epoch validation): none (the default), flip (the mean of "
+                        "the logits of each image and its mirror) or flip-translate (six views: also shifted "
+                        "one pixel up-left and down-right with reflection padding, each mirrored)")
     parser.add_argument("--seed", type=int, help="seeds the validation split, shuffling, augmentation, "
                         "initial weights and dropout (default 0)")
     parser.add_argument("--val-split", type=float, help="fraction of the training images held out for "
@@ -146,12 +165,31 @@ def _load_dataset(config: cfg.Config, data_dir, say):
 
 
 def _augment(config: cfg.Config, ds):
+    """The training batches' augmentation for ``make_loaders``: None (the dataset's default), False or
+    an ``Augment``. "auto" on a dataset that augments is crop-flip with a 4-pixel pad (``Augment()``)."""
+    modified = (config.flip, config.pad_mode, config.crop_pad) != ("random", "zeros", None)
     if config.augment == "auto":
-        return None                                              # the dataset's recommendation
-    if config.augment == "none":
+        if not ds.augment:
+            if modified:
+                raise ValueError(f"--augment auto: dataset {ds.name!r} is not augmented by default (a flipped "
+                                 f"digit is another digit), so --flip / --pad-mode / --crop-pad have nothing to "
+                                 f"act on; choose the augmentation with --augment crop, crop-flip or flip")
+            return False
+        if not modified:
+            return None                                          # the dataset's recommendation, Augment()
+        pad, flip = 4, True
+    elif config.augment == "none":
         return False
-    pad = 4 if min(ds.image_shape[1:]) >= 32 else 2              # shift by up to 4 pixels on CIFAR, 2 on MNIST
-    return Augment(pad=pad, flip=config.augment == "crop-flip")
+    else:
+        pad = 4 if min(ds.image_shape[1:]) >= 32 else 2          # shift by up to 4 pixels on CIFAR, 2 on MNIST
+        pad = 0 if config.augment == "flip" else pad
+        flip = config.augment in ("crop-flip", "flip")
+    if config.crop_pad is not None:
+        pad = config.crop_pad
+    if config.pad_mode == "reflect" and pad > min(ds.image_shape[1:]) - 1:
+        raise ValueError(f"--pad-mode reflect: a shift of {pad} pixels needs images larger than {pad} pixels "
+                         f"a side, got {ds.image_shape[1]}x{ds.image_shape[2]}; use a smaller --crop-pad")
+    return Augment(pad=pad, flip=config.flip if flip else False, padding_mode=config.pad_mode)
 
 
 def _optimizer(config: cfg.Config, model):
@@ -226,7 +264,9 @@ def _describe_data(ds, loaders) -> dict:
             "val": loaders.val.num_samples if loaders.val is not None else 0,
             "test": loaders.test.num_samples,
             "augment": None if loaders.augment is None else {"pad": loaders.augment.pad,
-                                                               "flip": loaders.augment.flip},
+                                                               "flip": loaders.augment.flip_mode != "none",
+                                                               "flip_mode": loaders.augment.flip_mode,
+                                                               "padding_mode": loaders.augment.padding_mode},
             "normalization": {k: v.tolist() for k, v in loaders.normalizer.to_dict().items()}}
 
 
@@ -315,9 +355,21 @@ def _setup(args, say) -> Setup:
         if schedule is not None:
             schedule.load_state_dict(resume["extra"]["schedule"])
         first_epoch = int(resume["epoch"])
+        loaders.train.epoch = first_epoch           # the pass count an alternating flip follows
         history = _history(resume["extra"]["history"], first_epoch)
     return Setup(config, out, ds, loaders, data_rng, record, model, optimizer, schedule, schedule_per,
                  first_epoch, history, replace)
+
+
+def _describe_augment(aug: dict | None, tta: str) -> str:
+    """One line: the training batches' augmentation (``_describe_data``'s "augment") and the test's TTA."""
+    parts = []
+    if aug is not None and aug["pad"]:
+        parts.append(f"random crop (shifts up to {aug['pad']} pixels, {aug['padding_mode']} padding)")
+    if aug is not None and aug["flip"]:
+        parts.append(f"{aug['flip_mode']} horizontal flip")
+    text = "augmentation: " + (" + ".join(parts) or "none")
+    return text + ("" if tta == "none" else f"; test-time augmentation: {tta}")
 
 
 def _announce(s: Setup, stats, data_info, args, say) -> None:
@@ -332,6 +384,7 @@ def _announce(s: Setup, stats, data_info, args, say) -> None:
     say(f"training: {config.optimizer} lr {config.lr:g} ({config.schedule} schedule), weight decay "
         f"{config.weight_decay:g}, batch {config.batch_size}, epochs {s.first_epoch + 1}..{config.epochs}, "
         f"seed {config.seed}" + (f", resumed from {args.resume}" if args.resume else ""))
+    say(_describe_augment(data_info["augment"], config.tta))
     warning = cfg.too_little_training(config, s.loaders.train.num_samples, len(s.loaders.train), s.first_epoch,
                                       ds.num_classes)
     if warning:
@@ -364,11 +417,12 @@ def run(args) -> int:
         with _sigterm_as_interrupt():
             fit(model, loaders.train, validation_data=loaders.val, epochs=config.epochs, initial_epoch=first_epoch,
                 callbacks=callbacks, verbose=0 if args.quiet else 1)
-        test = evaluate(model, loaders.test)
+        test = evaluate(model, loaders.test, tta=config.tta)
         report = report_dict(test.labels, test.predictions, test.loss, ds.classes)
         if not args.quiet:
             say("")
-            say(f"test split, weights after the last epoch ({config.epochs}):")
+            say(f"test split, weights after the last epoch ({config.epochs})"
+                + (f", test-time augmentation {config.tta}:" if config.tta != "none" else ":"))
             print_report(report, print_fn=say)
         pictures = _pictures(run_dir, history.history, report, model)
         metrics = _metrics(config, record, data_info, history, report, stats, pictures, args, t_start,

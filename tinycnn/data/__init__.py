@@ -20,6 +20,10 @@ The whole API::
     loaders.val, loaders.test            # same, unshuffled, unaugmented
     loaders.normalizer.to_dict()         # {"mean", "std"} per channel: save with the checkpoint
 
+    # augmentation of the training batches (default: the dataset's recommendation, Augment() or none)
+    data.make_loaders(ds, batch_size=64, rng=rng, augment=data.Augment(pad=2, flip="alternate",
+                                                                      padding_mode="reflect"))
+
 Names (``data.NAMES``): ``embedded``, ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``
 (100 fine labels), ``cifar100_coarse`` (20 superclasses), and ``folder:PATH``.
 
@@ -50,7 +54,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .arrays import dataset_arrays, load_arrays
-from .augment import Augment, random_crop_flip
+from .augment import AlternatingFlip, Augment, random_crop_flip, translate_flip
 from .batches import Batches
 from .dataset import Dataset, as_nchw
 from .download import DEFAULT_TIMEOUT
@@ -69,7 +73,8 @@ DEFAULT = "embedded"
 __all__ = [
     "load", "load_arrays", "dataset_arrays", "NAMES", "DEFAULT", "Dataset", "as_nchw", "make_loaders", "Loaders",
     "Batches",
-    "Normalizer", "Augment", "random_crop_flip", "stratified_split", "load_folder", "load_embedded",
+    "Normalizer", "Augment", "AlternatingFlip", "random_crop_flip", "translate_flip", "stratified_split",
+    "load_folder", "load_embedded",
     "DataError", "ChecksumError", "DownloadError", "MissingFilesError",
 ]
 
