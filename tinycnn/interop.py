@@ -46,7 +46,15 @@ that says how to install it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import Sequential
 
 
 def _torch():
@@ -62,13 +70,13 @@ def _torch_dtype(torch, np_dtype):
     return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(np_dtype)]
 
 
-def to_torch_state_dict(model) -> dict:
+def to_torch_state_dict(model: Sequential) -> dict[str, torch.Tensor]:
     """``model.state_dict()`` as torch tensors (copies), keys unchanged."""
     torch = _torch()
     return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in model.state_dict().items()}
 
 
-def load_torch_state_dict(model, state) -> None:
+def load_torch_state_dict(model: Sequential, state: Mapping[str, object] | torch.nn.Module) -> None:
     """Load a torch ``state_dict`` (or the state of an ``nn.Module``) into ``model``.
 
     Strict, as ``Sequential.load_state_dict``: missing, extra or mis-shaped keys raise a ValueError
@@ -167,12 +175,12 @@ def _torch_container_classes():
 _TORCH_CONTAINERS = None
 
 
-def torch_residual_class():
+def torch_residual_class() -> type[torch.nn.Module]:
     """The nn.Module class ``to_torch_module`` builds for a Residual (children block, shortcut, post)."""
     return _torch_container_classes()[0]
 
 
-def torch_concat_class():
+def torch_concat_class() -> type[torch.nn.ModuleList]:
     """The nn.ModuleList subclass ``to_torch_module`` builds for a Concat (children 0, 1, ...; ``dim``)."""
     return _torch_container_classes()[1]
 
@@ -201,7 +209,7 @@ def _to_torch(torch, layer, path: str):
     return module
 
 
-def to_torch_module(model):
+def to_torch_module(model: Sequential) -> torch.nn.Sequential:
     """Build the ``torch.nn.Sequential`` equivalent to ``model``, with its weights (copied), in each
     layer's dtype, and in the model's train/eval mode. Residual and Concat become the modules of
     ``torch_residual_class()`` / ``torch_concat_class()``, with the same state_dict keys."""
@@ -473,7 +481,7 @@ def _from_torch(path: str, m):
     return _from_torch_graph(path, m)
 
 
-def from_torch_module(module):
+def from_torch_module(module: torch.nn.Sequential) -> Sequential:
     """Build the ``tc.Sequential`` equivalent to a ``torch.nn.Sequential``, weights copied, in the
     module's dtype and train/eval mode. Options tinycnn lacks (MaxPool2d's return_indices, ...) and
     settings its layers refuse raise a ValueError naming the module; modules with children become

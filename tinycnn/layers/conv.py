@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import kernels
+from .._typing import IntPair
 from .base import Layer, Parameter, check_image_input, float_dtype, kaiming_uniform, pair, positive_int, unbatch
 from .padding import Amounts, check_padding, check_padding_mode, pad, pad_backward
 
@@ -84,7 +85,7 @@ def output_size_or_raise(owner: str, axis: str, size: int, k: int, s: int, p: in
     return out
 
 
-def resolve_padding(padding: int | tuple[int, int] | str, kernel_size: tuple[int, int], stride: tuple[int, int],
+def resolve_padding(padding: IntPair | str, kernel_size: tuple[int, int], stride: tuple[int, int],
                     dilation: tuple[int, int], owner: str) -> tuple[tuple[int, int] | str, Amounts]:
     """``padding`` as given -> (stored form, ((top, bottom), (left, right))).
 
@@ -114,10 +115,10 @@ class Conv2D(Layer):
     OH = (H + pt + pb - dh*(KH - 1) - 1) // sh + 1 (likewise OW; pt = pb = padding for numbers).
     padding_mode: 'zeros' (default), 'reflect', 'replicate' or 'circular', as in ``torch.nn.Conv2d``.
     """
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0, bias: bool = True, *,
-                 dilation: int | tuple[int, int] = 1, groups: int = 1, padding_mode: str = "zeros",
-                 dtype: DTypeLike = np.float32, rng: np.random.Generator | None = None) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: IntPair | str = 0, bias: bool = True, *, dilation: IntPair = 1, groups: int = 1,
+                 padding_mode: str = "zeros", dtype: DTypeLike = np.float32,
+                 rng: np.random.Generator | None = None) -> None:
         name = "Conv2D"
         self.in_channels = positive_int(in_channels, "in_channels", name)
         self.out_channels = positive_int(out_channels, "out_channels", name)
