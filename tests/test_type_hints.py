@@ -19,16 +19,15 @@ import tinycnn
 
 PACKAGE = Path(tinycnn.__file__).resolve().parent
 
-# Files whose hints are being written elsewhere at the moment; each entry is to be removed when those
-# changes are in. A path ending in "/" covers a folder; "file.py:name" one function of a file.
+# Files being edited elsewhere at the moment, whose hints come with those changes: each entry is to be
+# removed when they are in (test_every_excused_file_still_lacks_hints fails once an entry excuses
+# nothing). A path ending in "/" covers a folder; "file.py:name" one function of a file.
 NOT_YET_HINTED = {
     "optim.py",
     "schedules.py",
     "layers/base.py",
     "data/",
     "fast/",
-    "kernels/",
-    "training.py:evaluate",
 }
 
 MODULES = ["tinycnn", "tinycnn.layers"] + [f"tinycnn.{name}" for name in tinycnn.__all__
@@ -52,9 +51,12 @@ def _source(fn) -> str:
     return path.relative_to(PACKAGE).as_posix() if PACKAGE in path.parents else ""
 
 
+def _matches(entry: str, rel: str, name: str) -> bool:
+    return rel == entry or (entry.endswith("/") and rel.startswith(entry)) or f"{rel}:{name}" == entry
+
+
 def _excused(rel: str, name: str) -> bool:
-    return any(rel == entry or (entry.endswith("/") and rel.startswith(entry)) or f"{rel}:{name}" == entry
-               for entry in NOT_YET_HINTED)
+    return any(_matches(entry, rel, name) for entry in NOT_YET_HINTED)
 
 
 def _methods(cls):
@@ -131,6 +133,9 @@ def test_the_check_catches_a_missing_hint():
 
 
 @pytest.mark.parametrize("entry", sorted(NOT_YET_HINTED))
-def test_every_excused_file_exists(entry):
-    path = PACKAGE / entry.split(":")[0]
-    assert path.exists(), entry
+def test_every_excused_file_still_lacks_hints(entry):
+    """An entry that excuses nothing any more (its hints are in) is to be deleted from NOT_YET_HINTED."""
+    assert (PACKAGE / entry.split(":")[0]).exists(), entry
+    excused = [where for where, fn, is_method in _api()
+               if _matches(entry, _source(fn), fn.__name__) and _missing(fn, is_method)]
+    assert excused, f"{entry} has its type hints now: remove it from NOT_YET_HINTED"

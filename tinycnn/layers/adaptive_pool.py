@@ -65,7 +65,7 @@ class AdaptivePoolCache:
 class _AdaptivePool2D(Layer):
     kind = "AdaptivePool2D"
 
-    def __init__(self, output_size: int | None | tuple[int | None, int | None]) -> None:
+    def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
         self.output_size = _output_size(output_size, self.kind)
         self._cache: AdaptivePoolCache | None = None
 
