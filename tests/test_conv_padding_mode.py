@@ -297,13 +297,15 @@ def test_an_unknown_padding_mode_is_refused_with_the_four_names(bad):
         tc.Conv2D(1, 1, 3, padding_mode=bad)
 
 
-@pytest.mark.parametrize("mode", COPYING)
-def test_an_empty_batch_gives_torchs_shapes(mode, torch):
-    layer = tc.Conv2D(2, 3, 3, stride=2, padding=1, padding_mode=mode, dtype=F64)
-    theirs = torch.nn.Conv2d(2, 3, 3, stride=2, padding=1, padding_mode=mode).double()
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_an_empty_batch_gives_torchs_shapes(mode, groups, torch):
+    """The layer itself (not only the executor) on N = 0, grouped or not."""
+    layer = tc.Conv2D(2, 4, 3, stride=2, padding=1, padding_mode=mode, groups=groups, dtype=F64)
+    theirs = torch.nn.Conv2d(2, 4, 3, stride=2, padding=1, padding_mode=mode, groups=groups).double()
     x = np.zeros((0, 2, 5, 4))
     y = layer(x)
-    assert y.shape == tuple(theirs(torch.from_numpy(x)).shape) == (0, 3, 3, 2)
+    assert y.shape == tuple(theirs(torch.from_numpy(x)).shape) == (0, 4, 3, 2)
     assert layer.backward(np.zeros(y.shape)).shape == x.shape
     assert not layer.weight.grad.any()
 

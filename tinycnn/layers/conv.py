@@ -187,9 +187,10 @@ class Conv2D(Layer):
             x = pad(x, self.padding_amounts, self.padding_mode)         # (N, C, H + pt + pb, W + pl + pr)
             padded_shape = x.shape
         cols = kernels.im2col(x, *self._window_args())                  # (C*KH*KW, N*OH*OW)
-        cols_g = cols.reshape(g, -1, cols.shape[1])                     # (G, Cg*KH*KW, M)
-        w_g = self.weight.data.reshape(g, o // g, -1)                   # (G, Og, Cg*KH*KW)
-        out = np.matmul(w_g, cols_g).reshape(o, -1)                     # (O, N*OH*OW)
+        k, m = cols.shape                                               # sizes spelled out: M may be 0
+        cols_g = cols.reshape(g, k // g, m)                             # (G, Cg*KH*KW, M)
+        w_g = self.weight.data.reshape(g, o // g, k // g)               # (G, Og, Cg*KH*KW)
+        out = np.matmul(w_g, cols_g).reshape(o, m)                      # (O, N*OH*OW)
         if self.bias is not None:
             out += self.bias.data[:, None]
         y = out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)             # (N, O, OH, OW)
@@ -205,10 +206,11 @@ class Conv2D(Layer):
         g = self._check_grad(grad_y, expected).astype(self.dtype, copy=False).reshape(cache.y_shape)
         n, c, h, w = cache.x_shape if cache.padded_shape is None else cache.padded_shape
         groups, o = self.groups, self.out_channels
-        g2d = g.transpose(1, 0, 2, 3).reshape(o, -1)                    # (O, N*OH*OW), like ``out``
-        g_g = g2d.reshape(groups, o // groups, -1)                      # (G, Og, M)
-        cols_g = cache.cols.reshape(groups, -1, cache.cols.shape[1])    # (G, Cg*KH*KW, M)
-        w_g = self.weight.data.reshape(groups, o // groups, -1)         # (G, Og, Cg*KH*KW)
+        k, m = cache.cols.shape                                         # sizes spelled out: M may be 0
+        g2d = g.transpose(1, 0, 2, 3).reshape(o, m)                     # (O, N*OH*OW), like ``out``
+        g_g = g2d.reshape(groups, o // groups, m)                       # (G, Og, M)
+        cols_g = cache.cols.reshape(groups, k // groups, m)             # (G, Cg*KH*KW, M)
+        w_g = self.weight.data.reshape(groups, o // groups, k // groups)   # (G, Og, Cg*KH*KW)
         dw_g = np.matmul(g_g, cols_g.transpose(0, 2, 1))                # dW_g = g_g @ cols_g.T
         self.weight.grad = dw_g.reshape(self.weight.data.shape)
         if self.bias is not None:
