@@ -50,7 +50,7 @@ from .checkpoint import finite_state_problem, save_checkpoint
 
 if TYPE_CHECKING:
     from .model import Sequential
-    from .schedules import LRScheduler, ReduceLROnPlateau, SequentialLR
+    from .schedules import LRScheduler, SequentialLR
 
 
 class Callback:
@@ -243,8 +243,8 @@ class LearningRateScheduler(Callback):
     function sets.
     """
 
-    def __init__(self, schedule: LRScheduler | SequentialLR | ReduceLROnPlateau | Callable[..., float],
-                 per: str = "epoch", verbose: int = 0) -> None:
+    def __init__(self, schedule: LRScheduler | SequentialLR | Callable[..., float], per: str = "epoch",
+                 verbose: int = 0) -> None:
         if per not in ("epoch", "batch"):
             raise ValueError(f"LearningRateScheduler: per must be 'epoch' or 'batch', got {per!r}")
         if not hasattr(schedule, "step") and not callable(schedule):
@@ -253,6 +253,10 @@ class LearningRateScheduler(Callback):
         if not hasattr(schedule, "step") and per == "batch":
             raise ValueError("LearningRateScheduler: a function schedule runs per epoch; for per-batch "
                              "steps use a tinycnn.schedules object")
+        if hasattr(schedule, "step") and _needs_an_argument(schedule.step):
+            raise TypeError(f"LearningRateScheduler: {type(schedule).__name__}.step needs a monitored value "
+                            f"(e.g. ReduceLROnPlateau.step(val_loss)), which this callback does not pass; call "
+                            f"schedule.step(metric) yourself after each epoch's evaluation")
         self.schedule, self.per, self.verbose = schedule, per, verbose
         self._arity = None if hasattr(schedule, "step") else _schedule_arity(schedule)
 
@@ -281,6 +285,16 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.per == "epoch" and self._arity is None:
             self.schedule.step()
+
+
+def _needs_an_argument(step: Callable) -> bool:
+    """Whether ``step()`` cannot be called without arguments (ReduceLROnPlateau.step(metric))."""
+    try:
+        params = inspect.signature(step).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in params)
 
 
 def _schedule_arity(fn) -> int:

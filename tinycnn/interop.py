@@ -175,12 +175,12 @@ def _torch_container_classes():
 _TORCH_CONTAINERS = None
 
 
-def torch_residual_class() -> type[torch.nn.Module]:
+def torch_residual_class() -> type:
     """The nn.Module class ``to_torch_module`` builds for a Residual (children block, shortcut, post)."""
     return _torch_container_classes()[0]
 
 
-def torch_concat_class() -> type[torch.nn.ModuleList]:
+def torch_concat_class() -> type:
     """The nn.ModuleList subclass ``to_torch_module`` builds for a Concat (children 0, 1, ...; ``dim``)."""
     return _torch_container_classes()[1]
 

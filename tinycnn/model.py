@@ -35,7 +35,7 @@ XYBatches = Iterable[tuple[np.ndarray, np.ndarray]]
 
 
 class Sequential:
-    def __init__(self, *layers: Layer, input_shape: Shape | None = None) -> None:
+    def __init__(self, *layers: Layer | Sequential, input_shape: Shape | None = None) -> None:
         for i, layer in enumerate(layers):
             if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
                 raise TypeError(f"Sequential: item {i} ({layer!r}) is not a layer (no forward/backward)")
@@ -58,10 +58,10 @@ class Sequential:
     def __len__(self) -> int:
         return len(self.layers)
 
-    def __getitem__(self, i: int) -> Layer:
+    def __getitem__(self, i: int) -> Layer | Sequential:
         return self.layers[i]
 
-    def __iter__(self) -> Iterator[Layer]:
+    def __iter__(self) -> Iterator[Layer | Sequential]:
         return iter(self.layers)
 
     def __call__(self, x: ArrayLike) -> np.ndarray:
@@ -99,7 +99,7 @@ class Sequential:
         records = shapes.infer_shapes(self.layers, tuple(int(d) for d in in_shape), source="its input")
         return records[-1].out_shape if records else tuple(in_shape)
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | Sequential) -> None:
         """Append a layer (Keras's ``model.add``); shapes are checked again at the next forward."""
         if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
             raise TypeError(f"Sequential.add: {layer!r} is not a layer (no forward/backward)")
@@ -131,13 +131,13 @@ class Sequential:
             raise RuntimeError(f"{last}backward() called before forward()")
         return self._last_plan.backward(grad_y, input_grad)
 
-    def forward_through(self, layers: Sequence[Layer], x: ArrayLike) -> np.ndarray:
+    def forward_through(self, layers: Sequence[Layer | Sequential], x: ArrayLike) -> np.ndarray:
         """Forward through ``layers``, the first layers of this model (``fit`` stops before a trailing
         Softmax, whose work the loss does); ``backward`` then runs back through the same layers."""
         self._last_plan = self.plan(layers, plain=not fast.runs_fast(x))
         return self._last_plan.forward(np.asarray(x))
 
-    def plan(self, layers: Sequence[Layer] | None = None, *, plain: bool = False) -> fast.Plan:
+    def plan(self, layers: Sequence[Layer | Sequential] | None = None, *, plain: bool = False) -> fast.Plan:
         """The plan that runs ``layers`` (default: all of this model's), made once and kept while the
         layers stay the same. ``plain=True``: every layer on its own code (the executor turned off)."""
         layers = self.layers if layers is None else list(layers)
@@ -213,7 +213,7 @@ class Sequential:
         return {f"{i}.{name}": buf for i, layer in enumerate(self.layers)
                 for name, buf in layer.named_buffers().items()}
 
-    def named_children(self) -> list[tuple[str, Layer]]:
+    def named_children(self) -> list[tuple[str, Layer | Sequential]]:
         """``("0", layer)`` pairs, as torch's ``named_children()``."""
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 

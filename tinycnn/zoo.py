@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -332,7 +333,7 @@ def describe(name: str, input_shape: Shape, num_classes: int, **options: float) 
 LIMITS = {"channels": 4096, "side": 16384, "num_classes": 100_000, "width": 1024}   # of a record
 
 
-def _record_fail(where: str, path, field: str, problem: str):
+def _record_fail(where: str, path, field: str, problem: str) -> NoReturn:
     if path is not None:
         raise CheckpointError(path, f"extra.model.{field}" if field else "extra.model", problem)
     raise ValueError(f"{where}: {problem}")
@@ -394,7 +395,7 @@ def _check_against_weights(record: dict, weights: dict, where: str, path) -> int
     return sum(math.prod(shape) for shape in weights.values())
 
 
-def shape_text(shape: Shape) -> str:
+def shape_text(shape: Shape | None) -> str:
     return "none" if shape is None else f"shape {tuple(shape)}"
 
 

@@ -41,10 +41,16 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from .base import Layer, Parameter
+
+if TYPE_CHECKING:
+    from ..model import Sequential
+
+Child: TypeAlias = "Layer | Sequential"    # a container's child: a layer, or a chain of them
 
 # -- how a child is asked for its names, buffers and shapes --------------------------------------
 # A child is a Layer, a container, or a Sequential (which has ``layers`` but no ``named_buffers``
@@ -148,11 +154,11 @@ def _check_float(owner, x) -> np.ndarray:
 class _Container(Layer):
     """What Residual and Concat share: names, buffers, modes, parameters, of their children."""
 
-    def named_children(self) -> list[tuple[str, Layer]]:
+    def named_children(self) -> list[tuple[str, Child]]:
         """(name, child) pairs, in the torch module tree's order."""
         raise NotImplementedError  # pragma: no cover
 
-    def children(self) -> list[Layer]:
+    def children(self) -> list[Child]:
         return [child for _, child in self.named_children()]
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
@@ -185,7 +191,7 @@ class Residual(_Container):
     Conv2D(c, c, 3, padding=1), BatchNorm2D(c)), post=ReLU())``.
     """
 
-    def __init__(self, block: Layer, shortcut: Layer | None = None, post: Layer | None = None) -> None:
+    def __init__(self, block: Child, shortcut: Child | None = None, post: Child | None = None) -> None:
         self.block = _check_child("Residual", "block", block)
         if self.block is None:
             raise TypeError("Residual: block is required (the branch f in y = f(x) + shortcut(x))")
@@ -201,7 +207,7 @@ class Residual(_Container):
             parts.append(f"post: {_describe(self.post)}")
         return f"Residual({', '.join(parts)})"
 
-    def named_children(self) -> list[tuple[str, Layer]]:
+    def named_children(self) -> list[tuple[str, Child]]:
         kids = [("block", self.block)]
         if self.shortcut is not None:
             kids.append(("shortcut", self.shortcut))
@@ -269,7 +275,7 @@ class Concat(_Container):
     from the end). Every branch sees the same x; their outputs must agree on every axis but ``dim``.
     """
 
-    def __init__(self, *branches: Layer, dim: int = 1) -> None:
+    def __init__(self, *branches: Child, dim: int = 1) -> None:
         if not branches:
             raise ValueError("Concat: needs at least one branch, got none")
         self.branches = [_check_child("Concat", f"branch {i}", b) for i, b in enumerate(branches)]
@@ -286,7 +292,7 @@ class Concat(_Container):
         inner = ", ".join(_describe(b) for b in self.branches)
         return f"Concat({inner}, dim={self.dim})"
 
-    def named_children(self) -> list[tuple[str, Layer]]:
+    def named_children(self) -> list[tuple[str, Child]]:
         return [(str(i), b) for i, b in enumerate(self.branches)]
 
     def _axis(self, ndim: int, where: str) -> int:

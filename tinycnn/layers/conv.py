@@ -102,7 +102,7 @@ def resolve_padding(padding: IntPair | str, kernel_size: tuple[int, int], stride
         for k, d in zip(kernel_size, dilation):
             total = d * (k - 1)                               # keeps the output size equal to the input's
             amounts.append((total // 2, total - total // 2))  # the odd pixel goes after
-        return "same", tuple(amounts)
+        return "same", (amounts[0], amounts[1])
     ph, pw = pair(padding, "padding", owner, minimum=0)
     return (ph, pw), ((ph, ph), (pw, pw))
 

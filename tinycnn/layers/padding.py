@@ -28,10 +28,13 @@ and torch.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_NUMPY_MODE: dict[str, Literal["reflect", "edge", "wrap"]] = {"reflect": "reflect", "replicate": "edge",
+                                                            "circular": "wrap"}
 
 Amounts = tuple[tuple[int, int], tuple[int, int]]     # ((top, bottom), (left, right))
 
