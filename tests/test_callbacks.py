@@ -268,3 +268,12 @@ def test_non_finite_loss_stops_training_and_the_last_good_checkpoint_stays_intac
     assert_same_weights(fresh.state_dict(), rec.per_epoch[1])
     assert all(np.isfinite(v).all() for v in fresh.state_dict().values())
     assert os.listdir(tmp_path) == ["last.npz"]                      # no half-written file beside it
+
+
+def test_learning_rate_scheduler_refuses_a_schedule_that_steps_on_a_metric():
+    """ReduceLROnPlateau.step(metric) needs the monitored value: refused at construction, not with a
+    TypeError at the end of the first epoch."""
+    model = tc.Sequential(tc.Flatten(), tc.Dense(4, 2, rng=np.random.default_rng(0)))
+    opt = tc.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"LearningRateScheduler: ReduceLROnPlateau.step needs a monitored value"):
+        LearningRateScheduler(tc.ReduceLROnPlateau(opt))

@@ -345,8 +345,8 @@ def assert_within(actual, expected, bound, name="tensor"):
 # ----------------------------------------------------------------------------------------------
 
 def _conv_options(layer) -> dict:
-    """A Conv2D's dilation and groups as keyword arguments (none for a Conv2D without them)."""
-    return {name: getattr(layer, name) for name in ("dilation", "groups") if hasattr(layer, name)}
+    """A Conv2D's dilation, groups and padding_mode as keyword arguments (none for a Conv2D without them)."""
+    return {name: getattr(layer, name) for name in ("dilation", "groups", "padding_mode") if hasattr(layer, name)}
 
 
 def _same_pool(layer):

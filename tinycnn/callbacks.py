@@ -37,13 +37,20 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 import re
 import string
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checkpoint import finite_state_problem, save_checkpoint
+
+if TYPE_CHECKING:
+    from .model import Sequential
+    from .schedules import LRScheduler, SequentialLR
 
 
 class Callback:
@@ -52,18 +59,18 @@ class Callback:
     model = None
     params: dict = {}
 
-    def set_model(self, model):
+    def set_model(self, model: Sequential) -> None:
         self.model = model
 
-    def set_params(self, params: dict):
+    def set_params(self, params: dict) -> None:
         self.params = params
 
-    def on_train_begin(self, logs=None): pass
-    def on_train_end(self, logs=None): pass
-    def on_epoch_begin(self, epoch, logs=None): pass
-    def on_epoch_end(self, epoch, logs=None): pass
-    def on_train_batch_begin(self, step, logs=None): pass
-    def on_train_batch_end(self, step, logs=None): pass
+    def on_train_begin(self, logs: dict | None = None) -> None: pass
+    def on_train_end(self, logs: dict | None = None) -> None: pass
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: pass
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: pass
+    def on_train_batch_begin(self, step: int, logs: dict | None = None) -> None: pass
+    def on_train_batch_end(self, step: int, logs: dict | None = None) -> None: pass
 
 
 class _Monitor:
@@ -101,15 +108,15 @@ class _Monitor:
 class EarlyStopping(Callback):
     """Stop after ``patience`` epochs without an improvement of more than ``min_delta`` in ``monitor``."""
 
-    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
-                 restore_best_weights=False, verbose=1):
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
+                 restore_best_weights: bool = False, verbose: int = 1) -> None:
         if patience < 0:
             raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self._track = _Monitor("EarlyStopping", monitor, mode, min_delta)
         self.monitor, self.patience = monitor, int(patience)
         self.restore_best_weights, self.verbose = bool(restore_best_weights), verbose
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self._track.reset()
         self.wait = 0
         self.best_epoch: int | None = None
@@ -120,7 +127,7 @@ class EarlyStopping(Callback):
     def best(self) -> float:
         return self._track.best
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         current = self._track.value(logs or {})
         if self._track.improved(current):
             self._track.best, self.best_epoch, self.wait = current, epoch, 0
@@ -138,7 +145,7 @@ class EarlyStopping(Callback):
                       f"for {self.wait} epoch{'s' if self.wait != 1 else ''} ({best}); stopping after epoch "
                       f"{epoch + 1}")
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
             if self.verbose:
@@ -184,8 +191,8 @@ class ModelCheckpoint(Callback):
     optimizer state or logged numbers are not finite is not saved (a RuntimeWarning says so, and
     ``skipped`` lists it): the last checkpoint written is always one that can be resumed."""
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_optimizer=True,
-                 verbose=0):
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto", save_optimizer: bool = True, verbose: int = 0) -> None:
         self.path, self.monitor = str(path), monitor
         _check_path_template(self.path)
         self.save_best_only, self.save_optimizer, self.verbose = bool(save_best_only), bool(save_optimizer), verbose
@@ -197,7 +204,7 @@ class ModelCheckpoint(Callback):
     def best(self) -> float:
         return self._track.best
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         optimizer = self.model.compiled.optimizer if self.save_optimizer and self.model.compiled else None
         problem = finite_state_problem(self.model, optimizer, logs)
@@ -236,7 +243,8 @@ class LearningRateScheduler(Callback):
     function sets.
     """
 
-    def __init__(self, schedule, per="epoch", verbose=0):
+    def __init__(self, schedule: LRScheduler | SequentialLR | Callable[..., float], per: str = "epoch",
+                 verbose: int = 0) -> None:
         if per not in ("epoch", "batch"):
             raise ValueError(f"LearningRateScheduler: per must be 'epoch' or 'batch', got {per!r}")
         if not hasattr(schedule, "step") and not callable(schedule):
@@ -245,16 +253,20 @@ class LearningRateScheduler(Callback):
         if not hasattr(schedule, "step") and per == "batch":
             raise ValueError("LearningRateScheduler: a function schedule runs per epoch; for per-batch "
                              "steps use a tinycnn.schedules object")
+        if hasattr(schedule, "step") and _needs_an_argument(schedule.step):
+            raise TypeError(f"LearningRateScheduler: {type(schedule).__name__}.step needs a monitored value "
+                            f"(e.g. ReduceLROnPlateau.step(val_loss)), which this callback does not pass; call "
+                            f"schedule.step(metric) yourself after each epoch's evaluation")
         self.schedule, self.per, self.verbose = schedule, per, verbose
         self._arity = None if hasattr(schedule, "step") else _schedule_arity(schedule)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         owned = getattr(self.schedule, "optimizer", None)
         if owned is not None and self.model.compiled is not None and owned is not self.model.compiled.optimizer:
             raise ValueError("LearningRateScheduler: the schedule drives a different optimizer than the one "
                              "the model was compiled with; build it on model.compiled.optimizer")
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self._arity is None:
             return
         opt = self.model.compiled.optimizer
@@ -266,13 +278,23 @@ class LearningRateScheduler(Callback):
         if self.verbose:
             print(f"LearningRateScheduler: epoch {epoch + 1}: learning rate {opt.lr:g}")
 
-    def on_train_batch_end(self, step, logs=None):
+    def on_train_batch_end(self, step: int, logs: dict | None = None) -> None:
         if self.per == "batch" and self._arity is None:
             self.schedule.step()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.per == "epoch" and self._arity is None:
             self.schedule.step()
+
+
+def _needs_an_argument(step: Callable) -> bool:
+    """Whether ``step()`` cannot be called without arguments (ReduceLROnPlateau.step(metric))."""
+    try:
+        params = inspect.signature(step).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in params)
 
 
 def _schedule_arity(fn) -> int:

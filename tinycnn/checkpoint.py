@@ -93,11 +93,17 @@ import re
 import secrets
 import zipfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import safe_npz
+from ._typing import PathLike
 from .safe_npz import NpzError
+
+if TYPE_CHECKING:
+    from .model import Sequential
+    from .optim import Optimizer
 
 FORMAT = "tinycnn-checkpoint"
 FORMAT_VERSION = 1
@@ -156,7 +162,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_temporaries(path) -> list[str]:
+def stale_temporaries(path: PathLike) -> list[str]:
     """Temporary files of unfinished saves to ``path`` whose writing process no longer runs."""
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
@@ -196,7 +202,8 @@ def _layer_rngs(model) -> list:
             if isinstance(getattr(layer, "rng", None), np.random.Generator)]
 
 
-def save_checkpoint(path, model, optimizer=None, *, epoch=None, rng=None, extra=None,
+def save_checkpoint(path: PathLike, model: Sequential, optimizer: Optimizer | None = None, *, epoch: int | None = None,
+                    rng: np.random.Generator | None = None, extra: dict | None = None,
                     compress: bool = False) -> None:
     """Save model weights (+ optimizer state, epoch, rng state, extra) to ``path`` atomically.
 
@@ -271,7 +278,7 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded: names the file (``path``) and the field (``field``:
     a member such as ``model/0.weight``, or a place in the metadata such as ``meta.epoch``)."""
 
-    def __init__(self, path, field: str, problem: str):
+    def __init__(self, path: PathLike, field: str, problem: str) -> None:
         self.path, self.field, self.problem = os.fspath(path), field, problem
         super().__init__(f"checkpoint {self.path}: {field}: {problem}")
 
@@ -710,7 +717,7 @@ def _optimizer_state(ar: _Archive, meta: dict, optimizer, budget: list | None) -
     return state
 
 
-def read_meta(path) -> dict:
+def read_meta(path: PathLike) -> dict:
     """The checked metadata of a checkpoint (the JSON schema in the module docstring), reading no
     array but ``meta``. Raises CheckpointError."""
     ar = _open(path)
@@ -721,7 +728,7 @@ def read_meta(path) -> dict:
     return {k: v for k, v in meta.items() if not k.startswith("_")}
 
 
-def model_shapes(path) -> dict:
+def model_shapes(path: PathLike) -> dict:
     """``{key: shape}`` of the checkpoint's ``model/<key>`` members, from their .npy headers only
     (nothing else is decompressed): to check a recorded architecture before building it."""
     ar = _open(path)
@@ -731,7 +738,7 @@ def model_shapes(path) -> dict:
         ar.file.close()
 
 
-def read_checkpoint(path) -> dict:
+def read_checkpoint(path: PathLike) -> dict:
     """Everything in a checkpoint, changing nothing: ``{"meta": dict, "model": state_dict,
     "optimizer": state dict or None, "rng": bit-generator state or None}``. With no model to compare
     with, all arrays together may hold at most ``GENERIC_BUDGET_FACTOR`` x the file's size +
@@ -749,7 +756,8 @@ def read_checkpoint(path) -> dict:
             "optimizer": optim, "rng": rng_state}
 
 
-def load_checkpoint(path, model=None, optimizer=None, rng=None) -> dict:
+def load_checkpoint(path: PathLike, model: Sequential | None = None, optimizer: Optimizer | None = None,
+                    rng: np.random.Generator | None = None) -> dict:
     """Load into whichever of ``model``, ``optimizer``, ``rng`` are given; return the metadata.
 
     The metadata dict: ``epoch``, ``extra``, ``format_version``, ``layers`` (the saved model's
@@ -822,7 +830,7 @@ def load_checkpoint(path, model=None, optimizer=None, rng=None) -> dict:
 
 # -- is a state worth saving? ------------------------------------------------------------------------
 
-def finite_state_problem(model, optimizer=None, logs=None) -> str | None:
+def finite_state_problem(model: Sequential, optimizer: Optimizer | None = None, logs: dict | None = None) -> str | None:
     """None if the model's weights and buffers, the optimizer's state (arrays and numbers) and the
     epoch's logged numbers (``logs``: e.g. loss, val_loss) are all finite; else a message naming
     what is not, e.g. ``"val_loss is nan"`` or ``"model 7.weight holds 12 non-finite values"``.

@@ -9,6 +9,9 @@ Two ways a command can end that are not errors of the command, handled here for 
 * Ctrl-C (KeyboardInterrupt) anywhere a command does not catch it itself -- importing the command,
   loading a dataset, compiling kernels: one line on stderr, exit status 130 (128 + SIGINT), no
   traceback. (``tinycnn train`` catches it during training itself, to keep its last checkpoint.)
+  This file and the package's ``__init__`` import only the standard library, so NumPy and Numba
+  (a second or two) load inside ``main``: a Ctrl-C while they load is handled here too, for the
+  console script and for ``python -m tinycnn`` alike.
 * The reader of stdout going away (``tinycnn evaluate ... | head``): the BrokenPipeError is
   swallowed, stdout is pointed at the null device so that the interpreter's final flush is quiet
   too, and the exit status is 141 (128 + SIGPIPE, what a process killed by the signal reports).

@@ -36,10 +36,18 @@ import math
 import os
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import PathLike, Shape
 from .shapes import layer_output_shape
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .model import Sequential
 
 OPSET = 17                 # LayerNormalization needs 17; ReduceMean takes axes as an attribute up to 17
 INPUT, OUTPUT, BATCH = "input", "output", "N"
@@ -362,8 +370,8 @@ def _convert(g, layer, x, shape, path):
     return y, tuple(out_shape)
 
 
-def build_onnx(model, *, input_shape=None, metadata: dict | None = None, layer_outputs: bool = False,
-               normalize=None):
+def build_onnx(model: Sequential, *, input_shape: Shape | None = None, metadata: dict | None = None,
+               layer_outputs: bool = False, normalize: tuple[ArrayLike, ArrayLike] | None = None) -> onnx.ModelProto:
     """The ``onnx.ModelProto`` of ``model``'s eval-mode graph (checked with ``onnx.checker``).
 
     layer_outputs: also output every layer's result, as ``layer.<path>`` (``layer.3``,
@@ -413,7 +421,8 @@ def build_onnx(model, *, input_shape=None, metadata: dict | None = None, layer_o
     return proto
 
 
-def to_onnx(model, path, *, input_shape=None, metadata: dict | None = None, normalize=None):
+def to_onnx(model: Sequential, path: PathLike, *, input_shape: Shape | None = None, metadata: dict | None = None,
+            normalize: tuple[ArrayLike, ArrayLike] | None = None) -> onnx.ModelProto:
     """Write ``model``'s eval-mode inference graph to ``path`` (see the module docstring); returns the
     ``onnx.ModelProto``. ``metadata``: strings stored as the model's metadata_props (e.g. class names);
     ``normalize``: see ``build_onnx``. The file is written under a temporary name and renamed, so

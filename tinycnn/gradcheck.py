@@ -33,9 +33,17 @@ Try it::
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._typing import Shape
+
+if TYPE_CHECKING:
+    from .layers import Layer
+    from .losses import SoftmaxCrossEntropy
 
 
 @dataclass
@@ -71,7 +79,7 @@ class GradcheckReport:
         return self.table()
 
 
-def numerical_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     """Central differences of the scalar function ``f()`` with respect to the array ``x``.
 
     ``x`` is perturbed in place, one element at a time, and restored exactly afterwards (indexing
@@ -117,8 +125,9 @@ def _require_float64(layer, x):
             f"(input dtype {x.dtype}, float32 parameters: {bad or 'none'})")
 
 
-def check_layer(layer, x, *, rng, h: float = 1e-6, tol: float = 1e-7, before_forward=None,
-                adjoint: bool = False, verbose: bool = False) -> GradcheckReport:
+def check_layer(layer: Layer, x: np.ndarray, *, rng: np.random.Generator, h: float = 1e-6, tol: float = 1e-7,
+                before_forward: Callable[[], object] | None = None, adjoint: bool = False,
+                verbose: bool = False) -> GradcheckReport:
     """Check ``layer.backward`` against central differences, for the input and every parameter.
 
     ``x``: a float64 input the layer accepts. ``rng``: a ``np.random.Generator`` for the random
@@ -160,7 +169,8 @@ def check_layer(layer, x, *, rng, h: float = 1e-6, tol: float = 1e-7, before_for
     return report
 
 
-def adjoint_check(layer, x, *, rng, h: float = 1e-6, before_forward=None, wrt: str = "x"):
+def adjoint_check(layer: Layer, x: np.ndarray, *, rng: np.random.Generator, h: float = 1e-6,
+                  before_forward: Callable[[], object] | None = None, wrt: str = "x") -> tuple[float, float, float]:
     """The dot-product test <J v, u> = <v, J^T u> at the point ``x``, with random ``u`` and ``v``.
 
     ``wrt``: ``"x"`` (J = dy/dx, J^T u = ``layer.backward(u)``) or a parameter name such as
@@ -203,7 +213,7 @@ def adjoint_check(layer, x, *, rng, h: float = 1e-6, before_forward=None, wrt: s
     return lhs, rhs, float(rel)
 
 
-def check_loss(loss, logits, labels, *, h: float = 1e-6, tol: float = 1e-7,
+def check_loss(loss: SoftmaxCrossEntropy, logits: np.ndarray, labels: np.ndarray, *, h: float = 1e-6, tol: float = 1e-7,
                verbose: bool = False) -> GradcheckReport:
     """Check a loss's ``backward()`` (gradient of the mean loss w.r.t. the logits) by central differences."""
     logits = np.array(logits, dtype=np.float64, copy=True)
@@ -221,14 +231,14 @@ def check_loss(loss, logits, labels, *, h: float = 1e-6, tol: float = 1e-7,
 # Inputs kept away from kinks
 # ----------------------------------------------------------------------------------------------
 
-def away_from_zero(shape, rng, *, margin: float = 1e-2, scale: float = 2.0) -> np.ndarray:
+def away_from_zero(shape: Shape, rng: np.random.Generator, *, margin: float = 1e-2, scale: float = 2.0) -> np.ndarray:
     """float64 values with |value| in [margin, margin + scale), random signs: ReLU's kink at 0 is
     never within reach of a finite-difference step h << margin."""
     magnitude = margin + scale * rng.random(shape)
     return np.where(rng.random(shape) < 0.5, -magnitude, magnitude)
 
 
-def distinct_values(shape, rng, *, spacing: float = 1e-2) -> np.ndarray:
+def distinct_values(shape: Shape, rng: np.random.Generator, *, spacing: float = 1e-2) -> np.ndarray:
     """A random permutation of the grid ``spacing * (k - size/2)``: every two values differ by at least
     ``spacing``, so a max-pool window never holds a tie, and a step h << spacing never changes a winner."""
     size = int(np.prod(shape))

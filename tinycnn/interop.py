@@ -11,11 +11,12 @@ moving weights is a copy, never a reshape::
 
 Layer correspondence (looked up by class name, so layers added later need no import here):
 
-    Conv2D      <-> nn.Conv2d      (to torch: every option; from torch: dilation 1, groups 1,
-                                    numeric zero padding)
-    MaxPool2D   <-> nn.MaxPool2d   (to torch: every option; from torch: dilation 1, floor mode)
-    AvgPool2D   <-> nn.AvgPool2d   (to torch: every option; from torch: count_include_pad=True, floor
-                                    mode, no divisor_override)
+    Conv2D      <-> nn.Conv2d      (every option both ways: stride, padding as numbers, 'same' or
+                                    'valid', dilation, groups, bias, padding_mode)
+    MaxPool2D   <-> nn.MaxPool2d   (every option both ways but return_indices=True, which is refused:
+                                    a tinycnn layer returns one array)
+    AvgPool2D   <-> nn.AvgPool2d   (every option both ways: ceil_mode, count_include_pad,
+                                    divisor_override)
     Dense       <-> nn.Linear       Flatten <-> nn.Flatten (start_dim 1, end_dim -1)
     ReLU, Sigmoid, Tanh <-> nn.ReLU, nn.Sigmoid, nn.Tanh      Softmax <-> nn.Softmax(dim=1)
     Dropout     <-> nn.Dropout     (each side draws its own masks: equal outputs in eval mode only)
@@ -45,7 +46,15 @@ that says how to install it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import Sequential
 
 
 def _torch():
@@ -61,13 +70,13 @@ def _torch_dtype(torch, np_dtype):
     return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(np_dtype)]
 
 
-def to_torch_state_dict(model) -> dict:
+def to_torch_state_dict(model: Sequential) -> dict[str, torch.Tensor]:
     """``model.state_dict()`` as torch tensors (copies), keys unchanged."""
     torch = _torch()
     return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in model.state_dict().items()}
 
 
-def load_torch_state_dict(model, state) -> None:
+def load_torch_state_dict(model: Sequential, state: Mapping[str, object] | torch.nn.Module) -> None:
     """Load a torch ``state_dict`` (or the state of an ``nn.Module``) into ``model``.
 
     Strict, as ``Sequential.load_state_dict``: missing, extra or mis-shaped keys raise a ValueError
@@ -86,7 +95,7 @@ def load_torch_state_dict(model, state) -> None:
 def _conv_to_torch(nn, layer):
     return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                      padding=layer.padding, dilation=getattr(layer, "dilation", 1), groups=getattr(layer, "groups", 1),
-                     bias=layer.bias is not None)
+                     bias=layer.bias is not None, padding_mode=getattr(layer, "padding_mode", "zeros"))
 
 
 def _batchnorm_to_torch(nn, layer):
@@ -166,12 +175,12 @@ def _torch_container_classes():
 _TORCH_CONTAINERS = None
 
 
-def torch_residual_class():
+def torch_residual_class() -> type:
     """The nn.Module class ``to_torch_module`` builds for a Residual (children block, shortcut, post)."""
     return _torch_container_classes()[0]
 
 
-def torch_concat_class():
+def torch_concat_class() -> type:
     """The nn.ModuleList subclass ``to_torch_module`` builds for a Concat (children 0, 1, ...; ``dim``)."""
     return _torch_container_classes()[1]
 
@@ -200,7 +209,7 @@ def _to_torch(torch, layer, path: str):
     return module
 
 
-def to_torch_module(model):
+def to_torch_module(model: Sequential) -> torch.nn.Sequential:
     """Build the ``torch.nn.Sequential`` equivalent to ``model``, with its weights (copied), in each
     layer's dtype, and in the model's train/eval mode. Residual and Concat become the modules of
     ``torch_residual_class()`` / ``torch_concat_class()``, with the same state_dict keys."""
@@ -221,6 +230,16 @@ def _require(ok: bool, i: int, module, what: str):
     if not ok:
         raise ValueError(f"from_torch_module: module {i} ({module!r}) uses {what}, which tinycnn does not "
                          f"implement")
+
+
+def _build(i, module, name: str, *args, **kwargs):
+    """``name(*args, **kwargs)``; a setting the tinycnn layer refuses (one torch too refuses, but only
+    when the module runs, such as pooling padding over half the kernel) names the torch module."""
+    try:
+        return _cls(name)(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"from_torch_module: module {i} ({module!r}) cannot be built as a tinycnn {name}: "
+                         f"{err}") from err
 
 
 def _layer_dtype(module):
@@ -252,22 +271,20 @@ def _from_torch_layer(i, m):
     dtype = _layer_dtype(m) or np.float32
     init_rng = np.random.default_rng(0)           # weights are overwritten from the module right after
     if kind == "Conv2d":
-        _require(isinstance(m.padding, tuple), i, m, f"padding={m.padding!r}")
-        _require(_pair(m.dilation) == (1, 1), i, m, f"dilation={m.dilation}")
-        _require(m.groups == 1, i, m, f"groups={m.groups}")
-        _require(m.padding_mode == "zeros", i, m, f"padding_mode={m.padding_mode!r}")
-        return _cls("Conv2D")(m.in_channels, m.out_channels, _pair(m.kernel_size), stride=_pair(m.stride),
-                              padding=_pair(m.padding), bias=m.bias is not None, dtype=dtype, rng=init_rng)
+        padding = m.padding if isinstance(m.padding, str) else _pair(m.padding)      # 'same' / 'valid' / (h, w)
+        return _build(i, m, "Conv2D", m.in_channels, m.out_channels, _pair(m.kernel_size), stride=_pair(m.stride),
+                      padding=padding, bias=m.bias is not None, dilation=_pair(m.dilation), groups=m.groups,
+                      padding_mode=m.padding_mode, dtype=dtype, rng=init_rng)
     if kind == "Linear":
         return _cls("Dense")(m.in_features, m.out_features, bias=m.bias is not None, dtype=dtype, rng=init_rng)
     if kind == "MaxPool2d":
-        _require(_pair(m.dilation) == (1, 1), i, m, f"dilation={m.dilation}")
-        _require(not m.ceil_mode and not m.return_indices, i, m, "ceil_mode or return_indices")
-        return _cls("MaxPool2D")(_pair(m.kernel_size), stride=_pair(m.stride), padding=_pair(m.padding))
+        _require(not m.return_indices, i, m, "return_indices=True (a tinycnn layer returns one array)")
+        return _build(i, m, "MaxPool2D", _pair(m.kernel_size), stride=_pair(m.stride), padding=_pair(m.padding),
+                      dilation=_pair(m.dilation), ceil_mode=bool(m.ceil_mode))
     if kind == "AvgPool2d":
-        _require(m.count_include_pad, i, m, "count_include_pad=False")
-        _require(not m.ceil_mode and m.divisor_override is None, i, m, "ceil_mode or divisor_override")
-        return _cls("AvgPool2D")(_pair(m.kernel_size), stride=_pair(m.stride), padding=_pair(m.padding))
+        return _build(i, m, "AvgPool2D", _pair(m.kernel_size), stride=_pair(m.stride), padding=_pair(m.padding),
+                      ceil_mode=bool(m.ceil_mode), count_include_pad=bool(m.count_include_pad),
+                      divisor_override=m.divisor_override)
     if kind == "Flatten":
         _require(m.start_dim == 1 and m.end_dim == -1, i, m, f"start_dim={m.start_dim}, end_dim={m.end_dim}")
         return _cls("Flatten")()
@@ -464,11 +481,12 @@ def _from_torch(path: str, m):
     return _from_torch_graph(path, m)
 
 
-def from_torch_module(module):
+def from_torch_module(module: torch.nn.Sequential) -> Sequential:
     """Build the ``tc.Sequential`` equivalent to a ``torch.nn.Sequential``, weights copied, in the
-    module's dtype and train/eval mode. Options tinycnn lacks (dilation, groups, ceil_mode, ...)
-    raise a ValueError naming the module; modules with children become Residual / Concat when their
-    forward has one of those forms (see the module docstring), else are refused with the reason."""
+    module's dtype and train/eval mode. Options tinycnn lacks (MaxPool2d's return_indices, ...) and
+    settings its layers refuse raise a ValueError naming the module; modules with children become
+    Residual / Concat when their forward has one of those forms (see the module docstring), else are
+    refused with the reason."""
     torch = _torch()
     from .model import Sequential
 

@@ -33,6 +33,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -69,8 +70,8 @@ class SoftmaxCrossEntropy:
     this). label_smoothing: in [0, 1]. 1-D (unbatched) logits are not accepted: pass (1, K).
     """
 
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0):
+    def __init__(self, weight: ArrayLike | None = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0) -> None:
         self._cache: SoftmaxCECache | None = None
         name = "SoftmaxCrossEntropy"
         if weight is not None:
@@ -112,7 +113,7 @@ class SoftmaxCrossEntropy:
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def forward(self, logits, labels):
+    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
         logits = np.asarray(logits)
         if logits.dtype.kind != "f":
             raise TypeError(f"{self!r}: logits dtype is {logits.dtype}, but a floating array is needed")
@@ -182,7 +183,7 @@ class SoftmaxCrossEntropy:
 
     # -- backward --------------------------------------------------------------------------------
 
-    def backward(self, grad=None):
+    def backward(self, grad: float | np.ndarray | None = None) -> np.ndarray:
         """Gradient of the loss with respect to the logits, the logits' shape.
 
         'mean' / 'sum': ``grad`` is the upstream scalar (None: 1). 'none': the upstream gradient of

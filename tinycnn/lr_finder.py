@@ -29,9 +29,20 @@ smaller ``smooth`` shorten that lag.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._typing import PathLike
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from .losses import SoftmaxCrossEntropy
+    from .model import Sequential
+    from .optim import Optimizer
 
 
 @dataclass
@@ -45,7 +56,7 @@ class LRRangeResult:
     lr_at_min_loss: float | None = None
     meta: dict = field(default_factory=dict)
 
-    def plot(self, path=None, *, ax=None):
+    def plot(self, path: PathLike | None = None, *, ax: Axes | None = None) -> Axes:
         """Plot smoothed loss against the rate (log axis), marking the suggestion; save to ``path``
         if given. Returns the matplotlib Axes. Needs matplotlib (``pip install matplotlib``)."""
         try:
@@ -112,8 +123,10 @@ def _batches(n, batch_size, rng):
             yield order[start:start + batch_size]
 
 
-def lr_range_test(model, loss_fn, x, y, *, optimizer_factory, start_lr=1e-7, end_lr=10.0, num_steps=200,
-                  batch_size=64, rng, smooth=0.98, diverge_factor=4.0) -> LRRangeResult:
+def lr_range_test(model: Sequential, loss_fn: SoftmaxCrossEntropy, x: np.ndarray, y: np.ndarray, *,
+                  optimizer_factory: Callable[..., Optimizer], start_lr: float = 1e-7, end_lr: float = 10.0,
+                  num_steps: int = 200, batch_size: int = 64, rng: np.random.Generator, smooth: float = 0.98,
+                  diverge_factor: float = 4.0) -> LRRangeResult:
     """Run the range test on ``(x, y)`` and restore the model afterwards.
 
     model: a ``Sequential``; loss_fn: e.g. ``tc.SoftmaxCrossEntropy()``; x: (N, ...) inputs;

@@ -21,9 +21,11 @@ class absent from both y_true and y_pred counts as 0 in the macro average:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 class PrecisionRecallF1(NamedTuple):
@@ -78,7 +80,7 @@ def _scores(scores, owner) -> np.ndarray:
     return scores
 
 
-def accuracy(y_true, y_pred) -> float:
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Fraction of samples whose prediction equals the label.
 
     y_true: (N,) class indices. y_pred: (N,) class indices, or (N, K) scores (logits or
@@ -93,7 +95,7 @@ def accuracy(y_true, y_pred) -> float:
     return float(np.mean(y_true == y_pred))
 
 
-def top_k_accuracy(y_true, scores, k: int = 5) -> float:
+def top_k_accuracy(y_true: ArrayLike, scores: ArrayLike, k: int = 5) -> float:
     """Fraction of samples whose true class is among the k highest scores.
 
     y_true: (N,); scores: (N, K). A sample counts when fewer than k classes score *strictly* higher
@@ -115,7 +117,7 @@ def top_k_accuracy(y_true, scores, k: int = 5) -> float:
     return float(np.mean(higher < k))
 
 
-def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> np.ndarray:
     """C: (K, K) int64, C[i, j] = count of samples with true class i and predicted class j."""
     owner = "confusion_matrix"
     num_classes = _num_classes(num_classes, owner)
@@ -137,7 +139,8 @@ def _f1(precision, recall):
     return _safe_divide(2 * precision * recall, precision + recall)
 
 
-def precision_recall_f1(y_true, y_pred, num_classes: int, average: str | None = None) -> PrecisionRecallF1:
+def precision_recall_f1(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int,
+                        average: str | None = None) -> PrecisionRecallF1:
     """Precision, recall and F1: per class (``average=None``: arrays (K,)) or averaged
     (``"macro"``, ``"micro"``, ``"weighted"``: floats). Definitions and zero-division rule: see the
     module docstring."""
@@ -163,7 +166,8 @@ def precision_recall_f1(y_true, y_pred, num_classes: int, average: str | None = 
     return PrecisionRecallF1(float(precision @ weights), float(recall @ weights), float(f1 @ weights))
 
 
-def classification_report(y_true, y_pred, num_classes: int, class_names=None, digits: int = 3) -> str:
+def classification_report(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int,
+                          class_names: Sequence[str] | None = None, digits: int = 3) -> str:
     """A text table: per-class precision, recall, F1 and support; then accuracy, macro and
     weighted averages (the layout of scikit-learn's report)."""
     owner = "classification_report"

@@ -15,15 +15,27 @@ whose machinery lives in ``tinycnn.training``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import fast, shapes
 from . import training as fit_api
+from ._typing import PathLike, Shape
 from .layers.base import Layer, Parameter
+
+if TYPE_CHECKING:
+    from .callbacks import Callback
+    from .optim import Optimizer
+
+# What fit / evaluate take: arrays (x, y), or x an iterable of (x, y) batches and y None
+XYBatches = Iterable[tuple[np.ndarray, np.ndarray]]
 
 
 class Sequential:
-    def __init__(self, *layers: Layer, input_shape=None):
+    def __init__(self, *layers: Layer | Sequential, input_shape: Shape | None = None) -> None:
         for i, layer in enumerate(layers):
             if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
                 raise TypeError(f"Sequential: item {i} ({layer!r}) is not a layer (no forward/backward)")
@@ -39,23 +51,23 @@ class Sequential:
         if input_shape is not None:
             self.build(input_shape)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.layers)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Layer | Sequential:
         return self.layers[i]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Layer | Sequential]:
         return iter(self.layers)
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> np.ndarray:
         return self.forward(x)
 
-    def build(self, input_shape, *, source: str = "input_shape"):
+    def build(self, input_shape: Shape, *, source: str = "input_shape") -> list[shapes.LayerShape]:
         """Check every layer against per-sample ``input_shape`` (C, H, W); raise ``ShapeError`` naming
         the first layer that cannot take its input. Returns the per-layer shapes."""
         input_shape = tuple(int(d) for d in input_shape)
@@ -65,7 +77,8 @@ class Sequential:
         self._checked_shapes.add(input_shape)
         return records
 
-    def summary(self, batch_size: int = 32, *, input_shape=None, print_fn=print) -> str:
+    def summary(self, batch_size: int = 32, *, input_shape: Shape | None = None,
+                print_fn: Callable[[str], object] | None = print) -> str:
         """Print (and return) per layer: output shape, parameters, multiply-adds, activation memory and
         Conv2D's im2col buffer; then the totals for ``batch_size`` images."""
         if input_shape is None and self.input_shape is None:
@@ -81,13 +94,13 @@ class Sequential:
             print_fn(text)
         return text
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: Shape) -> Shape:
         """Per-sample shape in -> per-sample shape out, checking every layer (a Sequential nested in
         another network, or in a residual block)."""
         records = shapes.infer_shapes(self.layers, tuple(int(d) for d in in_shape), source="its input")
         return records[-1].out_shape if records else tuple(in_shape)
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | Sequential) -> None:
         """Append a layer (Keras's ``model.add``); shapes are checked again at the next forward."""
         if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
             raise TypeError(f"Sequential.add: {layer!r} is not a layer (no forward/backward)")
@@ -109,7 +122,7 @@ class Sequential:
             layer.requires_grad_(requires_grad)
         return self
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """x: (N, ...) -> the last layer's output. Runs through the executor's plan
         (``tinycnn.fast``), or the layers' own code when the executor is off."""
         x = np.asarray(x)
@@ -118,7 +131,7 @@ class Sequential:
         self._last_plan = self.plan(plain=not fast.runs_fast(x))
         return self._last_plan.forward(x)
 
-    def backward(self, grad_y, input_grad=True):
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """grad_y: gradient of the loss w.r.t. the output -> gradient w.r.t. the input; every parameter's
         ``.grad`` is written on the way. ``input_grad=False`` (what ``fit`` and ``tinycnn train`` use)
         returns None and lets the executor skip the work whose only product is the input gradient."""
@@ -127,13 +140,13 @@ class Sequential:
             raise RuntimeError(f"{last}backward() called before forward()")
         return self._last_plan.backward(grad_y, input_grad)
 
-    def forward_through(self, layers, x):
+    def forward_through(self, layers: Sequence[Layer | Sequential], x: ArrayLike) -> np.ndarray:
         """Forward through ``layers``, the first layers of this model (``fit`` stops before a trailing
         Softmax, whose work the loss does); ``backward`` then runs back through the same layers."""
         self._last_plan = self.plan(layers, plain=not fast.runs_fast(x))
         return self._last_plan.forward(np.asarray(x))
 
-    def plan(self, layers=None, *, plain: bool = False) -> fast.Plan:
+    def plan(self, layers: Sequence[Layer | Sequential] | None = None, *, plain: bool = False) -> fast.Plan:
         """The plan that runs ``layers`` (default: all of this model's), made once and kept while the
         layers stay the same. ``plain=True``: every layer on its own code (the executor turned off)."""
         layers = self.layers if layers is None else list(layers)
@@ -146,27 +159,31 @@ class Sequential:
 
     # -- Keras-style front end (machinery in tinycnn.training) ---------------------------------------
 
-    def compile(self, optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=None, lr=None,
-                seed: int = fit_api.DEFAULT_SEED):
+    def compile(self, optimizer: str | Optimizer = "sgd", loss: str = "sparse_categorical_crossentropy",
+                metrics: str | Callable | Sequence[str | Callable] | None = None, lr: float | None = None,
+                seed: int = fit_api.DEFAULT_SEED) -> Sequential:
         """Choose optimizer ('sgd', 'adam' or an optimizer object), loss and metrics for ``fit``.
         ``seed`` seeds the generator that shuffles the data in ``fit``. See ``tinycnn.training.compile_model``."""
         self.compiled = fit_api.compile_model(self, optimizer, loss, metrics, lr=lr, seed=seed)
         return self
 
-    def save(self, path, optimizer=None, **options):
+    def save(self, path: PathLike, optimizer: Optimizer | None = None, **options: bool) -> None:
         """Architecture, weights and (optionally) optimizer state in one file; ``tinycnn.load_model``
         reads it back. See ``tinycnn.saving.save_model``."""
         from .saving import save_model  # saving imports this module
         return save_model(self, path, optimizer, **options)
 
     @property
-    def optimizer(self):
+    def optimizer(self) -> Optimizer | None:
         """The optimizer ``compile`` chose (Keras's ``model.optimizer``); None before ``compile``."""
         return self.compiled.optimizer if self.compiled is not None else None
 
-    def fit(self, x, y=None, epochs=1, batch_size=None, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, rng=None, class_weight=None, sample_weight=None,
-            initial_epoch=0) -> fit_api.History:
+    def fit(self, x: np.ndarray | XYBatches, y: np.ndarray | None = None, epochs: int = 1,
+            batch_size: int | None = None, validation_split: float = 0.0,
+            validation_data: tuple[np.ndarray, np.ndarray] | XYBatches | None = None,
+            shuffle: bool = True, callbacks: Sequence[Callback] | None = None, verbose: int = 1,
+            rng: np.random.Generator | None = None, class_weight: dict[int, float] | None = None,
+            sample_weight: ArrayLike | None = None, initial_epoch: int = 0) -> fit_api.History:
         """Train on NCHW arrays ``x`` and labels ``y``, or on an iterable of ``(x, y)`` batches ``x``
         (re-iterated every epoch, e.g. a ``tinycnn.data`` pipeline with augmentation); returns a
         ``History``. See ``tinycnn.training.fit``."""
@@ -174,7 +191,9 @@ class Sequential:
                            validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
                            rng=rng, class_weight=class_weight, sample_weight=sample_weight, initial_epoch=initial_epoch)
 
-    def evaluate(self, x, y=None, batch_size=None, verbose=0, return_dict=False, sample_weight=None, tta=None):
+    def evaluate(self, x: np.ndarray | XYBatches, y: np.ndarray | None = None, batch_size: int | None = None,
+                 verbose: int = 0, return_dict: bool = False, sample_weight: ArrayLike | None = None,
+                 tta: str | None = None) -> float | list[float] | dict[str, float]:
         """Loss and metrics on ``(x, y)`` (or an iterable of batches) in eval mode, as Keras returns them:
         the loss alone when no metrics were compiled, else ``[loss, metric1, ...]``; ``return_dict=True``
         gives ``{"loss": 0.9, "accuracy": 0.7}``. tta: test-time augmentation, None, "flip" or
@@ -182,18 +201,18 @@ class Sequential:
         return fit_api.evaluate(self, x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict,
                                 sample_weight=sample_weight, tta=tta)
 
-    def predict(self, x, batch_size=32, tta=None) -> np.ndarray:
+    def predict(self, x: ArrayLike, batch_size: int = 32, tta: str | None = None) -> np.ndarray:
         """Class probabilities (N, K), in eval mode; softmax applied exactly once. tta: as ``evaluate``."""
         return fit_api.predict(self, x, batch_size=batch_size, tta=tta)
 
-    def predict_classes(self, x, batch_size=32) -> np.ndarray:
+    def predict_classes(self, x: ArrayLike, batch_size: int = 32) -> np.ndarray:
         """Most probable class per sample: int64 (N,)."""
         return self.predict(x, batch_size=batch_size).argmax(axis=1)
 
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def named_parameters(self):
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """``("0.weight", Parameter)`` pairs, torch.nn.Sequential's names, in its order."""
         for i, layer in enumerate(self.layers):
             for name, p in layer.named_parameters():
@@ -204,20 +223,20 @@ class Sequential:
         return {f"{i}.{name}": buf for i, layer in enumerate(self.layers)
                 for name, buf in layer.named_buffers().items()}
 
-    def named_children(self):
+    def named_children(self) -> list[tuple[str, Layer | Sequential]]:
         """``("0", layer)`` pairs, as torch's ``named_children()``."""
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> Sequential:
         self.training = bool(mode)
         for layer in self.layers:
             layer.train(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Sequential:
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = np.zeros_like(p.data)
 

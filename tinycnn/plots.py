@@ -13,9 +13,12 @@ then renamed, so a picture file is either complete or absent.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ._typing import PathLike
 
 HINT = "pip install 'tinycnn[plot]' (or pip install matplotlib)"
 
@@ -57,7 +60,7 @@ def _save(fig, path) -> Path:
     return path
 
 
-def learning_curves(history: dict, path) -> Path:
+def learning_curves(history: dict, path: PathLike) -> Path:
     """Loss and accuracy per epoch, training (running, as it trained) and validation."""
     fig = _new_figure(10, 4)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
@@ -75,7 +78,7 @@ def learning_curves(history: dict, path) -> Path:
     return _save(fig, path)
 
 
-def confusion_matrix(cm, classes, path) -> Path:
+def confusion_matrix(cm: np.ndarray, classes: Sequence[str], path: PathLike) -> Path:
     """Colour = share of the true class (row-normalised); counts written in the cells up to 20 classes."""
     cm = np.asarray(cm)                                                  # (K, K)
     k = len(classes)
@@ -100,7 +103,7 @@ def confusion_matrix(cm, classes, path) -> Path:
     return _save(fig, path)
 
 
-def first_layer_filters(weight, path) -> Path:
+def first_layer_filters(weight: np.ndarray, path: PathLike) -> Path:
     """One tile per output channel of the first convolution, each scaled to its own min..max:
     colour for 3 input channels (RGB), grey for 1, the mean over input channels otherwise."""
     w = np.asarray(weight, dtype=np.float64)                            # (O, C, KH, KW)

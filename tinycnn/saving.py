@@ -56,15 +56,20 @@ import numbers
 import os
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 
 from . import checkpoint, optim
 from . import layers as layer_module
+from ._typing import PathLike
 from .model import Sequential
 from .training import _metric
+
+# a value in the JSON architecture: what json.loads gives
+JSONValue: TypeAlias = "None | bool | int | float | str | list | dict"
 
 FORMAT = "tinycnn-model"
 FORMAT_VERSION = 1
@@ -118,14 +123,14 @@ class Arg:
     get: Callable | None = None
     optional: bool = False
 
-    def present(self, layer) -> bool:
+    def present(self, layer: object) -> bool:
         return self.get is not None or not self.optional or hasattr(layer, self.attr or self.name)
 
-    def read(self, layer):
+    def read(self, layer: object) -> JSONValue:
         value = self.get(layer) if self.get is not None else getattr(layer, self.attr or self.name)
         return _to_json_value(value, self.kind, f"{type(layer).__name__}.{self.attr or self.name}")
 
-    def parse(self, v, where):
+    def parse(self, v: JSONValue, where: str) -> object:
         k = self.kind
         if k in ("int", "count"):
             return _check_int(v, where, 1 if k == "int" else 0)
@@ -301,7 +306,7 @@ def _join(prefix: str, name) -> str:
     return f"{prefix}.{name}" if prefix else str(name)
 
 
-def architecture(model) -> dict:
+def architecture(model: Sequential) -> dict:
     """The model as a JSON-able tree (see the module docstring). Raises ModelFileError naming the
     path of a layer whose class is not in ``REGISTRY``."""
     classes = _classes()
@@ -332,7 +337,7 @@ def _describe(layer, path: str, classes) -> dict:
     return node
 
 
-def walk(model, path: str = ""):
+def walk(model: object, path: str = "") -> Iterator[tuple[str, object]]:
     """Yield (path, layer) for the model and every layer inside it, depth first, containers first."""
     yield path, model
     entry = REGISTRY.get(type(model).__name__)
@@ -432,7 +437,7 @@ def _build(spec: _Spec, where: str):
                              f"{spec.cls.__name__} refuses the recorded arguments {spec.args}: {err}") from err
 
 
-def from_architecture(node) -> object:
+def from_architecture(node: dict) -> object:
     """Build the model a tree from ``architecture`` describes (fresh weights)."""
     where = "from_architecture"
     spec = _parse(node, "", _classes(), 0, [0], where)
@@ -461,7 +466,8 @@ def _rng_from_json(value):
 
 # -- save ------------------------------------------------------------------------------------------
 
-def save_model(model, path, optimizer=None, *, include_optimizer: bool = True) -> None:
+def save_model(model: Sequential, path: PathLike, optimizer: optim.Optimizer | None = None, *,
+               include_optimizer: bool = True) -> None:
     """Write ``model`` (architecture, weights, every layer generator's state) to ``path`` atomically.
 
     optimizer: an optimizer built on ``model.parameters()`` (in that order), whose state is saved too;
@@ -646,7 +652,7 @@ def _restore_layer_rngs(model, rngs: dict, where) -> None:
 
 # -- load ------------------------------------------------------------------------------------------
 
-def load_model(path, *, compile: bool = True):
+def load_model(path: PathLike, *, compile: bool = True) -> Sequential:
     """The model ``save_model`` wrote to ``path``: same layers, weights and generator states, in eval
     mode (``model.train()`` or ``fit`` switches back). With ``compile`` and a model that was compiled
     when saved, it is compiled again with the same loss and metrics, and its optimizer and shuffling
@@ -684,7 +690,7 @@ def load_model(path, *, compile: bool = True):
     return model.eval()
 
 
-def load_optimizer(path, model):
+def load_optimizer(path: PathLike, model: Sequential) -> optim.Optimizer:
     """The optimizer saved in ``path``, rebuilt over ``model.parameters()`` with its saved state (for the
     PyTorch-style loop: ``save_model(model, path, optimizer=opt)``, then ``load_model`` and this)."""
     path = os.fspath(path)
@@ -712,7 +718,7 @@ def _safetensors():
     return st
 
 
-def save_safetensors(model_or_state, path) -> None:
+def save_safetensors(model_or_state: Sequential | dict[str, np.ndarray], path: PathLike) -> None:
     """Write a model's ``state_dict()`` (or a state dict) to a ``.safetensors`` file, keys unchanged
     (torch.nn's keys, so ``safetensors.torch.load_file`` feeds the same torch module)."""
     st = _safetensors()
@@ -721,7 +727,7 @@ def save_safetensors(model_or_state, path) -> None:
     st.save_file({k: np.asarray(v, order="C") for k, v in state.items()}, os.fspath(path))
 
 
-def load_safetensors(path) -> dict[str, np.ndarray]:
+def load_safetensors(path: PathLike) -> dict[str, np.ndarray]:
     """A state dict read from a ``.safetensors`` file (the format holds only a JSON header and raw
     numbers; the library checks the header's offsets against the file). Give it to
     ``model.load_state_dict``, which checks every key and shape."""

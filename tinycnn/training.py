@@ -76,7 +76,8 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite. ``epoch`` and ``step`` are 1-based (as printed);
     ``global_step`` counts batches from the start of the fit (1-based); ``loss`` is the bad value."""
 
-    def __init__(self, epoch: int, epochs: int, step: int, steps, global_step: int, loss: float, lr: float):
+    def __init__(self, epoch: int, epochs: int, step: int, steps: int | str, global_step: int, loss: float,
+                 lr: float) -> None:
         self.epoch, self.step, self.global_step, self.loss = epoch, step, global_step, loss
         super().__init__(
             f"fit: the training loss is {loss} at epoch {epoch}/{epochs}, step {step}/{steps} "
@@ -91,7 +92,7 @@ class NonFiniteStateError(FloatingPointError):
     training diverged, and that state must not be saved as a good checkpoint. ``epoch`` is 1-based;
     ``found`` lists what is not finite."""
 
-    def __init__(self, epoch: int, epochs: int, found: list[str]):
+    def __init__(self, epoch: int, epochs: int, found: list[str]) -> None:
         self.epoch, self.found = epoch, list(found)
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
         super().__init__(
@@ -139,11 +140,11 @@ class Compiled:
 class History:
     """Per-epoch numbers of one ``fit``: ``history.history["loss"][e]`` etc.; ``epoch``: 0-based indices."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
 
-    def append(self, epoch: int, logs: dict):
+    def append(self, epoch: int, logs: dict) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))

@@ -44,9 +44,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
+from ._typing import PathLike, Shape
 from .checkpoint import CheckpointError, load_checkpoint, model_shapes, read_meta
 from .layers import AdaptiveAvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Residual
 from .model import Sequential
@@ -120,7 +122,8 @@ class _TooLarge(ValueError):
 
 # -- the networks -----------------------------------------------------------------------------------
 
-def lenet(input_shape, num_classes, rng, *, _max_dense=None) -> Sequential:
+def lenet(input_shape: Shape, num_classes: int, rng: np.random.Generator, *,
+          _max_dense: int | None = None) -> Sequential:
     """Two padded 3x3 conv stages (32, 64 filters) with max-pooling, then one dense layer.
 
     (C, H, W) -> Conv 32 (C', H, W) -> pool (32, H/2, W/2) -> Conv 64 -> pool (64, H/4, W/4)
@@ -132,7 +135,8 @@ def lenet(input_shape, num_classes, rng, *, _max_dense=None) -> Sequential:
     return _classifier("lenet", features, shape, int(num_classes), rng, max_dense=_max_dense)
 
 
-def seed_keras(input_shape, num_classes, rng, *, _max_dense=None) -> Sequential:
+def seed_keras(input_shape: Shape, num_classes: int, rng: np.random.Generator, *,
+               _max_dense: int | None = None) -> Sequential:
     """The seed's Keras CNN: three unpadded 3x3 conv stages (32, 64, 128) with max-pooling, one dense.
 
     3x32x32: 30 -> 15 -> 13 -> 6 -> 4 -> 2, Flatten 128*2*2 = 512, Dense(512 -> K).
@@ -145,8 +149,8 @@ def seed_keras(input_shape, num_classes, rng, *, _max_dense=None) -> Sequential:
     return _classifier("seed_keras", features, shape, int(num_classes), rng, max_dense=_max_dense)
 
 
-def vgg_bn(input_shape, num_classes, rng, width: int = 32, dropout: float = 0.25, *,
-           _max_dense=None) -> Sequential:
+def vgg_bn(input_shape: Shape, num_classes: int, rng: np.random.Generator, width: int = 32, dropout: float = 0.25,
+           *, _max_dense: int | None = None) -> Sequential:
     """VGG-style with batch norm: four stages of 3x3 convolutions (padding 1, no bias), widths w, 2w,
     4w, 8w (w = ``width``, 32 by default), each stage ending in a 2x2 max-pool; then Dropout and
     Dense(-> K). Every conv is followed by BatchNorm2D and ReLU; a stage's last conv is pooled first::
@@ -205,7 +209,8 @@ def _basic_block(c_in: int, c_out: int, stride: int, rng) -> Residual:
     return Residual(block, shortcut=shortcut, post=ReLU())
 
 
-def resnet20(input_shape, num_classes, rng, width: int = 16, *, _max_dense=None) -> Sequential:
+def resnet20(input_shape: Shape, num_classes: int, rng: np.random.Generator, width: int = 16, *,
+             _max_dense: int | None = None) -> Sequential:
     """He et al.'s CIFAR ResNet-20 ("Deep Residual Learning for Image Recognition", 2016, section 4.2):
     6n + 2 = 20 layers with n = 3, widths w, 2w, 4w (w = ``width``, 16 by default)::
 
@@ -253,7 +258,8 @@ def _separable(c_in: int, c_out: int, stride: int, rng) -> list:
             ReLU(), Conv2D(c_in, c_out, 1, bias=False, rng=rng), BatchNorm2D(c_out), ReLU()]
 
 
-def mobilenet(input_shape, num_classes, rng, width: int = 32, *, _max_dense=None) -> Sequential:
+def mobilenet(input_shape: Shape, num_classes: int, rng: np.random.Generator, width: int = 32, *,
+              _max_dense: int | None = None) -> Sequential:
     """A small MobileNet-style network of depthwise-separable blocks (``_separable``), w = ``width``::
 
         Conv 3x3 (C -> w, pad 1), BN, ReLU                       (w, H, W)
@@ -310,14 +316,14 @@ def _entry(name: str, owner: str) -> ModelEntry:
     return MODELS[name]
 
 
-def build(name: str, input_shape, num_classes: int, rng: np.random.Generator, **options) -> Sequential:
+def build(name: str, input_shape: Shape, num_classes: int, rng: np.random.Generator, **options: float) -> Sequential:
     """The zoo network ``name`` for per-sample ``input_shape`` (C, H, W) and ``num_classes`` classes."""
     return _entry(name, "zoo.build").builder(input_shape, num_classes, rng, **options)
 
 
 # -- the checkpoint record --------------------------------------------------------------------------
 
-def describe(name: str, input_shape, num_classes: int, **options) -> dict:
+def describe(name: str, input_shape: Shape, num_classes: int, **options: float) -> dict:
     """The JSON-able record of a zoo network, for a checkpoint's ``extra["model"]``."""
     _entry(name, "zoo.describe")
     return {"format": RECORD_FORMAT, "name": name, "input_shape": [int(d) for d in input_shape],
@@ -327,13 +333,13 @@ def describe(name: str, input_shape, num_classes: int, **options) -> dict:
 LIMITS = {"channels": 4096, "side": 16384, "num_classes": 100_000, "width": 1024}   # of a record
 
 
-def _record_fail(where: str, path, field: str, problem: str):
+def _record_fail(where: str, path, field: str, problem: str) -> NoReturn:
     if path is not None:
         raise CheckpointError(path, f"extra.model.{field}" if field else "extra.model", problem)
     raise ValueError(f"{where}: {problem}")
 
 
-def check_record(record, *, where: str = "zoo.check_record", path=None) -> dict:
+def check_record(record: object, *, where: str = "zoo.check_record", path: PathLike | None = None) -> dict:
     """The record ``describe`` writes, every field checked (types and ``LIMITS``); returns it with
     ``options`` filled in. Raises CheckpointError naming ``path`` and the field when ``path`` is given
     (the record came from that checkpoint), else ValueError."""
@@ -389,12 +395,12 @@ def _check_against_weights(record: dict, weights: dict, where: str, path) -> int
     return sum(math.prod(shape) for shape in weights.values())
 
 
-def shape_text(shape) -> str:
+def shape_text(shape: Shape | None) -> str:
     return "none" if shape is None else f"shape {tuple(shape)}"
 
 
-def from_record(record, rng: np.random.Generator, *, where: str = "zoo.from_record", path=None,
-                weights: dict | None = None) -> Sequential:
+def from_record(record: object, rng: np.random.Generator, *, where: str = "zoo.from_record",
+                path: PathLike | None = None, weights: dict | None = None) -> Sequential:
     """Rebuild the network a ``describe`` record names (fresh weights drawn from ``rng``).
 
     ``weights`` (``{key: shape}`` of the checkpoint's ``model/`` members, from
@@ -414,7 +420,7 @@ def from_record(record, rng: np.random.Generator, *, where: str = "zoo.from_reco
                      f"{record['name']!r} network: {err}")
 
 
-def load_model(path) -> tuple[Sequential, dict]:
+def load_model(path: PathLike) -> tuple[Sequential, dict]:
     """Rebuild the zoo network a ``tinycnn train`` checkpoint names and load its weights.
 
     Returns (model in eval mode, the checkpoint's metadata as ``load_checkpoint`` returns it). Raises

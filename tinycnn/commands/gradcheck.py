@@ -184,6 +184,14 @@ def _conv_options(rng, depthwise=False):
     return LayerCase(layer, rng.standard_normal(shape))
 
 
+def _conv_padding_mode(mode, rng):
+    """Padding copied from the image (``padding_mode``), as much as torch allows on one axis of the 4x3
+    input (reflect: size - 1, circular: the whole size), with a stride and an even kernel."""
+    pad = {"reflect": (3, 2), "replicate": (2, 4), "circular": (4, 3)}[mode]
+    layer = tc.Conv2D(2, 3, (3, 2), stride=(2, 1), padding=pad, padding_mode=mode, dtype=F64, rng=rng)
+    return LayerCase(layer, rng.standard_normal((2, 2, 4, 3)))
+
+
 def _pool_options(kind, rng):
     """ceil_mode windows that run past the padding; max: dilation 2 (every window still holds a pixel
     on these sizes); avg: without the padding in the divisor, or a fixed divisor."""
@@ -200,6 +208,9 @@ def _pool_options(kind, rng):
 _GRAPHS_AND_MODERN = {
     "Conv2D(groups, dilation, padding='same')": _conv_options,
     "Conv2D(depthwise, unbatched)": lambda rng: _conv_options(rng, depthwise=True),
+    "Conv2D(padding_mode='reflect')": lambda rng: _conv_padding_mode("reflect", rng),
+    "Conv2D(padding_mode='replicate')": lambda rng: _conv_padding_mode("replicate", rng),
+    "Conv2D(padding_mode='circular')": lambda rng: _conv_padding_mode("circular", rng),
     "MaxPool2D(dilation, ceil_mode)": lambda rng: _pool_options("max", rng),
     "AvgPool2D(ceil_mode, count_include_pad=False)": lambda rng: _pool_options("avg", rng),
     "AvgPool2D(divisor_override)": lambda rng: _pool_options("divisor", rng),

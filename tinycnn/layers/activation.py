@@ -41,19 +41,19 @@ class TanhCache:
 
 
 class ReLU(Layer):
-    def __init__(self):
+    def __init__(self) -> None:
         self._cache = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ReLU()"
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """y = max(x, 0), any shape; NaN stays NaN."""
         x = _check_float(self, x)
         self._cache = ReLUCache(positive=x > 0)          # False at 0 and at NaN: ReLU'(0) = 0
         return np.maximum(x, x.dtype.type(0))            # NaN propagates through np.maximum
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         """dx = g where x > 0, else 0."""
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.positive.shape)
@@ -61,13 +61,13 @@ class ReLU(Layer):
 
 
 class Sigmoid(Layer):
-    def __init__(self):
+    def __init__(self) -> None:
         self._cache = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Sigmoid()"
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _check_float(self, x)
         # exp of a non-positive number only: no overflow for any x.
         e = np.exp(-np.abs(x))
@@ -75,7 +75,7 @@ class Sigmoid(Layer):
         self._cache = SigmoidCache(y=y)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.y.shape)
         y = cache.y
@@ -83,20 +83,20 @@ class Sigmoid(Layer):
 
 
 class Tanh(Layer):
-    def __init__(self):
+    def __init__(self) -> None:
         self._cache = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Tanh()"
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _check_float(self, x)
         # Evaluate in float64 (exact for float32 input), round once to x's dtype.
         y = np.tanh(x.astype(np.float64, copy=False)).astype(x.dtype, copy=False)
         self._cache = TanhCache(y=y)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.y.shape)
         y = cache.y

@@ -65,11 +65,11 @@ class AdaptivePoolCache:
 class _AdaptivePool2D(Layer):
     kind = "AdaptivePool2D"
 
-    def __init__(self, output_size):
+    def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
         self.output_size = _output_size(output_size, self.kind)
         self._cache: AdaptivePoolCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         oh, ow = self.output_size
         return f"{self.kind}(output_size={oh if oh == ow else (oh, ow)})"
 
@@ -77,7 +77,7 @@ class _AdaptivePool2D(Layer):
         oh, ow = self.output_size
         return (h if oh is None else oh), (w if ow is None else ow)
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, H, W) -> (C, OH, OW)."""
         in_shape = tuple(in_shape)
         if len(in_shape) != 3:
@@ -100,7 +100,7 @@ class AdaptiveAvgPool2D(_AdaptivePool2D):
     """Average over torch's adaptive bins; AdaptiveAvgPool2D(1) is global average pooling."""
     kind = "AdaptiveAvgPool2D"
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x, rows, cols = self._prepare(x)
         n, c = x.shape[:2]
         y = np.empty((n, c, len(rows), len(cols)), dtype=x.dtype)            # (N, C, OH, OW)
@@ -110,7 +110,7 @@ class AdaptiveAvgPool2D(_AdaptivePool2D):
         self._cache = AdaptivePoolCache(x_shape=x.shape, rows=rows, cols=cols, winners=None)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         n, c = cache.x_shape[:2]
         g = self._check_grad(grad_y, (n, c, len(cache.rows), len(cache.cols)))
@@ -126,7 +126,7 @@ class AdaptiveMaxPool2D(_AdaptivePool2D):
     """Maximum over torch's adaptive bins (ties: first maximum; NaN: last NaN; see the module docstring)."""
     kind = "AdaptiveMaxPool2D"
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x, rows, cols = self._prepare(x)
         n, c = x.shape[:2]
         y = np.empty((n, c, len(rows), len(cols)), dtype=x.dtype)            # (N, C, OH, OW)
@@ -143,7 +143,7 @@ class AdaptiveMaxPool2D(_AdaptivePool2D):
         self._cache = AdaptivePoolCache(x_shape=x.shape, rows=rows, cols=cols, winners=winners)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         n, c = cache.x_shape[:2]
         g = self._check_grad(grad_y, (n, c, len(cache.rows), len(cache.cols)))

@@ -49,6 +49,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .base import Layer, Parameter, check_input, float_dtype, positive_int
 
@@ -76,8 +77,8 @@ class BatchNorm2D(Layer):
     num_batches_tracked: int64, 0-d. They are updated in place, so references stay valid.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
-                 dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, *, dtype: DTypeLike = np.float32) -> None:
         name = "BatchNorm2D"
         self.num_features = positive_int(num_features, "num_features", name)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 <= float(eps) < np.inf):
@@ -102,18 +103,18 @@ class BatchNorm2D(Layer):
             self.running_mean = self.running_var = self.num_batches_tracked = None
         self._cache: BatchNormCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.affine else ", affine=False"
         extra += "" if self.track_running_stats else ", track_running_stats=False"
         return f"BatchNorm2D({self.num_features}, eps={self.eps:g}, momentum={self.momentum}{extra})"
 
-    def named_buffers(self):
+    def named_buffers(self) -> dict[str, np.ndarray]:
         if not self.track_running_stats:
             return {}
         return {"running_mean": self.running_mean, "running_var": self.running_var,
                 "num_batches_tracked": self.num_batches_tracked}
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, H, W) -> (C, H, W), checking C."""
         if len(in_shape) != 3:
             raise ValueError(f"{self!r}: expects a (C, H, W) image per sample (input (N, C, H, W)), "
@@ -125,7 +126,7 @@ class BatchNorm2D(Layer):
 
     # -- forward -------------------------------------------------------------------------------
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(self, x, 4, "(N, C, H, W)", self.dtype)
         n, c, h, w = x.shape
         if c != self.num_features:
@@ -154,7 +155,7 @@ class BatchNorm2D(Layer):
             return x_hat
         return x_hat * _per_channel(self.weight.data) + _per_channel(self.bias.data)
 
-    def update_running_stats(self, mean, var, count):
+    def update_running_stats(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         """Torch's update, in place; ``mean``, ``var``: (C,) float64 batch statistics (var biased)."""
         self.num_batches_tracked += 1                                # in place on the 0-d array
         f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
@@ -164,7 +165,7 @@ class BatchNorm2D(Layer):
 
     # -- backward ------------------------------------------------------------------------------
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.x_hat.shape)
         # C order whatever the caller's layout: the sums' rounding must not depend on it

@@ -39,11 +39,18 @@ the concatenation axis). ``child_shapes(in_shape)`` gives each child's input and
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, Parameter
+
+if TYPE_CHECKING:
+    from ..model import Sequential
+
+Child: TypeAlias = "Layer | Sequential"    # a container's child: a layer, or a chain of them
 
 # -- how a child is asked for its names, buffers and shapes --------------------------------------
 # A child is a Layer, a container, or a Sequential (which has ``layers`` but no ``named_buffers``
@@ -147,24 +154,24 @@ def _check_float(owner, x) -> np.ndarray:
 class _Container(Layer):
     """What Residual and Concat share: names, buffers, modes, parameters, of their children."""
 
-    def named_children(self):
+    def named_children(self) -> list[tuple[str, Child]]:
         """(name, child) pairs, in the torch module tree's order."""
         raise NotImplementedError  # pragma: no cover
 
-    def children(self) -> list:
+    def children(self) -> list[Child]:
         return [child for _, child in self.named_children()]
 
-    def named_parameters(self):
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """``("block.0.weight", Parameter)`` pairs: the torch module tree's names."""
         for name, child in self.named_children():
             for key, p in child_named_parameters(child).items():
                 yield f"{name}.{key}", p
 
-    def named_buffers(self) -> dict:
+    def named_buffers(self) -> dict[str, np.ndarray]:
         return {f"{name}.{key}": b for name, child in self.named_children()
                 for key, b in child_named_buffers(child).items()}
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> _Container:
         self.training = bool(mode)
         for _, child in self.named_children():
             child.train(mode)
@@ -184,7 +191,7 @@ class Residual(_Container):
     Conv2D(c, c, 3, padding=1), BatchNorm2D(c)), post=ReLU())``.
     """
 
-    def __init__(self, block, shortcut=None, post=None):
+    def __init__(self, block: Child, shortcut: Child | None = None, post: Child | None = None) -> None:
         self.block = _check_child("Residual", "block", block)
         if self.block is None:
             raise TypeError("Residual: block is required (the branch f in y = f(x) + shortcut(x))")
@@ -193,14 +200,14 @@ class Residual(_Container):
         self.training = True
         self._cache: ResidualCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = [f"block: {_describe(self.block)}",
                  f"shortcut: {'identity' if self.shortcut is None else _describe(self.shortcut)}"]
         if self.post is not None:
             parts.append(f"post: {_describe(self.post)}")
         return f"Residual({', '.join(parts)})"
 
-    def named_children(self):
+    def named_children(self) -> list[tuple[str, Child]]:
         kids = [("block", self.block)]
         if self.shortcut is not None:
             kids.append(("shortcut", self.shortcut))
@@ -210,7 +217,7 @@ class Residual(_Container):
 
     # -- shapes ----------------------------------------------------------------------------------
 
-    def child_shapes(self, in_shape) -> list[ChildShape]:
+    def child_shapes(self, in_shape: tuple[int, ...]) -> list[ChildShape]:
         in_shape = tuple(int(d) for d in in_shape)
         owner = repr(self)
         block = walk_child(owner, "block", self.block, in_shape)
@@ -225,7 +232,7 @@ class Residual(_Container):
         post = [] if self.post is None else walk_child(owner, "post", self.post, f_shape)
         return block + shortcut + post
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample (..,) in -> per-sample out: the block's output shape, after ``post``."""
         in_shape = tuple(int(d) for d in in_shape)
         steps = self.child_shapes(in_shape)
@@ -233,7 +240,7 @@ class Residual(_Container):
 
     # -- forward / backward ----------------------------------------------------------------------
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _check_float(repr(self), x)                    # (N, ...)
         f = self.block.forward(x)                          # (N, ...) block(x)
         s = x if self.shortcut is None else self.shortcut.forward(x)
@@ -245,7 +252,7 @@ class Residual(_Container):
         self._cache = ResidualCache(out_shape=y.shape)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.out_shape)
         g_z = g if self.post is None else self.post.backward(g)           # dL/dz, z = block(x) + shortcut(x)
@@ -268,7 +275,7 @@ class Concat(_Container):
     from the end). Every branch sees the same x; their outputs must agree on every axis but ``dim``.
     """
 
-    def __init__(self, *branches, dim: int = 1):
+    def __init__(self, *branches: Child, dim: int = 1) -> None:
         if not branches:
             raise ValueError("Concat: needs at least one branch, got none")
         self.branches = [_check_child("Concat", f"branch {i}", b) for i, b in enumerate(branches)]
@@ -281,11 +288,11 @@ class Concat(_Container):
         self.training = True
         self._cache: ConcatCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = ", ".join(_describe(b) for b in self.branches)
         return f"Concat({inner}, dim={self.dim})"
 
-    def named_children(self):
+    def named_children(self) -> list[tuple[str, Child]]:
         return [(str(i), b) for i, b in enumerate(self.branches)]
 
     def _axis(self, ndim: int, where: str) -> int:
@@ -298,7 +305,7 @@ class Concat(_Container):
 
     # -- shapes ----------------------------------------------------------------------------------
 
-    def child_shapes(self, in_shape) -> list[ChildShape]:
+    def child_shapes(self, in_shape: tuple[int, ...]) -> list[ChildShape]:
         in_shape = tuple(int(d) for d in in_shape)
         owner = repr(self)
         walks = [walk_child(owner, str(i), b, in_shape) for i, b in enumerate(self.branches)]
@@ -322,7 +329,7 @@ class Concat(_Container):
                              f"concatenation axis (dim={self.dim}, {named}): {listing}")
         return axis
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample in -> per-sample out: the branches' common shape, sizes along dim added."""
         in_shape = tuple(int(d) for d in in_shape)
         walks = [walk_child(repr(self), str(i), b, in_shape) for i, b in enumerate(self.branches)]
@@ -335,7 +342,7 @@ class Concat(_Container):
 
     # -- forward / backward ----------------------------------------------------------------------
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _check_float(repr(self), x)                               # (N, ...)
         outs = [b.forward(x) for b in self.branches]                  # each (N, ..., C_i, ...)
         axis = self._agree([o.shape for o in outs], f"input {x.shape}, outputs " + ", ".join(
@@ -344,7 +351,7 @@ class Concat(_Container):
         self._cache = ConcatCache(axis=axis, sizes=[o.shape[axis] for o in outs], out_shape=y.shape)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.out_shape)
         offsets = np.cumsum([0] + cache.sizes)                        # where each branch's slice starts

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .base import Layer, Parameter, float_dtype, kaiming_uniform, positive_int
 
@@ -40,16 +41,16 @@ def _check_float(layer, x):
 
 
 class Flatten(Layer):
-    def __init__(self):
+    def __init__(self) -> None:
         self._cache = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Flatten()"
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (int(np.prod(in_shape)),)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (N, d1, d2, ...) -> (N, d1*d2*...)."""
         x = _check_float(self, x)
         if x.ndim < 2:
@@ -57,7 +58,7 @@ class Flatten(Layer):
         self._cache = FlattenCache(x_shape=x.shape)
         return np.ascontiguousarray(x).reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         n = cache.x_shape[0]
         g = self._check_grad(grad_y, (n, int(np.prod(cache.x_shape[1:]))))
@@ -69,7 +70,8 @@ class Dense(Layer):
 
     x: (N, ..., in_features) -> y: (N, ..., out_features)."""
 
-    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: DTypeLike = np.float32,
+                 rng: np.random.Generator | None = None) -> None:
         name = "Dense"
         self.in_features = positive_int(in_features, "in_features", name)
         self.out_features = positive_int(out_features, "out_features", name)
@@ -81,10 +83,10 @@ class Dense(Layer):
                                               self.dtype)) if bias else None
         self._cache = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(..., in_features) per sample -> (..., out_features)."""
         if len(in_shape) < 1:
             raise ValueError(f"{self!r}: expected (..., {self.in_features}) features per sample, got shape ()")
@@ -94,7 +96,7 @@ class Dense(Layer):
             raise ValueError(f"{self!r}: expected {self.in_features} input features, got {in_shape[-1]}{extra}")
         return (*in_shape[:-1], self.out_features)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (N, ..., in) -> y: (N, ..., out)."""
         x = _check_float(self, x)
         if x.ndim < 2:
@@ -112,7 +114,7 @@ class Dense(Layer):
         self._cache = DenseCache(x2d=x2d, x_shape=x.shape)
         return y.reshape(*x.shape[:-1], self.out_features)
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         """grad_y: (N, ..., out) -> grad_x: (N, ..., in); writes weight.grad and bias.grad."""
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, (*cache.x_shape[:-1], self.out_features))

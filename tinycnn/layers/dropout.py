@@ -22,6 +22,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .base import Layer
 
@@ -49,17 +50,17 @@ def dropout_settings(owner: str, unit: str, p, rng) -> tuple[float, np.random.Ge
 class Dropout(Layer):
     """Inverted dropout with drop probability ``p`` (PyTorch's ``nn.Dropout``)."""
 
-    def __init__(self, p=0.5, *, rng=None):
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
         self.p, self.rng = dropout_settings("Dropout", "an element", p, rng)
         self._cache: DropoutCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dropout(p={self.p})"
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(in_shape)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             raise TypeError(f"{self!r}: input dtype is {x.dtype}, but a floating array is needed")
@@ -71,7 +72,7 @@ class Dropout(Layer):
         with np.errstate(invalid="ignore"):                            # inf * 0 = NaN is meant: shown, not hidden
             return x * scaled_mask
 
-    def scaled_mask(self, shape, dtype) -> np.ndarray:
+    def scaled_mask(self, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
         """keep * s for an input of ``shape``: one draw from ``self.rng`` (the mask of one forward)."""
         dtype = np.dtype(dtype)
         if self.p == 1.0:
@@ -80,7 +81,7 @@ class Dropout(Layer):
         scale = dtype.type(1.0 / (1.0 - self.p))                       # s = 1/q, rounded once to the dtype
         return keep.astype(dtype) * scale                              # 0 or s
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.shape)
         if cache.scaled_mask is None:

@@ -34,20 +34,20 @@ class Dropout2DCache:
 class Dropout2D(Layer):
     """Drop each channel of each sample with probability ``p`` (torch's ``nn.Dropout2d``)."""
 
-    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None):
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
         self.p, self.rng = dropout_settings("Dropout2D", "a channel", p, rng)
         self._cache: Dropout2DCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dropout2D(p={self.p})"
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(in_shape) != 3:
             raise ValueError(f"{self!r}: expects a (C, H, W) image per sample (input (N, C, H, W)), "
                              f"got per-sample shape {tuple(in_shape)}")
         return tuple(in_shape)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_input(self, x, 4, "(N, C, H, W)")
         n, c = x.shape[:2]
         if not self.training or self.p == 0.0:
@@ -63,7 +63,7 @@ class Dropout2D(Layer):
         with np.errstate(invalid="ignore"):                                # inf * 0 = NaN is meant
             return x * scaled_mask
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.shape)
         if cache.scaled_mask is None:

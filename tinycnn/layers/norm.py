@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .base import Layer, Parameter, float_dtype, positive_int
 
@@ -90,7 +92,7 @@ class BatchNorm1D(Layer):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, *, dtype=np.float32):
+                 track_running_stats: bool = True, *, dtype: DTypeLike = np.float32) -> None:
         name = "BatchNorm1D"
         self.num_features = positive_int(num_features, "num_features", name)
         self.eps = _check_eps(name, eps)
@@ -113,18 +115,18 @@ class BatchNorm1D(Layer):
             self.running_mean = self.running_var = self.num_batches_tracked = None
         self._cache: NormCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.affine else ", affine=False"
         extra += "" if self.track_running_stats else ", track_running_stats=False"
         return f"BatchNorm1D({self.num_features}, eps={self.eps:g}, momentum={self.momentum}{extra})"
 
-    def named_buffers(self):
+    def named_buffers(self) -> dict[str, np.ndarray]:
         if not self.track_running_stats:
             return {}
         return {"running_mean": self.running_mean, "running_var": self.running_var,
                 "num_batches_tracked": self.num_batches_tracked}
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C,) or (C, L) per sample -> the same, checking C."""
         in_shape = tuple(in_shape)
         if len(in_shape) not in (1, 2):
@@ -139,7 +141,7 @@ class BatchNorm1D(Layer):
         """(C,) -> (1, C) or (1, C, 1), to broadcast over the input."""
         return np.asarray(v).reshape((1, -1) + (1,) * (ndim - 2))
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _floating(self, x)
         if x.ndim not in (2, 3):
             raise ValueError(f"{self!r}: expected a 2-D (N, C) or 3-D (N, C, L) input, got {x.ndim}-D input of "
@@ -183,7 +185,7 @@ class BatchNorm1D(Layer):
         self.running_mean[...] = (1.0 - f) * self.running_mean + f * mean
         self.running_var[...] = (1.0 - f) * self.running_var + f * var * (count / (count - 1))   # unbiased
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.shape).astype(np.float64)
         ndim = g.ndim
@@ -206,8 +208,8 @@ class LayerNorm(Layer):
     LayerNorm(F) each feature vector of (N, T, F).
     """
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True, *,
-                 dtype=np.float32):
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, *, dtype: DTypeLike = np.float32) -> None:
         name = "LayerNorm"
         shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else normalized_shape
         try:
@@ -226,7 +228,7 @@ class LayerNorm(Layer):
         self.bias = Parameter(np.zeros(s, dtype=self.dtype)) if self.elementwise_affine and bias else None
         self._cache: NormCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.elementwise_affine else ", elementwise_affine=False"
         extra += "" if (self.bias is not None or not self.elementwise_affine) else ", bias=False"
         return f"LayerNorm({self.normalized_shape}, eps={self.eps:g}{extra})"
@@ -237,11 +239,11 @@ class LayerNorm(Layer):
             raise ValueError(f"{self!r}: the trailing dimensions of the {what} {tuple(shape)} must be "
                              f"normalized_shape {self.normalized_shape}")
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         self._check_shape(tuple(in_shape), "per-sample shape")
         return tuple(in_shape)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _floating(self, x)
         self._check_shape(x.shape, "input shape")
         k = len(self.normalized_shape)
@@ -259,7 +261,7 @@ class LayerNorm(Layer):
             y = y + self.bias.data.astype(np.float64)
         return y.astype(self.dtype)
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.shape).astype(np.float64)
         lead = tuple(range(g.ndim - len(self.normalized_shape)))                # the axes the affine spans
@@ -284,7 +286,7 @@ class GroupNorm(Layer):
     """
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, *,
-                 dtype=np.float32):
+                 dtype: DTypeLike = np.float32) -> None:
         name = "GroupNorm"
         self.num_groups = positive_int(num_groups, "num_groups", name)
         self.num_channels = positive_int(num_channels, "num_channels", name)
@@ -300,11 +302,11 @@ class GroupNorm(Layer):
         self.bias = Parameter(np.zeros(c, dtype=self.dtype)) if self.affine else None
         self._cache: NormCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.affine else ", affine=False"
         return f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps:g}{extra})"
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         in_shape = tuple(in_shape)
         if len(in_shape) < 1 or in_shape[0] != self.num_channels:
             raise ValueError(f"{self!r}: expected {self.num_channels} channels first in the per-sample shape "
@@ -316,7 +318,7 @@ class GroupNorm(Layer):
         n = shape[0]
         return (n, self.num_groups, self.num_channels // self.num_groups, int(np.prod(shape[2:], dtype=np.int64)))
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _floating(self, x)
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"{self!r}: expected an input (N, {self.num_channels}, *) with at least 2 dimensions, "
@@ -340,7 +342,7 @@ class GroupNorm(Layer):
                 + self.bias.data.astype(np.float64).reshape(per_channel)
         return y.astype(self.dtype)
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.shape).astype(np.float64)                 # (N, C, *)
         grouped = self._grouped(cache.shape)

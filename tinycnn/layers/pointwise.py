@@ -51,10 +51,10 @@ class PointwiseCache:
 class _Pointwise(Layer):
     """y = f(x) elementwise; subclasses give f and f' on float64 arrays."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cache: PointwiseCache | None = None
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(in_shape)
 
     def _f(self, x64):  # pragma: no cover - abstract
@@ -63,12 +63,12 @@ class _Pointwise(Layer):
     def _df(self, x64):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _floating(self, x)
         self._cache = PointwiseCache(x=x)
         return self._f(x.astype(np.float64)).astype(x.dtype)          # float64, rounded once
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.x.shape)
         gx = g.astype(np.float64) * self._df(cache.x.astype(np.float64))   # dx = g * f'(x)
@@ -81,26 +81,26 @@ class LeakyReLU(Layer):
     No float64 detour: y and dx are one product each (a * x, a * g), correctly rounded in x's dtype.
     """
 
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01) -> None:
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) \
                 or not math.isfinite(float(negative_slope)):
             raise ValueError(f"LeakyReLU: negative_slope must be a finite number, got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
         self._cache: PointwiseCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"LeakyReLU(negative_slope={self.negative_slope:g})"
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(in_shape)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x = _floating(self, x)
         self._cache = PointwiseCache(x=x)
         a = x.dtype.type(self.negative_slope)
         return np.where(x > 0, x, a * x)                               # NaN: a * NaN = NaN
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = self._check_grad(grad_y, cache.x.shape).astype(cache.x.dtype, copy=False)
         a = g.dtype.type(self.negative_slope)
@@ -110,13 +110,13 @@ class LeakyReLU(Layer):
 class GELU(_Pointwise):
     """Gaussian error linear unit, torch's ``nn.GELU(approximate='none' | 'tanh')``."""
 
-    def __init__(self, approximate: str = "none"):
+    def __init__(self, approximate: str = "none") -> None:
         if approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
         super().__init__()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "GELU()" if self.approximate == "none" else "GELU(approximate='tanh')"
 
     def _f(self, x):
@@ -142,7 +142,7 @@ def _sigmoid(x):
 class SiLU(_Pointwise):
     """y = x * sigmoid(x) (torch's ``nn.SiLU``, also called swish)."""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "SiLU()"
 
     def _f(self, x):
@@ -156,19 +156,19 @@ class SiLU(_Pointwise):
 class Identity(Layer):
     """y = x and dx = g, the very arrays (torch's ``nn.Identity``); accepts any input, as torch does."""
 
-    def __init__(self, *args, **kwargs):               # torch's nn.Identity ignores its arguments too
+    def __init__(self, *args: object, **kwargs: object) -> None:   # torch's nn.Identity ignores them too
         self._cache = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Identity()"
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(in_shape)
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         self._cache = PointwiseCache(x=np.asarray(x))
         return x
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         return self._check_grad(grad_y, cache.x.shape)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
+from .._typing import IntPair
 from .base import Layer, check_image_input, pair, unbatch
 from .conv import output_size_or_raise
 
@@ -63,7 +64,8 @@ def _flag(value, name: str, owner: str) -> bool:
 class _Pool2D(Layer):
     kind = "Pool2D"
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+                 ceil_mode: bool = False) -> None:
         name = self.kind
         self.kernel_size = pair(kernel_size, "kernel_size", name, minimum=1)
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", name, minimum=1)
@@ -80,11 +82,11 @@ class _Pool2D(Layer):
     def _extra_repr(self) -> str:
         return ", ceil_mode=True" if getattr(self, "ceil_mode", False) else ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"{self.kind}(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
                 f"{self._extra_repr()})")
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, H, W) -> (C, OH, OW)."""
         c, h, w = in_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -130,7 +132,8 @@ class MaxPool2D(_Pool2D):
     """Max pooling; ``dilation`` and ``ceil_mode`` as in ``torch.nn.MaxPool2d``."""
     kind = "MaxPool2D"
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False):
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+                 dilation: IntPair = 1, *, ceil_mode: bool = False) -> None:
         # (ceil_mode keyword-only: torch's fifth positional argument is return_indices)
         self.dilation = pair(dilation, "dilation", self.kind, minimum=1)
         super().__init__(kernel_size, stride, padding, ceil_mode)
@@ -138,7 +141,7 @@ class MaxPool2D(_Pool2D):
     def _extra_repr(self) -> str:
         return (f", dilation={self.dilation}" if self.dilation != (1, 1) else "") + super()._extra_repr()
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (N, C, H, W) -> y: (N, C, OH, OW); or (C, H, W) -> (C, OH, OW)."""
         x, unbatched = self._input(x)
         y, argmax = kernels.maxpool2d_forward(x, *self.kernel_size, *self.stride, *self.padding, None, None,
@@ -146,7 +149,7 @@ class MaxPool2D(_Pool2D):
         self._cache = MaxPoolCache(argmax=argmax, x_shape=x.shape, y_shape=y.shape, unbatched=unbatched)
         return unbatch(y, unbatched)
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         """grad_y: (N, C, OH, OW) -> grad_x: (N, C, H, W), each gradient routed to its window's winner."""
         cache = self._need_cache(self._cache)
         g = self._grad(grad_y, cache)
@@ -159,8 +162,8 @@ class AvgPool2D(_Pool2D):
     divisor) and ``divisor_override`` as in ``torch.nn.AvgPool2d``."""
     kind = "AvgPool2D"
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                 divisor_override=None):
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> None:
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = _flag(count_include_pad, "count_include_pad", self.kind)
         if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral)
@@ -181,14 +184,14 @@ class AvgPool2D(_Pool2D):
         """The kernels' trailing arguments: ceil_mode, count_include_pad, divisor (0: none)."""
         return self.ceil_mode, self.count_include_pad, self.divisor_override or 0
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (N, C, H, W) -> y: (N, C, OH, OW); or (C, H, W) -> (C, OH, OW)."""
         x, unbatched = self._input(x)
         y = kernels.avgpool2d_forward(x, *self.kernel_size, *self.stride, *self.padding, *self._options())
         self._cache = AvgPoolCache(x_shape=x.shape, y_shape=y.shape, unbatched=unbatched)
         return unbatch(y, unbatched)
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         """grad_y: (N, C, OH, OW) -> grad_x: (N, C, H, W), each g / d spread over its window's pixels."""
         cache = self._need_cache(self._cache)
         g = self._grad(grad_y, cache)

@@ -40,13 +40,13 @@ class SoftmaxCache:
 class _AlongDim(Layer):
     kind = "Softmax"
 
-    def __init__(self, dim: int = 1):
+    def __init__(self, dim: int = 1) -> None:
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeError(f"{self.kind}: dim must be an integer axis (1 for (N, K, ...) classes), got {dim!r}")
         self.dim = int(dim)
         self._cache: SoftmaxCache | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{self.kind}()" if self.dim == 1 else f"{self.kind}(dim={self.dim})"
 
     def _axis(self, ndim: int, shape) -> int:
@@ -56,7 +56,7 @@ class _AlongDim(Layer):
                              f"{shape} (valid: -{ndim}..{ndim - 1})")
         return axis
 
-    def output_shape(self, in_shape):
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample shape in, the same out; ``dim`` must name an axis of (N, *in_shape)."""
         self._axis(len(in_shape) + 1, "(N, " + ", ".join(str(d) for d in in_shape) + ")")
         return tuple(in_shape)
@@ -75,7 +75,7 @@ class Softmax(_AlongDim):
     """Softmax along ``dim`` (default 1). x: (N, ...) -> y: same shape, each slice along dim sums to 1."""
     kind = "Softmax"
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x, axis = self._input(x)
         if x.size == 0:
             y = np.array(x, copy=True)
@@ -85,7 +85,7 @@ class Softmax(_AlongDim):
         self._cache = SoftmaxCache(y=y, axis=axis)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = np.ascontiguousarray(self._check_grad(grad_y, cache.y.shape))
         y = cache.y
@@ -96,7 +96,7 @@ class LogSoftmax(_AlongDim):
     """Log of the softmax along ``dim`` (default 1), computed as x - m - log S (no log of a rounded p)."""
     kind = "LogSoftmax"
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         x, axis = self._input(x)
         if x.size == 0:
             y = np.array(x, copy=True)
@@ -106,7 +106,7 @@ class LogSoftmax(_AlongDim):
         self._cache = SoftmaxCache(y=y, axis=axis)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
         cache = self._need_cache(self._cache)
         g = np.ascontiguousarray(self._check_grad(grad_y, cache.y.shape))
         p = np.exp(cache.y)                                            # the softmax probabilities

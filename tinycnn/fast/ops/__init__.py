@@ -31,7 +31,7 @@ def _conv_is_plain_geometry(layer) -> bool:
     'same' with an odd kernel)."""
     (top, bottom), (left, right) = layer.padding_amounts
     return (getattr(layer, "groups", 1) == 1 and tuple(getattr(layer, "dilation", (1, 1))) == (1, 1)
-            and top == bottom and left == right)
+            and top == bottom and left == right and getattr(layer, "padding_mode", "zeros") == "zeros")
 
 
 def _maxpool_is_plain_geometry(layer) -> bool:
