@@ -269,8 +269,8 @@ save_figure(fig, "06_ladder_times", "Nanoseconds per multiply-add for each rung 
 # matrix multiply, and what separates each rung from the dashed line is the work *around* the
 # multiply: the im2col copy, the reordering of the output, fresh memory. That work is what the
 # executor's passes remove, and a single layer's forward is the place where it counts least: its
-# savings add up over a whole network and its backward pass (section 3). PyTorch's convolution uses
-# its own libraries (oneDNN, MKL); this page does not take apart how it gets its rate.
+# savings add up over a whole network and its backward pass (section 3). PyTorch's convolution runs
+# its own kernels; this page does not take apart how it gets its rate.
 #
 # ## 2. What the executor takes, and the graph it lowers it to
 #
@@ -340,7 +340,7 @@ def residual_net(dtype, rng, c=8):
 
 
 res = residual_net(np.float32, np.random.default_rng(1))
-res_plan = tc.fast.compile(res)
+res_plan = res.plan()                                  # what res(x) runs
 print(tc.fast.compile(res, plain=True).describe())
 print()
 print(res_plan.describe())
@@ -668,8 +668,9 @@ again = conv2_plan.forward(x2)
 print("a kept output and the next one share memory:", np.shares_memory(kept, again))
 old = address(again)
 del again                                                # nobody holds it now
-print("after del, the next output reuses its memory:", address(conv2_plan.forward(x2)) == old)
-assert not np.shares_memory(kept, conv2_plan.forward(x2))
+reused = address(conv2_plan.forward(x2)) == old
+print("after del, the next output reuses its memory:", reused)
+assert reused and not np.shares_memory(kept, conv2_plan.forward(x2))
 
 # %% [markdown]
 # How many fresh pages a step needs *without* the pass depends on the C library's state, which
