@@ -373,7 +373,8 @@ save_figure(fig, "01_convolution_vs_cross_correlation",
 # the literal formula above), and train one `Conv2D(1, 1, 3, bias=False)` to reproduce them, with the
 # mean squared error
 #
-# $$L(w) = \frac{1}{M} \sum_{\text{pixels}} \big(y(w) - t\big)^2, \qquad \frac{\partial L}{\partial y} = \frac{2}{M}(y - t),$$
+# $$L(w) = \frac{1}{M} \sum_{\text{pixels}} \big(y(w) - t\big)^2, \qquad
+# \frac{\partial L}{\partial y} = \frac{2}{M}(y - t),$$
 #
 # where $M$ is the number of output pixels. We write that gradient by hand, give it to the layer's
 # `backward`, and let `tc.SGD` update the weights.
@@ -416,7 +417,7 @@ print(f"start: |w0 - flip(k)| = {e0:.2f}; the bound promises |w - flip(k)| < {to
 
 opt = tc.SGD(student.parameters(), lr=1 / lam_max)
 dist_flipped, dist_kernel, losses = [e0], [np.linalg.norm(student.weight.data[0, 0] - kernel)], []
-for step in range(steps):
+for _ in range(steps):
     y = student(images)
     losses.append(np.mean((y - targets) ** 2))
     student.backward(2 * (y - targets) / y.size)    # dL/dy, shape (N, 1, H-2, W-2)
@@ -604,7 +605,7 @@ assert np.array_equal(cols_pad[:, 0], [0, 0, 0, 0, 1, 2, 0, 4, 5])   # window at
 def conv2d_loops(x, w, b, stride, pad):
     """x: (N, C, H, W), w: (O, C, KH, KW), b: (O,) -> (N, O, OH, OW). Cross-correlation, by loops."""
     N, C, H, W = x.shape
-    O, _, KH, KW = w.shape
+    O, _, KH, KW = w.shape                                   # noqa: E741 (O: output channels)
     (sh, sw), (ph, pw) = stride, pad
     OH, OW = conv_output_size(H, KH, sh, ph), conv_output_size(W, KW, sw, pw)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))    # (N, C, H+2ph, W+2pw)
@@ -621,7 +622,7 @@ def conv2d_loops(x, w, b, stride, pad):
 def conv2d_im2col(x, w, b, stride, pad):
     """The same convolution as one matrix multiply."""
     N, C, H, W = x.shape
-    O, _, KH, KW = w.shape
+    O, _, KH, KW = w.shape                                   # noqa: E741 (O: output channels)
     (sh, sw), (ph, pw) = stride, pad
     OH, OW = conv_output_size(H, KH, sh, ph), conv_output_size(W, KW, sw, pw)
     cols = im2col(x, KH, KW, sh, sw, ph, pw)          # (C*KH*KW, N*OH*OW)

@@ -24,7 +24,8 @@
 # know the *upstream gradient* $g = \partial L / \partial y$ (it has the shape of $y$). The chain rule
 # gives
 #
-# $$\frac{\partial L}{\partial x_i} = \sum_j \frac{\partial L}{\partial y_j} \frac{\partial y_j}{\partial x_i} = \sum_j g_j \frac{\partial y_j}{\partial x_i}.$$
+# $$\frac{\partial L}{\partial x_i} = \sum_j \frac{\partial L}{\partial y_j} \frac{\partial y_j}{\partial x_i}
+# = \sum_j g_j \frac{\partial y_j}{\partial x_i}.$$
 #
 # That is what every `backward(grad_y)` computes: it returns $\partial L / \partial x$ (the shape of $x$)
 # for the layer below, and writes $\partial L / \partial w$ into each parameter's `.grad`. Running the
@@ -116,7 +117,8 @@ assert report.ok
 #
 # $\sigma(x) = 1 / (1 + e^{-x})$. Differentiate:
 #
-# $$\sigma'(x) = \frac{e^{-x}}{(1 + e^{-x})^2} = \frac{1}{1 + e^{-x}} \cdot \frac{e^{-x}}{1 + e^{-x}} = \sigma(x)\,\big(1 - \sigma(x)\big).$$
+# $$\sigma'(x) = \frac{e^{-x}}{(1 + e^{-x})^2} = \frac{1}{1 + e^{-x}} \cdot \frac{e^{-x}}{1 + e^{-x}}
+# = \sigma(x)\,\big(1 - \sigma(x)\big).$$
 #
 # The derivative is written in terms of the *output*, so the forward pass caches $y = \sigma(x)$ and
 # the backward pass needs no exponential at all:
@@ -171,7 +173,9 @@ print("(away from x = 0 the sigmoids saturate, sigma' falls towards 0, and large
 # sample $n$, multiplied by $x_{ni}$; each input $x_{ni}$ appears in every output $y_{no}$, multiplied by
 # $W_{oi}$. So
 #
-# $$\frac{\partial L}{\partial W_{oi}} = \sum_n g_{no}\, x_{ni}, \qquad \frac{\partial L}{\partial b_o} = \sum_n g_{no}, \qquad \frac{\partial L}{\partial x_{ni}} = \sum_o g_{no}\, W_{oi},$$
+# $$\frac{\partial L}{\partial W_{oi}} = \sum_n g_{no}\, x_{ni}, \qquad
+# \frac{\partial L}{\partial b_o} = \sum_n g_{no}, \qquad
+# \frac{\partial L}{\partial x_{ni}} = \sum_o g_{no}\, W_{oi},$$
 #
 # or with matrices: `dW = g.T @ x`, `db = g.sum(0)`, `dx = g @ W`. A handy sanity check: each gradient
 # has the shape of its tensor, and there is only one way to multiply `g` (N, out) with `x` (N, in) or
@@ -193,7 +197,8 @@ assert report.ok
 # $-\log p_c$. Write $t$ for the one-hot target ($t_c = 1$, the rest 0), so the loss is
 # $-\sum_k t_k \log p_k$ with $\log p_k = z_k - \log \sum_j e^{z_j}$. Differentiate with respect to $z_j$:
 #
-# $$\frac{\partial}{\partial z_j}\Big(-\sum_k t_k \log p_k\Big) = -\sum_k t_k\,(\delta_{kj} - p_j) = -t_j + p_j \sum_k t_k = p_j - t_j.$$
+# $$\frac{\partial}{\partial z_j}\Big(-\sum_k t_k \log p_k\Big) = -\sum_k t_k\,(\delta_{kj} - p_j)
+# = -t_j + p_j \sum_k t_k = p_j - t_j.$$
 #
 # All the exponentials and logarithms cancel: the gradient is *predicted probability minus target*. (It
 # only needs $\sum_k t_k = 1$, so it holds for soft targets too.) tinycnn's loss is the mean over a batch
@@ -533,10 +538,10 @@ assert set(bad[:, 3].tolist()) == {0} and len(bad) == x[:, :, :, 0].size
 # curvatures shift both numbers; these are orders of magnitude, and using $u$ instead of
 # $\varepsilon$ would change them by a factor below 2):
 #
-# | dtype   | $u$                 | $\varepsilon = 2u$  | best $h \approx \varepsilon^{1/3}$ | best relative error $\approx \varepsilon^{2/3}$ |
-# |---------|---------------------|---------------------|-------------------------------------|--------------------------------------------------|
-# | float64 | $1.1\times10^{-16}$ | $2.2\times10^{-16}$ | $6\times10^{-6}$                    | $4\times10^{-11}$                                |
-# | float32 | $6.0\times10^{-8}$  | $1.2\times10^{-7}$  | $5\times10^{-3}$                    | $2\times10^{-5}$                                 |
+# | dtype | $u$ | $\varepsilon=2u$ | best $h\approx \varepsilon^{1/3}$ | best rel. error $\approx \varepsilon^{2/3}$ |
+# |---|---|---|---|---|
+# | float64 | $1.1\times10^{-16}$ | $2.2\times10^{-16}$ | $6\times10^{-6}$ | $4\times10^{-11}$ |
+# | float32 | $6.0\times10^{-8}$ | $1.2\times10^{-7}$ | $5\times10^{-3}$ | $2\times10^{-5}$ |
 #
 # In float64 a correct backward pass lands orders of magnitude below our bar of $10^{-7}$ and a bug lands
 # near 1: the check separates them cleanly. In float32 even a *correct* gradient cannot get below about
@@ -554,13 +559,18 @@ u = rng.standard_normal((1, 2, 3, 3))                  # upstream gradient: L = 
 
 model64(x64)
 analytic = model64.backward(u)                         # the float64 backward pass is the reference
+
+
+def loss_of(model, x):
+    """L = sum(model(x) * u) in float64, as a function of nothing (numerical_gradient nudges x in place)."""
+    return lambda: float(np.sum(model(x).astype(np.float64) * u))
+
+
 errors = {}
 for name, model, x in [("float64", model64, x64), ("float32", model32, x32)]:
-    errors[name] = np.array([
-        compare("grad x", analytic,
-                numerical_gradient(lambda: float(np.sum(model(x).astype(np.float64) * u)), x, h=float(h)),
-                1e-7).rel_error
-        for h in hs])
+    errors[name] = np.array([compare("grad x", analytic, numerical_gradient(loss_of(model, x), x, h=float(h)),
+                                     1e-7).rel_error
+                             for h in hs])
 i6 = np.argmin(np.abs(np.log10(hs) + 6))                                 # the point h = 1e-6
 print(f"float64: relative error {errors['float64'][i6]:.1e} at h = 1e-6, best {errors['float64'].min():.1e} "
       f"at h = {hs[np.argmin(errors['float64'])]:.0e}")

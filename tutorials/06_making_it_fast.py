@@ -13,39 +13,39 @@
 # %% [markdown]
 # # Tutorial 6: making it fast
 #
-# Tutorial 1 showed that a convolution can be written as four nested loops, or as *im2col* followed by
-# one matrix multiply. Both compute the same numbers. This tutorial measures how differently fast they
-# are, and explains why, by climbing a *speed ladder* for one convolution layer:
+# The layers of tutorials 1 to 5 are written to read like their equations: `Conv2D.forward` is im2col
+# and one matrix multiply, `ReLU.backward` is one line. They are tinycnn's *definition* of what a
+# network computes. But when a `Sequential` runs, it does not call them one after the other: it hands
+# them to tinycnn's **executor**, `tinycnn.fast`, which compiles them, like a small compiler, into a
+# **plan** that computes the same numbers faster. This tutorial opens the executor up:
 #
-# 1. **loops**: Python loops over every output value, NumPy for each window's sum;
-# 2. **NumPy im2col**: copy every window into a column of a matrix with a few NumPy slices, then one
-#    matrix multiply;
-# 3. **Numba im2col**: the same, with the copy done by a compiled loop (tinycnn's `kernels.im2col`);
-# 4. **tinycnn's executor**: the `Conv2D` op of `tinycnn.fast`, which runs when a network trains;
+# 1. **a speed ladder** for one convolution: Python loops, the plain layer, the executor's op and
+#    PyTorch, each checked against the one before and timed: why the plain layer is already hundreds
+#    of times faster than loops, and what is left to win;
+# 2. **what the executor takes** (a model) and **the graph it lowers it to**, printed for a small
+#    network and for a residual one;
+# 3. **the passes**, one at a time: the executor compiled with a growing list of passes, the plan
+#    printed after each, a training step timed after each, and a small measurement of *why* each
+#    trick is fast: memory layout, fusion, pruning, memory reuse, threads and batch lanes;
+# 4. **how tinycnn proves fast equals plain**: a plain and a fast model side by side, every tensor
+#    compared against a stated bound, and a deliberately broken plan that the check catches;
+# 5. exercises.
 #
-# and, when it is installed, **PyTorch**'s convolution as a yardstick. Each rung is checked to compute
-# the same numbers as the rung before (within a rounding bound derived from the sum's length, not a tuned
-# tolerance), and timed on this machine. The four reasons that come up on the way are the ones that
-# decide the speed of most numerical code: **interpreter overhead**, **memory traffic**,
-# **matrix-multiply efficiency** and **threads**.
-#
-# A word on the timings. They are medians of repeated runs, taken on a 2-core machine that other
-# programs may share, so the load average is printed next to them. The page asserts only what holds on
-# any machine (the numbers agree; the loops are more than 10 times slower than im2col), never a precise
-# time: read the times as orders of magnitude.
-#
-# **About the run on this page.** It was made while the 2-core machine was heavily loaded (load average
-# about 4, printed below, and 8 shortly before), so its times are noisy and the two-thread ones are
-# distorted. Where an
-# explanation needs the numbers of a quiet machine, the text quotes an earlier full run of this page
-# on a quiet machine (load average 0.9) and says so; this run's own numbers are always the ones printed.
+# **About the timings.** Every number on this page was measured by the page itself, in the run shown
+# here, on a 2-core machine that other programs may share (the load average is printed beside the
+# timings). Times are medians of short repeated runs, so they are noisy at the level of ten percent
+# or so, more when the machine is busy. The page asserts what holds on any machine (the numbers
+# agree; loops are more than ten times slower than im2col), never a precise time, and the text says
+# what to look for rather than quoting numbers: read the printed lines for this run's values.
+# Boxes marked **For contributors** hold machine-specific details a learner can skip.
 
 # %%
 import os
+import resource                                     # Unix: page faults (fresh memory) per step
 import subprocess
 import sys
 import time
-import warnings
+from pathlib import Path
 from contextlib import contextmanager
 
 import matplotlib.pyplot as plt
@@ -55,6 +55,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import tinycnn as tc
 from tinycnn import kernels
+from tinycnn.fast import PASSES
+from tinycnn.fast.passes import lanes
 
 from helpers import FAST, assert_agree, quote, rounding_bound, save_figure
 
@@ -66,50 +68,23 @@ except ImportError:            # the tutorial runs without PyTorch; only its run
 rng = np.random.default_rng(6)
 print("mode:", "fast" if FAST else "full")
 blas = next((p for p in threadpool_info() if p["user_api"] == "blas"), {})
-print(f"cores: {os.cpu_count()}, BLAS: {blas.get('internal_api')} {blas.get('version')} "
-      f"(kernels for {blas.get('architecture')}), Numba {numba.__version__}, "
-      f"PyTorch {torch.__version__ if torch else 'not installed'}"
-      + (f" (CPU capability it uses: {torch.backends.cpu.get_cpu_capability()})" if torch else ""))
+print(f"cores: {os.cpu_count()}, Numba threads: {numba.config.NUMBA_NUM_THREADS}, "
+      f"BLAS: {blas.get('internal_api')} {blas.get('version')} (kernels for {blas.get('architecture')}), "
+      f"PyTorch {torch.__version__ if torch else 'not installed'}")
 print("load average (1, 5, 15 min) at the start: %.1f %.1f %.1f" % os.getloadavg())
+print("the executor's passes, in the order they run:", ", ".join(PASSES))
 
 # %% [markdown]
-# ## 1. The layer, and how to time it
-#
-# The layer is the second convolution of the seed article's CNN: 32 input channels, 64 filters of
-# size 3 × 3, on 15 × 15 feature maps, no padding, stride 1, so the output is 13 × 13. Its work is
-# counted in *multiply-adds*: each of the N · 64 · 13 · 13 outputs is a sum of 32 · 3 · 3 = 288
-# products. A multiply-add is two floating-point operations (FLOPs), which is how the speeds of matrix
-# multiplies are quoted.
-#
 # Two small tools. `threads(n)` sets how many threads every pool may use: NumPy's BLAS (through
 # threadpoolctl), Numba's and PyTorch's. `median_time` runs a function once untimed (which compiles
-# Numba code and warms the caches), then `reps` times, and returns the median: the median ignores the
-# runs that another program happened to interrupt.
-#
-# Which clock? The wall clock (`time.perf_counter`) counts everything, including the time this program
-# sat waiting for a core while other programs ran: on a shared machine that inflates every time by a
-# varying amount. The CPU-time clock (`time.process_time`) counts only the time the cores actually
-# spent on this program, summed over its threads. For work on **one thread** the CPU time is what the
-# computation costs and is far steadier under load, so the ladder below uses it. For comparing one
-# thread with two it would be wrong (two threads spend at least as much CPU time as one; what they can
-# save is wall time), so section 9 uses the wall clock.
+# Numba code and warms the caches), then `reps` times, and returns the median, which ignores the runs
+# another program happened to interrupt. Its default clock is the CPU time of this process
+# (`time.process_time`): for work on one thread that is what the computation costs, and it does not
+# count the time this program sat waiting while another one used the core. For two threads it would
+# be the wrong clock (two threads can only save *wall* time), so section 3's two-thread timings use
+# the wall clock.
 
 # %%
-N = 2 if FAST else 32                   # images in the batch
-C, O, HW, K = 32, 64, 15, 3             # in channels, out channels, input height = width, kernel size
-OHW = HW - K + 1                        # output height = width: (15 - 3) // 1 + 1 = 13
-REPS = 3 if FAST else 25                # timed repeats of a fast rung
-LOOP_REPS = 1 if FAST else 3            # the loops take seconds per run in full mode
-
-x = rng.standard_normal((N, C, HW, HW), dtype=np.float32)                  # (N, C, H, W)
-w = (rng.standard_normal((O, C, K, K)) / np.sqrt(C * K * K)).astype(np.float32)   # (O, C, KH, KW)
-b = (0.1 * rng.standard_normal(O)).astype(np.float32)                      # (O,)
-
-MACS = N * O * OHW * OHW * C * K * K     # multiply-adds of one forward pass
-print(f"input {x.shape}, weights {w.shape}, output ({N}, {O}, {OHW}, {OHW})")
-print(f"{MACS:,} multiply-adds = {2 * MACS / 1e6:.1f} MFLOP per forward pass")
-
-
 @contextmanager
 def threads(n):
     """Let BLAS, Numba and PyTorch use n threads inside the block."""
@@ -128,7 +103,8 @@ def threads(n):
 
 
 def median_time(fn, reps, clock=time.process_time):
-    """Median time of fn() in seconds by ``clock`` (CPU time by default), over reps calls after one untimed call."""
+    """Median time of fn() in seconds by ``clock`` (CPU time by default), over reps calls after one
+    untimed call."""
     fn()
     times = []
     for _ in range(reps):
@@ -138,12 +114,50 @@ def median_time(fn, reps, clock=time.process_time):
     return float(np.median(times))
 
 
+REPS = 3 if FAST else 15                # timed repeats of a fast piece of work
+
 # %% [markdown]
-# ## 2. Rung 1: loops
+# ## 1. The speed ladder for one convolution
 #
-# The definition, as directly as NumPy allows: for every image, filter and output position, take the
-# 32 × 3 × 3 window under the filter, multiply it by the filter and sum. The four loops run in Python,
-# the 288 products of one window in NumPy.
+# The layer is the second convolution of the seed article's CNN: 32 input channels, 64 filters of
+# size 3 × 3, on 15 × 15 feature maps, no padding, so the output is 13 × 13. Each output value is a
+# sum of C · KH · KW = 32 · 3 · 3 = 288 products, a *multiply-add* each (two floating-point
+# operations, FLOPs, which is how matrix-multiply speeds are quoted). To compare rungs that run on
+# different amounts of work, the ladder reports **nanoseconds per multiply-add**.
+#
+# As a yardstick, first the rate of NumPy's matrix multiply on its favourite shape, a large square
+# product on one thread: no im2col convolution can do its arithmetic faster than the multiply it
+# calls.
+
+# %%
+N = 2 if FAST else 32                   # images in the batch
+C, CO, HW, K = 32, 64, 15, 3            # in channels, out channels, input height = width, kernel size
+OHW = HW - K + 1                        # output height = width: (15 - 3) // 1 + 1 = 13
+LOOP_N = 1 if FAST else 2               # the loops take seconds per image batch: time them on fewer images
+
+x = rng.standard_normal((N, C, HW, HW), dtype=np.float32)                          # (N, C, H, W)
+layer = tc.Conv2D(C, CO, K, rng=np.random.default_rng(0))                          # weight (CO, C, K, K)
+w, b = layer.weight.data, layer.bias.data
+
+
+def macs(n):
+    """Multiply-adds of this layer's forward pass on n images."""
+    return n * CO * OHW * OHW * C * K * K
+
+
+SQ = 512 if FAST else 1024
+A = rng.standard_normal((SQ, SQ), dtype=np.float32)
+P = np.empty((SQ, SQ), dtype=np.float32)
+with threads(1):
+    peak = 2 * SQ ** 3 / median_time(lambda: np.matmul(A, A, out=P), REPS) / 1e9   # GFLOP/s
+print(f"input {x.shape}, weights {w.shape}, output ({N}, {CO}, {OHW}, {OHW}): {macs(N):,} multiply-adds")
+print(f"NumPy's square {SQ}x{SQ} float32 product on 1 thread: {peak:.0f} GFLOP/s "
+      f"= {2 / peak:.4f} ns per multiply-add")
+
+# %% [markdown]
+# **Rung 1: loops.** The definition as directly as NumPy allows: for every image, filter and output
+# position, the 32 × 3 × 3 window times the filter, summed. The loops run in Python, the 288 products
+# of one window in NumPy.
 
 # %%
 def conv_loops(x, w, b):
@@ -161,768 +175,748 @@ def conv_loops(x, w, b):
 
 
 with threads(1):
-    y_loops = conv_loops(x, w, b)
-    t_loops = median_time(lambda: conv_loops(x, w, b), LOOP_REPS)
-calls = N * O * OHW * OHW
-print(f"loops: {t_loops * 1e3:.1f} ms for {calls:,} windows = {t_loops / calls * 1e6:.2f} µs per window, "
-      f"{t_loops / MACS * 1e9:.1f} ns per multiply-add")
+    y_loops = conv_loops(x[:LOOP_N], w, b)
+    t_loops = median_time(lambda: conv_loops(x[:LOOP_N], w, b), 1)
+ns_loops = t_loops / macs(LOOP_N) * 1e9
+print(f"loops on {LOOP_N} image(s): {t_loops * 1e3:.0f} ms, {t_loops / (LOOP_N * CO * OHW * OHW) * 1e6:.2f} µs "
+      f"per window, {ns_loops:.1f} ns per multiply-add")
 
 # %% [markdown]
-# Each window is only 288 multiply-adds, which a CPU core can do in well under a tenth of a microsecond.
-# What costs microseconds is everything around them: Python looks up `x`, builds a slice object, creates
-# a view, calls into NumPy, which allocates the product `window * w[f]`, then sums it, and Python boxes
-# the result and stores it. That is **interpreter overhead**: a fixed cost per operation, paid once per
-# window, that is far larger than the arithmetic of the window.
+# A core does the 288 multiply-adds of a window in well under a tenth of a microsecond. What costs
+# microseconds is everything around them: Python builds a slice, NumPy makes a view, allocates the
+# product `window * w[f]`, sums it, and Python stores the result. That is **interpreter overhead**, a
+# fixed cost per call, paid once per window. The cure is few calls that each do a lot of work.
 #
-# To see the scale, here is one window summed three ways: a pure Python loop over the 288 products (no
-# NumPy at all), the NumPy expression above, and the time that window's share of work would take in a
-# matrix multiply (measured in section 5).
+# **Rung 2: the plain layer.** `Conv2D.forward` (tutorial 1 quoted it) copies every window into one
+# column of a matrix with the compiled kernel `kernels.im2col`, then makes one matrix multiply of the
+# (64, 288) weights by that (288, N · 169) matrix, adds the bias and reorders the result into
+# (N, O, OH, OW). Calling a layer directly always runs its own code.
+#
+# Is it the same convolution as the loops? The two add the same 289 terms (288 products and the
+# bias) in different orders, so in float32 they may differ by rounding. How much is allowed is
+# derived, not tuned: a float sum of n terms, in any order, is within γₙ · S of the exact sum
+# (γₙ ≈ n · u, u = 2⁻²⁴ ≈ 6.0e-8 the float32 unit roundoff, S the sum of the terms' absolute values),
+# so two orders are at most 2 γₙ S apart (`helpers.rounding_bound`). S is the same convolution run
+# on |x|, |w| and |b| in float64.
 
 # %%
-win = x[0, :, 0:K, 0:K].astype(np.float64)          # (C, KH, KW), one window
-filt = w[0].astype(np.float64)
-win_list, filt_list = win.ravel().tolist(), filt.ravel().tolist()
+def abs_sum(x, w, b):
+    """S: the convolution of |x| with |w| plus |b|, in float64 (N, O, OH, OW)."""
+    s = tc.Conv2D(C, CO, K, dtype=np.float64, rng=np.random.default_rng(0))
+    s.weight.data[...], s.bias.data[...] = np.abs(w), np.abs(b)
+    return s.forward(np.abs(x).astype(np.float64))
 
 
-def window_pure_python():
-    s = 0.0
-    for a, c in zip(win_list, filt_list):
-        s += a * c
-    return s
-
-
-def window_numpy():
-    return np.sum(win * filt)
-
-
-assert abs(window_pure_python() - window_numpy()) <= rounding_bound(C * K * K, np.sum(np.abs(win * filt)))
-t_py = median_time(window_pure_python, 20 if FAST else 2000)
-t_np = median_time(window_numpy, 20 if FAST else 2000)
-print(f"one window, pure Python: {t_py * 1e6:.2f} µs ({t_py / (C * K * K) * 1e9:.0f} ns per multiply-add)")
-print(f"one window, NumPy:       {t_np * 1e6:.2f} µs (almost all of it the cost of calling NumPy)")
-
-# %% [markdown]
-# Pure Python pays its overhead on every multiply-add; NumPy pays it once per call, but a call costs a
-# few microseconds, so a call that does only 288 multiply-adds is still almost all overhead. The cure is
-# to make **few calls that each do a lot of work**. That is what im2col does.
-#
-# ## 3. Rung 2: im2col in NumPy
-#
-# im2col (tutorial 1 drew it) copies each window into one column of a matrix `cols` with C · KH · KW =
-# 288 rows and N · OH · OW columns. Then the whole convolution is a single matrix multiply of the
-# flattened weights, (64, 288), by `cols`. The copy itself needs no loop over windows: for each of the
-# 9 kernel offsets (i, j), the pixels every window sees at that offset form one strided slice of the
-# input. So nine NumPy slice copies build all of `cols`.
-
-# %%
-def im2col_numpy(x, kh, kw):
-    """x: (N, C, H, W) -> cols: (C*KH*KW, N*OH*OW); row (c, i, j), column (n, oh, ow). Stride 1, no padding."""
-    n, c, h, wd = x.shape
-    oh, ow = h - kh + 1, wd - kw + 1
-    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = x[:, :, i:i + oh, j:j + ow].transpose(1, 0, 2, 3)   # (C, N, OH, OW)
-    return cols.reshape(c * kh * kw, n * oh * ow)
-
-
-def conv_from_cols(cols, w, b, n):
-    """The matrix multiply and the reshape back to (N, O, OH, OW)."""
-    o = w.shape[0]
-    out = w.reshape(o, -1) @ cols + b[:, None]                         # (O, N*OH*OW)
-    return np.ascontiguousarray(out.reshape(o, n, OHW, OHW).transpose(1, 0, 2, 3))
-
-
-def conv_numpy_im2col(x, w, b):
-    return conv_from_cols(im2col_numpy(x, K, K), w, b, x.shape[0])
-
-
-# Is it tinycnn's own NumPy im2col (the reference its Numba kernel is tested against)? Bit for bit:
-assert np.array_equal(im2col_numpy(x, K, K), kernels.im2col_reference(x, K, K, 1, 1, 0, 0))
-
-# %% [markdown]
-# Is rung 2 the same convolution as rung 1? The two add the same 289 terms (288 products and the bias)
-# in different orders, so in float32 they may differ by rounding. How much is allowed is not guessed:
-# a float sum of n terms, in any order, is within γₙ · S of the exact sum (γₙ ≈ n · u, u = 2⁻²⁴ the
-# float32 unit roundoff, S the sum of the terms' absolute values), so two orders are at most 2 γₙ S
-# apart (tests/tolerances.py derives it). S is the same convolution run on |x|, |w| and |b|, in float64.
-
-# %%
-with threads(1):      # (all of the ladder runs on one thread: see section 9 for two)
-    S = conv_numpy_im2col(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
-                          np.abs(b).astype(np.float64))                # (N, O, OH, OW): sum of |terms|
-    bound = rounding_bound(C * K * K + 1, S, np.float32)
-    y_numpy = conv_numpy_im2col(x, w, b)
-    t_numpy = median_time(lambda: conv_numpy_im2col(x, w, b), REPS)
-assert_agree("rung 2 (NumPy im2col) vs rung 1 (loops)", y_numpy, y_loops, bound)
-print(f"NumPy im2col: {t_numpy * 1e3:.3f} ms, {t_loops / t_numpy:.0f}x faster than the loops")
-assert t_loops > 10 * t_numpy, "im2col should be more than an order of magnitude faster than the loops"
-
-# %% [markdown]
-# Two to three orders of magnitude (the line above; 482 times in the quiet run), from the same
-# arithmetic: the loops made N · 64 · 169 = 346,112 NumPy calls, im2col makes about a dozen. The price
-# is memory. `cols` holds every input pixel once for each window
-# that contains it, so it is much bigger than the input; and a computer moves bytes far more slowly
-# than it multiplies them. Let us count the bytes against the FLOPs.
-#
-# ## 4. Memory traffic: bytes moved per FLOP
-#
-# For one forward pass: the input x, the `cols` matrix (written by im2col, read by the multiply), the
-# weights and the output. A float32 is 4 bytes.
-
-# %%
-cols = im2col_numpy(x, K, K)                                           # (C*KH*KW, N*OH*OW)
-y_bytes = N * O * OHW * OHW * 4
-print(f"input x:  {x.shape} {x.nbytes / 1e6:8.3f} MB")
-print(f"cols:     {cols.shape} {cols.nbytes / 1e6:8.3f} MB = {cols.nbytes / x.nbytes:.2f} x the input")
-print(f"weights:  {w.shape} {w.nbytes / 1e6:8.3f} MB")
-print(f"output y: ({N}, {O}, {OHW}, {OHW}) {y_bytes / 1e6:8.3f} MB")
-# im2col's growth factor: each of the OH*OW windows copies KH*KW pixels per channel, from H*W pixels.
-assert cols.nbytes / x.nbytes == (K * K * OHW * OHW) / (HW * HW)
-flops = 2 * MACS
-moved_direct = x.nbytes + w.nbytes + y_bytes                           # read x and w once, write y
-moved_im2col = x.nbytes + 2 * cols.nbytes + w.nbytes + y_bytes         # + write cols, read it again
-print(f"FLOPs per byte, if x, w, y each cross memory once: {flops / moved_direct:.0f}")
-print(f"FLOPs per byte, counting cols written and read:    {flops / moved_im2col:.0f}")
-
-# %% [markdown]
-# With a 3 × 3 kernel, `cols` is 9 × 169 / 225 ≈ 6.8 times the input (with padding "same" it would be
-# 9 times). That is the price of im2col: if every number crossed memory once, the convolution would do
-# about 84 FLOPs per byte moved; writing `cols` and reading it back cuts that to about 13. Both are
-# high, because a matrix multiply *reuses* each number it loads many times (each column of `cols`
-# meets all 64 filters, each filter meets every column). This ratio, the *arithmetic intensity*, decides
-# what limits a piece of code: a core does tens of FLOPs in the time it moves a few bytes, so code that
-# does a FLOP or less per byte (the im2col copy itself: none; a ReLU, a max-pool) is limited by memory,
-# and code that does tens of FLOPs per byte, like the multiply, can be limited by arithmetic.
-#
-# Where does rung 2's time go, then? Time its pieces separately: the im2col copy, the matrix multiply,
-# and the final reshuffle into (N, O, OH, OW) order.
-
-# %%
-w2d = w.reshape(O, -1)                                                 # (O, C*KH*KW)
+bound = rounding_bound(C * K * K + 1, abs_sum(x, w, b), np.float32)    # (N, O, OH, OW)
 with threads(1):
-    out2d = w2d @ cols                                                 # (O, N*OH*OW)
-    t_copy_numpy = median_time(lambda: im2col_numpy(x, K, K), REPS)
-    t_copy_numba = median_time(lambda: kernels.im2col(x, K, K, 1, 1, 0, 0), REPS)
-    t_gemm = median_time(lambda: w2d @ cols, REPS)
-    t_bias_reshape = median_time(
-        lambda: np.ascontiguousarray((out2d + b[:, None]).reshape(O, N, OHW, OHW).transpose(1, 0, 2, 3)), REPS)
-print(f"im2col, NumPy slices:    {t_copy_numpy * 1e3:7.3f} ms  ({cols.nbytes / t_copy_numpy / 1e9:.1f} GB/s of cols written)")
-print(f"im2col, Numba kernel:    {t_copy_numba * 1e3:7.3f} ms")
-print(f"matrix multiply:         {t_gemm * 1e3:7.3f} ms  ({flops / t_gemm / 1e9:.1f} GFLOP/s)")
-print(f"bias + NCHW reshuffle:   {t_bias_reshape * 1e3:7.3f} ms")
+    y_plain = layer.forward(x)
+    t_plain = median_time(lambda: layer.forward(x), REPS)
+assert_agree("rung 2 (plain layer) vs rung 1 (loops)", y_plain[:LOOP_N], y_loops, bound[:LOOP_N])
+ns_plain = t_plain / macs(N) * 1e9
+print(f"plain layer: {t_plain * 1e3:.2f} ms, {ns_plain:.3f} ns per multiply-add, "
+      f"{ns_loops / ns_plain:.0f}x faster than the loops")
+assert ns_loops > 10 * ns_plain, "im2col should be more than an order of magnitude faster than the loops"
 
 # %% [markdown]
-# In an earlier full run of this page on a quiet machine (load average 0.9) the multiply, which does all the arithmetic, took about 1.8 ms, and the im2col copy, which
-# does none, about 0.42 ms: a quarter as long again, for moving 6 MB (this run's numbers are printed
-# above). The reshuffle of the output into (N, O, OH, OW) order was small (under 0.1 ms). So rung 2 already spends most of its
-# time in the multiply; what is left to win around it is the copy.
+# **Rung 3: the executor.** `tc.fast.compile([layer])` compiles a plan for this one layer with every
+# pass; section 3 takes those passes apart. Inside a network the layer before hands its output over
+# in the executor's *channel-major* memory layout (section 3.2 explains it), so the plan is timed on
+# such an input: the same values as `x`, laid out differently in memory.
 #
-# ## 5. Matrix-multiply efficiency: this machine's peak
-#
-# How fast can this machine multiply float32 matrices at all? Measure NumPy's BLAS on a large square
-# product, which is the most favourable case (each number loaded is reused n times), and on the
-# convolution's own shape: (64, 288) times (288, N · 169), which is short and wide.
+# **Rung 4: PyTorch**, on the same data and one thread, as a yardstick (skipped if it is not
+# installed). Both are checked with the same bound.
 
 # %%
-SQ = 512 if FAST else 1024
-A = rng.standard_normal((SQ, SQ), dtype=np.float32)
-B = rng.standard_normal((SQ, SQ), dtype=np.float32)
-P = np.empty((SQ, SQ), dtype=np.float32)
-with threads(1):
-    peak = 2 * SQ ** 3 / median_time(lambda: np.matmul(A, B, out=P), REPS) / 1e9
-    if torch:
-        At, Bt, Pt = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(P)
-        peak_torch = 2 * SQ ** 3 / median_time(lambda: torch.matmul(At, Bt, out=Pt), REPS) / 1e9
-gemm_conv_rate = flops / t_gemm / 1e9
-print(f"NumPy, square {SQ}x{SQ} float32 product, 1 thread: {peak:.0f} GFLOP/s   <- the peak used below")
-print(f"NumPy, the convolution's (64, 288) @ (288, {N * OHW * OHW}) product, 1 thread: {gemm_conv_rate:.0f} GFLOP/s "
-      f"= {gemm_conv_rate / peak:.0%} of it")
-if torch:
-    print(f"PyTorch's own matrix multiply (MKL), same square product, 1 thread: {peak_torch:.0f} GFLOP/s")
-
-# The same square product in a fresh Python without the two variables that pin OpenBLAS to AVX2 kernels
-# (see the text below): what NumPy would reach with the CPU's widest instructions.
-PEAK_SCRIPT = f"""
-import time, numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
-a = np.ones(({SQ}, {SQ}), np.float32); p = np.empty_like(a)
-with threadpool_limits(1, user_api="blas"):
-    np.matmul(a, a, out=p); ts = []
-    for _ in range({REPS}):
-        t = time.process_time(); np.matmul(a, a, out=p); ts.append(time.process_time() - t)
-arch = [i["architecture"] for i in threadpool_info() if i["user_api"] == "blas"][0]
-print(arch, 2 * {SQ} ** 3 / float(np.median(ts)) / 1e9)
-"""
-
-
-def run_without_blas_pin(script):
-    """Run a Python script in a fresh process without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; its output."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          check=True).stdout
-
-
-arch_free, rate_free = run_without_blas_pin(PEAK_SCRIPT).split()
-peak_free = float(rate_free)
-print(f"NumPy without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (kernels for {arch_free}), 1 thread: "
-      f"{peak_free:.0f} GFLOP/s")
-print("load average now: %.1f %.1f %.1f" % os.getloadavg())
-
-# %% [markdown]
-# Three things to read here.
-#
-# * **The peak depends on the instructions the library uses.** This machine's environment sets
-#   `OPENBLAS_CORETYPE=Haswell` (and `OPENBLAS_L2_SIZE`), which makes NumPy's OpenBLAS use its AVX2
-#   kernels although the CPU has AVX-512. AVX-512 instructions work on 16 float32 numbers at once, AVX2
-#   on 8, and in the quiet run the fresh process without those two variables showed it: nearly twice
-#   the rate (226 against 123 GFLOP/s). On this page's loaded run the two printed rates are close: with
-#   other programs on both cores, neither product gets a core to itself. The rungs below all use NumPy
-#   as configured, and the page calls its square-product rate "the peak"; it is not the CPU's limit. (The benchmark suite, `python -m benchmarks`, removes the two
-#   variables; tests keep them.)
-# * **The convolution's own product is nearly as efficient** as the square one (91 % in the quiet run; this run's share is printed above): its inner
-#   dimension of 288 and its 5,408 columns are still large enough for each loaded number to be reused
-#   many times. No im2col convolution can beat its own matrix multiply, so this rate is the ceiling
-#   of rungs 2 to 4.
-# * PyTorch's matrix multiply (Intel's MKL) lands near NumPy's configured rate on this AMD CPU.
-#
-# ## 6. Rung 3: the copy compiled with Numba
-#
-# Rung 3 replaces the NumPy slices by tinycnn's Numba kernel `kernels.im2col`. Numba compiles the
-# Python loops below to machine code the first time they run (and caches the result on disk), so the
-# loops cost what loops cost in C: no interpreter, no temporary arrays. It writes each row of `cols`
-# in one pass, in the order memory is laid out, and `prange` splits the rows between threads.
-
-# %% tags=["same-output"]
-quote(kernels.im2col)
-
-# %%
-def conv_numba_im2col(x, w, b):
-    return conv_from_cols(kernels.im2col(x, K, K, 1, 1, 0, 0), w, b, x.shape[0])
-
-
-with threads(1):
-    y_numba = conv_numba_im2col(x, w, b)
-    t_numba = median_time(lambda: conv_numba_im2col(x, w, b), REPS)
-assert_agree("rung 3 (Numba im2col) vs rung 2 (NumPy im2col)", y_numba, y_numpy, bound)
-print(f"Numba im2col: {t_numba * 1e3:.3f} ms ({t_numpy / t_numba:.2f}x rung 2)")
-
-# %% [markdown]
-# The two rungs build the same `cols` and call the same matrix multiply, so they agree exactly (a
-# difference of 0), and any speed difference comes from the copy alone. Here the surprise: on one
-# thread the Numba copy is *not* faster than NumPy's (1.2 against 0.42 ms in an earlier full run of this page on a quiet machine (load average 0.9); this run's section 4
-# printed the same order), and there rung 3 was slower than rung 2 (0.73 times its speed: 3.20
-# against 2.35 ms, 0.85 ms more, about the 0.81 ms between the two copies; on this loaded run the two
-# rungs' times are too noisy to separate them). NumPy's nine slice copies are already compiled
-# loops; with only nine calls there is no interpreter overhead left to remove, and compiling a loop is
-# no magic beyond that. Numba pays where NumPy cannot express the work as a few large array
-# operations: col2im in the backward pass, where overlapping windows must *add up*, or max-pooling that
-# also records which input won. The benchmark suite's per-layer table (benchmarks/results/latest.md,
-# its run of 2026-11-27 03:31, batch 64, two threads on a shared machine) shows it: max-pool forward
-# and backward take 1.39 and 0.45 ms in tinycnn's Numba kernels against 18.18
-# and 10.97 ms in its plain-NumPy engine.
-#
-# ## 7. Rung 4: tinycnn's executor
-#
-# `tc.Conv2D` itself is written to read like its derivation (tutorial 1 quotes it). What runs when a
-# network trains is the executor, `tinycnn.fast`: `Sequential` compiles its layers into a plan of fast
-# ops, and a few named passes remove the memory traffic around the multiply (`tinycnn/fast/ops/conv.py`
-# and benchmarks/PERFORMANCE.md have the measurements):
-#
-# * **layout, no reshuffle copy**: its im2col (`im2col_cm`) orders the columns with the images
-#   fastest, so the product `w2d @ cols` comes out as (O, OH, OW, N) in memory; the op hands it on as an
-#   (N, O, OH, OW) *view* ("channel-major") instead of copying it, and the next ops read that layout
-#   directly. With the images fastest, im2col and col2im move runs of N contiguous numbers instead of
-#   short image rows;
-# * **fusion, the bias inside the multiply**: `cols` gets an extra row of ones and the weights the bias
-#   as an extra column, so there is no separate pass over the output to add it;
-# * **memory, no fresh memory each call**: `cols` is a workspace reused while the shape stays the same.
-#
-# Here the plan holds one layer: `tc.fast.compile([layer])`. Its input is timed twice: channel-major,
-# as the previous op of a network hands it on, and in plain NCHW order (one transposing copy first).
-
-# %%
-layer = tc.Conv2D(C, O, K, rng=np.random.default_rng(0))
-layer.weight.data[...] = w
-layer.bias.data[...] = b
-plan = tc.fast.compile([layer])                        # the executor's plan for this one layer
-# Inside a network the previous layer hands over a channel-major view: (N, C, H, W) indices on
-# (C, H, W, N) memory. Build one from x: the same values, laid out as the seed CNN's first block leaves them.
+plan1 = tc.fast.compile([layer])                        # the executor's plan for this one layer
 x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)   # (N, C, H, W) view
-assert np.array_equal(x_cm, x) and not x_cm.flags.c_contiguous
+assert np.array_equal(x_cm, x) and not x_cm.flags.c_contiguous                 # same values, other memory
 with threads(1):
-    y_fast = plan.forward(x_cm)
-    t_fast = median_time(lambda: plan.forward(x_cm), REPS)
-    t_fast_nchw = median_time(lambda: plan.forward(x), REPS)
-print("output:", y_fast.shape, "C-contiguous:", y_fast.flags.c_contiguous,
-      "| its memory in (O, OH, OW, N) order:", y_fast.transpose(1, 2, 3, 0).flags.c_contiguous)
-assert_agree("rung 4 (executor) vs rung 3 (Numba im2col)", y_fast, y_numba, bound)
-print(f"executor's Conv2D, channel-major input (inside a network): {t_fast * 1e3:.3f} ms ({t_numba / t_fast:.2f}x rung 3)")
-print(f"executor's Conv2D, plain NCHW input (one transposing copy first): {t_fast_nchw * 1e3:.3f} ms")
-
-# The same layer and shapes timed in a fresh process whose NumPy uses OpenBLAS's AVX-512 kernels
-# (section 5); timing only, the numbers computed are those checked above.
-FAST_PATH_SCRIPT = f"""
-import time, numba, numpy as np, tinycnn as tc
-from threadpoolctl import threadpool_limits
-rng = np.random.default_rng(0)
-x = rng.standard_normal(({N}, {C}, {HW}, {HW}), dtype=np.float32)
-x_cm = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-plan = tc.fast.compile([tc.Conv2D({C}, {O}, {K}, rng=rng)])
-with threadpool_limits(1, user_api="blas"):
-    numba.set_num_threads(1); plan.forward(x_cm); ts = []
-    for _ in range({REPS}):
-        t = time.process_time(); plan.forward(x_cm); ts.append(time.process_time() - t)
-print(float(np.median(ts)))
-"""
-t_fast_avx512 = float(run_without_blas_pin(FAST_PATH_SCRIPT))
-print(f"executor's Conv2D, channel-major input, NumPy with AVX-512 kernels (fresh process): {t_fast_avx512 * 1e3:.3f} ms")
-
-# %% [markdown]
-# For one forward pass of one layer on one thread, the multiply still dominates, but in an earlier full run of this page on a quiet machine (load average 0.9) rung 4
-# came out 1.6 times as fast as rung 3 (2.00 ms; this run's ratio is printed above). Most of that is its im2col: the columns are ordered
-# with the images fastest, so the kernel copies runs of 32 contiguous numbers (one per image) instead
-# of image rows of 13 with a bounds test per element (benchmarks/PERFORMANCE.md, 'Channel-major layout', measured the
-# same change at 2.3 -> 0.8 ms for im2col and 4.7 -> 1.1 ms for col2im at batch 64). Over a whole
-# network and its backward pass these savings add up. In the quiet run the line that stood out was the
-# last: the same layer, with NumPy using OpenBLAS's AVX-512 kernels, took 1.19 ms instead of 2.00, so
-# the multiply's instruction set was worth more there than everything else on the ladder after rung 2.
-# (On this loaded run the fresh process's time is no faster: a busy machine hides the difference.)
-#
-# And PyTorch, on the same data and the same single thread, as a yardstick (skipped if PyTorch is not
-# installed), once as installed and once with its oneDNN convolution kernels switched off. Both are
-# checked against tinycnn with the same bound.
-
-# %%
+    y_fast = plan1.forward(x_cm)
+    t_fast = median_time(lambda: plan1.forward(x_cm), REPS)
+assert_agree("rung 3 (executor) vs rung 2 (plain layer)", y_fast, y_plain, bound)
+names, ns = ["1 loops", "2 plain layer", "3 executor"], [ns_loops, ns_plain, t_fast / macs(N) * 1e9]
 if torch:
     xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
     with threads(1), torch.no_grad():
         y_torch = torch.nn.functional.conv2d(xt, wt, bt).numpy()
         t_torch = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)           # (a note about Intel GPUs, not relevant here)
-            with torch.backends.mkldnn.flags(enabled=False):        # PyTorch without oneDNN's kernels
-                y_torch_plain = torch.nn.functional.conv2d(xt, wt, bt).numpy()
-                t_torch_plain = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS)
-    assert_agree("PyTorch vs rung 4 (executor)", y_torch, y_fast, bound)
-    assert_agree("PyTorch without oneDNN vs rung 4 (executor)", y_torch_plain, y_fast, bound)
-    print(f"PyTorch conv2d: {t_torch * 1e3:.3f} ms; with oneDNN switched off: {t_torch_plain * 1e3:.3f} ms")
-else:
-    t_torch = None
-    print("PyTorch is not installed: no PyTorch rung")
-
-# %% [markdown]
-# In an earlier full run of this page on a quiet machine (load average 0.9) PyTorch was about 2.0 times faster than tinycnn's fast path (1.015 against 2.002 ms; then the fast path lived in `tc.Conv2D`, now it is the executor's op); this
-# run's times are printed above. PyTorch reports that it uses AVX-512 code (the first cell prints the
-# capability), and in the quiet run its rate (196 GFLOP/s) was above what NumPy's BLAS reaches as
-# configured and 87 % of NumPy's AVX-512 rate of section 5. Switching oneDNN off slowed it down by only
-# about 5 % there (1.062 ms), so its lead is not one particular convolution algorithm; how PyTorch
-# computes it inside was not taken apart for this page. In the quiet run tinycnn with AVX-512 BLAS
-# kernels closed most of the gap (1.188 against 1.015 ms), which points at the instruction set, for
-# tinycnn's own product at least.
-#
-# ## 8. The ladder in one picture
-#
-# All rungs on one thread, as time per forward pass (log scale: each grid line is ten times the one
-# below) and as GFLOP/s against the machine's peak from section 5.
-
-# %%
-names = ["1 loops", "2 NumPy im2col", "3 Numba im2col", "4 executor"] + (["PyTorch"] if torch else [])
-times = [t_loops, t_numpy, t_numba, t_fast] + ([t_torch] if torch else [])
-rates = [flops / t / 1e9 for t in times]
-
-
-def page_faults_per_call(fn, reps=5):
-    """Minor page faults per call of fn(): pages of fresh memory the operating system had to hand over."""
-    try:
-        import resource                     # Unix only
-    except ImportError:
-        return float("nan")
-    fn()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(reps):
-        fn()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / reps
-
-
-with threads(1):
-    faults = [page_faults_per_call(lambda: conv_loops(x, w, b), 1),
-              page_faults_per_call(lambda: conv_numpy_im2col(x, w, b)),
-              page_faults_per_call(lambda: conv_numba_im2col(x, w, b)),
-              page_faults_per_call(lambda: plan.forward(x_cm))]
-    if torch:
-        with torch.no_grad():
-            faults.append(page_faults_per_call(lambda: torch.nn.functional.conv2d(xt, wt, bt)))
-# "of AVX2": against NumPy's square product as configured here (AVX2 kernels), the rate the page calls
-# the peak; "of AVX-512": against the same product with OpenBLAS's AVX-512 kernels. Neither is the CPU's
-# theoretical peak, so a rung can exceed 100 % of the first.
-print(f"{'rung':16s} {'ms':>10s} {'vs loops':>9s} {'GFLOP/s':>8s} {'of AVX2':>8s} {'of AVX-512':>10s} "
-      f"{'ns / multiply-add':>18s} {'page faults / call':>19s}")
-for name, t, r, f in zip(names, times, rates, faults):
-    print(f"{name:16s} {t * 1e3:10.3f} {t_loops / t:8.0f}x {r:8.2f} {r / peak:8.1%} {r / peak_free:10.1%} "
-          f"{t / MACS * 1e9:18.4f} {f:19.0f}")
+    assert_agree("rung 4 (PyTorch) vs rung 3 (executor)", y_torch, y_fast, bound)
+    names.append("4 PyTorch")
+    ns.append(t_torch / macs(N) * 1e9)
+print(f"{'rung':16s} {'ns per multiply-add':>20s} {'GFLOP/s':>8s} {'of the square product':>22s}")
+for name, t in zip(names, ns):
+    print(f"{name:16s} {t:20.4f} {2 / t:8.1f} {2 / t / peak:22.0%}")
 print("load average now: %.1f %.1f %.1f" % os.getloadavg())
-assert all(t_loops > 10 * t for t in times[1:]), "every im2col rung is > 10x faster than the loops"
 
-colors = ["#b0b0b0", "#6baed6", "#3182bd", "#08519c", "#e6550d"][:len(names)]
-labels = [name.replace(" ", "\n", 1) for name in names]                 # two-line tick labels
-fig, ax = plt.subplots(figsize=(8, 4.5))
-ax.bar(labels, [t * 1e3 for t in times], color=colors)
+fig, ax = plt.subplots(figsize=(7.5, 4))
+colors = ["#b0b0b0", "#6baed6", "#08519c", "#e6550d"][:len(names)]
+ax.bar([n.replace(" ", "\n", 1) for n in names], ns, color=colors)
+ax.axhline(2 / peak, color="k", linestyle="--", label=f"NumPy's square product ({peak:.0f} GFLOP/s)")
 ax.set_yscale("log")
-ax.set_ylim(top=max(times) * 1e3 * 4)
-ax.set_ylabel("milliseconds per forward pass (log scale)")
-ax.set_title(f"Conv2D {C}->{O}, 3x3, batch {N} on {HW}x{HW}, 1 thread (CPU time, median)")
-for i, t in enumerate(times):
-    ax.text(i, t * 1e3 * 1.2, f"{t * 1e3:.3g} ms", ha="center", fontsize=9)
-ax.grid(axis="y", which="major", alpha=0.3)
+ax.set_ylabel("nanoseconds per multiply-add (log scale)")
+ax.set_title(f"Conv2D {C}->{CO}, 3x3, on {HW}x{HW}, 1 thread (CPU time, median)")
+for i, t in enumerate(ns):
+    ax.text(i, t * 1.15, f"{t:.3g} ns", ha="center", fontsize=9)
+ax.legend(loc="upper right", fontsize=9)
+ax.set_ylim(top=max(ns) * 5)
 fig.tight_layout()
-save_figure(fig, "06_ladder_times", "Time per forward pass of each rung, log scale, one thread")
-
-fig, ax = plt.subplots(figsize=(11, 4.5))
-ax.bar(labels, rates, color=colors)
-ax.axhline(peak_free, color="k", linestyle="-.", label=f"NumPy's square product, AVX-512 kernels ({peak_free:.0f})")
-ax.axhline(peak, color="k", linestyle="--", label=f"NumPy's square product, as configured ({peak:.0f})")
-if torch:
-    ax.axhline(peak_torch, color="#e6550d", linestyle="--", label=f"PyTorch's square product ({peak_torch:.0f})")
-ax.axhline(gemm_conv_rate, color="k", linestyle=":", label=f"NumPy, the convolution's own product ({gemm_conv_rate:.0f})")
-ax.set_yscale("log")
-ax.set_ylabel("GFLOP/s (log scale)")
-ax.set_title("GFLOP/s of each rung, 1 thread; in the bars: fraction of NumPy's AVX2 square-product rate")
-ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="matrix multiply, 1 thread")
-for i, r in enumerate(rates):
-    inside = r > 10
-    ax.text(i, r * (0.5 if inside else 1.2), f"{r / peak:.1%}", ha="center", fontsize=9,
-            color="white" if inside else "black")
-fig.tight_layout()
-save_figure(fig, "06_gflops_vs_peak", "GFLOP/s of each rung against the machine's matrix-multiply rates")
+save_figure(fig, "06_ladder_times", "Nanoseconds per multiply-add for each rung of the ladder, log scale")
 
 # %% [markdown]
-# Read the two pictures together. The first step, from loops to im2col, is worth two to three orders
-# of magnitude and is all about interpreter overhead: it turns a third of a million small calls into a
-# dozen large ones. The loops reach about a tenth of a percent of NumPy's square-product rate; the
-# im2col rungs reach about half to four fifths of it (50.5–80.7 % in the quiet run; this run's are in
-# the table). Their ceiling is the convolution's own product (dotted line): the rest of their time is
-# the im2col copy, the memory traffic of section 4. PyTorch's bar can go above NumPy's rate as configured (dashed): that rate is what
-# OpenBLAS reaches with its AVX2 kernels, not the CPU's limit, so "more than 100 %" only means faster
-# than that. Why PyTorch is faster this page does not prove: its library (oneDNN) reports AVX-512 code
-# (the first cell printed the CPU capability it uses), and NumPy's own rate with AVX-512 kernels
-# (dash-dotted) is higher too, which fits wider instructions as a cause, but oneDNN also differs in its
-# blocking, its packing and its direct convolution algorithm, and we did not separate those. The page faults column is 0 for every
-# rung: after the first call, the memory allocator hands back memory the process already has, so at
-# this size a fresh array each call costs no page faults; benchmarks/PERFORMANCE.md ('Recycled output arrays and memory planning') found that
-# it did cost time at batch 256, where arrays above 32 MB come fresh from the operating system.
+# Read the picture from left to right. From loops to the plain layer is two to three orders of
+# magnitude, all of it interpreter overhead: the loops made one NumPy call per window (N · 64 · 169 of
+# them), the layer makes about a dozen calls in all. After that the arithmetic runs inside one BLAS
+# matrix multiply, and what separates each rung from the dashed line is the work *around* the
+# multiply: the im2col copy, the reordering of the output, fresh memory. That work is what the
+# executor's passes remove, and a single layer's forward is the place where it counts least: its
+# savings add up over a whole network and its backward pass (section 3). PyTorch's convolution runs
+# its own kernels; this page does not take apart how it gets its rate.
 #
-# ## 9. Threads: 1 versus 2, and oversubscription
+# ## 2. What the executor takes, and the graph it lowers it to
 #
-# This machine has two cores. BLAS, Numba and PyTorch can each use both. Time the square product, the
-# executor's Conv2D and PyTorch with one and with two threads.
+# The executor takes a **model**: a `Sequential`, or just a list of layers. `model(x)` asks the
+# model for its plan (`model.plan()`, compiled on the first call and kept while the layers stay the
+# same) and runs it. `tc.fast.compile(model)` makes a plan directly; `tc.fast.compile(model,
+# plain=True)` makes the *plain* plan, which runs every layer on its own code: the reference the
+# fast plan is tested against.
 
 # %%
-def time_at(n_threads):
-    # A pause before each measurement: after a multi-threaded product, OpenBLAS's idle worker keeps
-    # spinning on its core for ~0.1 s, and whatever runs next on two threads finds that core taken
-    # (benchmarks/PERFORMANCE.md, 'Split matrix multiply'). tinycnn's own products never wake that worker.
-    with threads(n_threads):
-        time.sleep(0.3)
-        res = {"square matrix multiply": median_time(lambda: np.matmul(A, B, out=P), REPS, time.perf_counter)}
-        time.sleep(0.3)
-        res["executor Conv2D forward"] = median_time(lambda: plan.forward(x_cm), REPS, time.perf_counter)
-        if torch:
-            time.sleep(0.3)
-            with torch.no_grad():
-                res["PyTorch conv2d"] = median_time(lambda: torch.nn.functional.conv2d(xt, wt, bt), REPS,
-                                                    time.perf_counter)
-    return res
-
-
-def show(title, one, two, note=None):
-    print(f"{title} ({note or 'load average over the last minute: %.1f' % os.getloadavg()[0]})")
-    for key in one:
-        print(f"  {key:24s} 1 thread {one[key] * 1e3:8.3f} ms   2 threads {two[key] * 1e3:8.3f} ms   "
-              f"speed-up {one[key] / two[key]:.2f}x")
-
-
-quiet_1, quiet_2 = time_at(1), time_at(2)
-show("as the machine is now", quiet_1, quiet_2)
+small = tc.Sequential(tc.Conv2D(3, 8, 3, rng=rng), tc.ReLU(), tc.MaxPool2D(2),      # 3x16x16 -> 8x14x14 -> 8x7x7
+                      tc.Conv2D(8, 16, 3, padding=1, rng=rng), tc.ReLU(),            # -> 16x7x7
+                      tc.Flatten(), tc.Dense(16 * 7 * 7, 10, rng=rng))
+xs = rng.standard_normal((4, 3, 16, 16), dtype=np.float32)
+logits = small(xs)                                     # runs small.plan()
+assert small.plan() is small.plan()                    # compiled once, kept
+print(tc.fast.compile(small, plain=True).describe())
+print()
+print(small.plan().describe())
+print()
+print("op per node:", ", ".join(f"v{n.output}: {type(n.op).__name__}" for n in small.plan().graph.nodes))
 
 # %% [markdown]
-# Two threads can at best halve the time, and only for work that splits evenly and is large enough
-# that starting the threads and waiting for the slower of the two is cheap. In an earlier full run of this page on a quiet machine (load average 0.9) the big square
-# product came close to 2× (1.98×) and PyTorch's convolution gained 1.52×, but tinycnn's forward gained
-# nothing: 0.95×, 2.025 ms on two threads against 1.926 ms on one. On this page's loaded run the table
-# above is dominated by the other programs: speed-ups far below 1, and "speed-ups" above 2, which two
-# threads cannot give, mean the two measurements met different amounts of competition, not that the
-# code changed. That line moves more from run to run than any other: other full runs of this page
-# printed 1.17×, 1.14× and 1.76× for it (the last of them with this same cell, on tinycnn as it was
-# before lanes). It is one call of about 2 ms whose parallel steps each wait for the slower half, and
-# its 25 timed calls take about a twentieth of a second, so whatever else runs on the second core of
-# this shared 2-core machine in that moment can weigh heavily on it; the next table shows how far a busy
-# second core pulls it down. Over a whole training step in the quiet run, with the kernels split the
-# same way (the "lanes off" line at the end of this section), two threads did gain: 1.59×.
-#
-# A two-thread gain for tinycnn needs two things (benchmarks/PERFORMANCE.md, 'Split matrix multiply').
-# First, tinycnn splits its products over its own threads with BLAS set to one thread: after a
-# multi-threaded product, OpenBLAS's idle worker keeps spinning on its core for about 0.1 s, and the
-# Numba kernel that comes next finds that core taken. Second, `time_at` pauses before each
-# measurement for the same reason: without the pause, the square product measured just before it
-# left its worker spinning, and an earlier run of this cell showed tinycnn's forward *slower* on two
-# threads (0.96×).
-#
-# Now the failure everyone meets sooner or later: **oversubscription**, more busy threads than cores.
-# Below, one extra busy process (a Python loop that does nothing, started here and stopped right
-# after) competes for the two cores, as another user's job or a second thread pool would. A one-thread
-# computation then shares a core with it at worst; a two-thread computation splits its work in two
-# halves and must wait for *both*, and one of them is always the one queued behind the intruder.
+# How to read a plan. `v0` is the network's input; every line is one **node**: it reads the values
+# in brackets and writes a new value, and the last line says which value the network returns. The
+# plain plan has one node per layer, in order. The fast plan is the same program after the passes:
+# the notes in square brackets say what each pass did to a node, and one pair of nodes has swapped
+# places (the max-pool now runs before the ReLU, section 3.1 says why and why that gives the same
+# bits). Each node runs an **op**: a fast op for the layer kinds that have one (`ConvOp`, `ReLUOp`, ...),
+# or `PlainOp`, which calls the layer's own `forward` and `backward`. A layer you write yourself
+# gets a `PlainOp` and runs correctly, at its own speed:
 
 # %%
-import resource                                       # Unix: the CPU time a finished child used
+class Scale(tc.Layer):
+    """y = 2x: a layer the executor has never seen."""
 
-children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-hog_start = time.perf_counter()
-hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-try:
-    time.sleep(0.2)                                   # let it start spinning
-    busy_1, busy_2 = time_at(1), time_at(2)
-finally:
-    hog.kill()
-    hog.wait()
-hog_wall = time.perf_counter() - hog_start
-children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-hog_cpu = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
-# (a one-minute load average says little about a process that lived for a few seconds: measure it instead)
-show("with one extra busy process", busy_1, busy_2,
-     f"the busy process ran {hog_wall:.1f} s and used {hog_cpu:.1f} s of CPU: {hog_cpu / hog_wall:.0%} of one core")
+    def forward(self, x):
+        return 2 * np.asarray(x)
+
+    def backward(self, g):
+        return 2 * np.asarray(g)
+
+    def __repr__(self):
+        return "Scale()"
+
+
+mine = tc.fast.compile([tc.Conv2D(3, 4, 3, rng=rng), Scale(), tc.ReLU()])
+print(mine.describe())
+print("ops:", [type(n.op).__name__ for n in mine.graph.nodes])
 
 # %% [markdown]
-# Compare the two tables. In an earlier full run of this page on a quiet machine (load average 0.9) the one-thread times hardly moved, but the square product went from
-# 1.98× faster on two threads to 1.07× (almost no gain), and tinycnn's forward from 0.95× to 0.78×:
-# clearly *slower* on two threads than on one (2.468 against 1.917 ms), because every one of its
-# parallel steps waited for the half that was queued behind the intruder; PyTorch's convolution kept
-# most of its gain (1.39× against 1.52×). The line above the second table says how much CPU the
-# intruder itself got (measured from its own CPU time, not a one-minute load average, which says little
-# about a process that lives a few seconds): on a machine that is already full, it gets only a share of
-# a core, and the two tables differ by little more than noise, as on this page's run. How much the
-# intruder costs depends on what else the machine runs and changes from run to run; the numbers are
-# not asserted. On a busier moment, with the load average
-# near 4 before the intruder started, a full-size draft run of this page saw two threads 2 to 30 times
-# *slower* than one for all three, even without it.
-#
-# Inside one program the same thing happens when two thread pools each start one thread per core:
-# NumPy's BLAS pool and Numba's pool (or PyTorch's OpenMP pool) on two cores make four busy threads.
-# It is worst when idle threads *spin* (busy-wait for the next job instead of sleeping for a while), as
-# OpenMP's typically do: after every Numba kernel its threads keep spinning while BLAS wants the cores.
-# benchmarks/PERFORMANCE.md ('Numba threading layer') records a training step of the seed CNN at batch 4 going from 3 ms on one
-# thread to 540 ms on two for that reason; tinycnn therefore selects Numba's "workqueue" threading
-# layer, whose threads sleep (see `tinycnn/kernels/__init__.py`). The rules of thumb:
-#
-# * threads across all pools should not exceed the cores (`OPENBLAS_NUM_THREADS`, `NUMBA_NUM_THREADS`,
-#   `torch.set_num_threads`, or threadpoolctl as here);
-# * on a shared or busy machine, one thread is often faster than two and is always more predictable;
-# * measure with the load average in view, and trust medians, not single runs.
-#
-# ### Two cores for a whole training step: split every kernel, or split the batch
-#
-# Everything above put two cores on *one* call. A training step is a chain of such calls, a forward
-# and a backward through every layer, and there are two ways to put two cores to work on it.
-#
-# * **Split every kernel.** Each matrix product and each Numba kernel divides its own work in two, one
-#   half per core, and the halves meet again at its end. For the seed CNN at batch 64 that is about
-#   twenty meetings per step (8 of its 11 products and 13 of its 17 Numba kernels; the smaller ones are
-#   not worth splitting and stay on one core). Each costs a wake-up of the other core's thread and a
-#   wait for the slower half, so the shorter kernels (a ReLU, the pooling of a small map) gain little
-#   or nothing from being split (tinycnn/_jit.py has what a hand-over costs).
-# * **Split the batch into lanes.** Image i's forward and backward never look at image j's. So tinycnn
-#   cuts a batch of 64 into two *lanes* of 32, and each core takes its lane through the whole network,
-#   first layer to last, with every kernel serial and BLAS on one thread. Each lane runs its own
-#   copies of the layers (`Layer.replica()`: the same weight arrays, but its own caches and gradients).
-#   The lanes meet twice per step: when the forward joins their outputs, so that the loss sees the
-#   whole batch, and when the backward adds up their weight gradients.
-#
-# Lanes are what `Sequential.forward`, `Sequential.backward` and `fit` do when Numba has two or more
-# threads and each lane gets enough work: at least 8 images (`lanes.MIN_LANE_BATCH`) and 25 million
-# forward multiply-adds (`lanes.MIN_LANE_MACS`; the seed CNN has about 5 million per image). A single layer
-# called on its own, as in the table above, is never cut. Two Python threads can only run at the
-# same time because their work lets go of Python's global interpreter lock (the GIL) while it runs:
-# NumPy's BLAS calls do, and tinycnn compiles every Numba kernel with `nogil=True` (tinycnn/_jit.py).
-# Without that the two lanes would take turns on one core.
-#
-# The cell below times a whole training step (forward, loss, backward, SGD step) of the seed CNN at
-# batch 64 three ways: on 1 thread; on 2 threads with lanes (as tinycnn ships); and on 2 threads with
-# lanes switched off (`tinycnn.lanes.set_enabled(False)`), so that every kernel is split instead. As
-# above, each measurement starts with a pause, then runs untimed steps for a quarter of a second,
-# because a core that sat idle through the pause needs a few steps to come back to full speed
-# (benchmarks/timing.py). The three setups take turns, so a busy moment of the machine hits all of
-# them. Before the timing, the cell checks that lanes on and off compute the same loss and gradients.
+# The executor is built for **graphs**, not only chains. A residual block (tutorial 7) computes
+# y = post(block(x) + x): its input is read twice, by the block and by the addition. Here is a small
+# residual network; the plain plan keeps the `Residual` as one node that runs its own code, and the
+# fast plan *lowers* it into its parts.
 
 # %%
-from tinycnn.fast.passes import lanes
+def residual_net(dtype, rng, c=8):
+    """3x16x16 -> stem conv -> one residual block (two convs) -> pool -> dense: 10 logits."""
+    def conv():
+        return tc.Conv2D(c, c, 3, padding=1, bias=False, dtype=dtype, rng=rng)   # no bias: a batch norm follows
+    block = tc.Sequential(conv(), tc.BatchNorm2D(c, dtype=dtype), tc.ReLU(), conv(), tc.BatchNorm2D(c, dtype=dtype))
+    return tc.Sequential(tc.Conv2D(3, c, 3, padding=1, bias=False, dtype=dtype, rng=rng),
+                         tc.BatchNorm2D(c, dtype=dtype), tc.ReLU(),
+                         tc.Residual(block, post=tc.ReLU()),                 # y = relu(block(x) + x)
+                         tc.MaxPool2D(2), tc.Flatten(), tc.Dense(c * 8 * 8, 10, dtype=dtype, rng=rng))
 
-STEP_BATCH = 16 if FAST else 64                        # 2 lanes of >= lanes.MIN_LANE_BATCH images, each
-WIDTHS = (32, 64, 128)                                   # with >= lanes.MIN_LANE_MACS multiply-adds: the seed CNN
-STEP_REPS, ROUNDS = (3, 1) if FAST else (20, 3)
-net_rng = np.random.default_rng(16)
-w1, w2, w3 = WIDTHS
+
+res = residual_net(np.float32, np.random.default_rng(1))
+res_plan = res.plan()                                  # what res(x) runs
+print(tc.fast.compile(res, plain=True).describe())
+print()
+print(res_plan.describe())
+g = res_plan.graph
+forks = [v for v in range(g.values) if len(g.consumers(v)) > 1]
+print()
+for v in forks:
+    print(f"v{v} is a fork: read by the nodes writing", ", ".join(f"v{g.nodes[i].output}" for i in g.consumers(v)))
+
+# %% [markdown]
+# Three things to see. The residual block became an `add` node reading two values: the block's output
+# and `v2`, the block's input. `v2` is a **fork**, a value read by two nodes; in the backward pass its
+# gradient is the *sum* of the gradients its two readers send back (one line of `Plan.backward`, the
+# rule tutorial 7 derives for residual blocks). And some value numbers are missing: the fusion pass
+# removed the ReLU nodes that followed a batch norm (the batch norm's op now applies the ReLU as it
+# writes its output: "ReLU fused"), so nothing writes `v3` or `v6` any more.
+#
+# The backward pass walks the nodes in reverse, and this is all it takes to run a graph rather than a
+# chain: each node gets the gradient its output received, and where a value has several readers,
+# their gradients add up (the line marked "fork").
+
+# %% tags=["same-output"]
+from tinycnn.fast import plan as plan_module
+
+quote(plan_module._run_backward)
+
+# %% [markdown]
+# (`steps` is the list of nodes to run backward, and whether each must compute its input gradient:
+# the prune pass of section 3.3 decides it.)
+#
+# ## 3. The passes, one at a time
+#
+# A pass is a small function that rewrites the graph or sets a field of its ops' configuration
+# (`OpConfig`: one field per trick, all off by default). `tc.fast.compile(model, passes=...)` runs
+# the passes you list, so compiling with a growing list shows what each one adds. The network is the
+# seed article's CNN (3 → 32 → 64 → 128 channels, each a 3 × 3 convolution, ReLU and 2 × 2 max-pool,
+# then a dense layer) at batch 64. First the plans, and the configuration of the first node's op
+# after each pass; then, below, a training step timed after each.
+
+# %%
+STEP_BATCH = 16 if FAST else 64
+W1, W2, W3 = 32, 64, 128
 
 
 def seed_cnn(dtype, rng):
-    return tc.Sequential(tc.Conv2D(3, w1, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),    # 32 -> 30 -> 15
-                         tc.Conv2D(w1, w2, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),   # 15 -> 13 -> 6
-                         tc.Conv2D(w2, w3, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),   # 6 -> 4 -> 2
-                         tc.Flatten(), tc.Dense(w3 * 2 * 2, 10, dtype=dtype, rng=rng))
+    return tc.Sequential(
+        tc.Conv2D(3, W1, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),     # 32 -> 30 -> 15
+        tc.Conv2D(W1, W2, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),    # 15 -> 13 -> 6
+        tc.Conv2D(W2, W3, 3, dtype=dtype, rng=rng), tc.ReLU(), tc.MaxPool2D(2),    # 6 -> 4 -> 2
+        tc.Flatten(), tc.Dense(W3 * 2 * 2, 10, dtype=dtype, rng=rng))
 
 
-cnn = seed_cnn(np.float32, net_rng)
-xb = net_rng.standard_normal((STEP_BATCH, 3, 32, 32), dtype=np.float32)      # (N, 3, 32, 32)
-yb = net_rng.integers(0, 10, STEP_BATCH)                                     # (N,) labels
-ce = tc.SoftmaxCrossEntropy()
-
-
-def with_lanes(on, fn):
-    """fn() with lanes switched on or off, and the old setting restored afterwards."""
-    old = lanes.set_enabled(on)
-    try:
-        return fn()
-    finally:
-        lanes.set_enabled(old)
-
-
-def loss_and_gradients():
-    """One forward + backward at the current weights: loss, logits (N, 10), every parameter's gradient."""
-    logits = np.array(cnn(xb))
-    loss = ce(logits, yb)
-    cnn.backward(ce.backward(), input_grad=False)      # nobody needs the gradient of the images
-    return loss, logits, [p.grad.copy() for p in cnn.parameters()]
-
-
-with threads(2):
-    loss_on, z_on, grads_on = with_lanes(True, loss_and_gradients)
-    n_lanes = len(cnn.plan().last.slices)                  # how the executor cut that batch
-    loss_off, z_off, grads_off = with_lanes(False, loss_and_gradients)
-print(f"batch of {STEP_BATCH} on 2 threads: cut into {n_lanes} lanes")
-assert n_lanes == 2 or numba.config.NUMBA_NUM_THREADS < 2
-dz = float(np.abs(z_on - z_off).max())
-print(f"logits: max |difference| {dz:.1e} ({dz / np.spacing(np.float32(np.abs(z_off).max())):.0f} units "
-      f"in the last place of the largest logit)")
-# The loss: the same code, on logits that differ by at most dz. Its slope in logit k of image n is
-# (p - t) / N, whose absolute values add up to at most 2 / N per image, so the logits move it by at
-# most 2 dz. Each run also rounds, per image: z - max z (up to 2 max|z| units of u, felt twice), exp
-# and log (3.5 and 4.5 units: NumPy's accuracy, as in tests/tolerances.py; the log is of a sum in
-# [1, K]), K additions and a subtraction; then the mean of N positive terms. In all, per run, at most
-# gamma_m (1 + L) with m = N + K + 4 + 4.5 ln K + 4 max|z|; rounding_bound is twice that.
-n_loss = STEP_BATCH + 10 + int(np.ceil(4 + 4.5 * np.log(10) + 4 * np.abs(z_off).max()))
-assert_agree("loss, lanes vs lanes off", loss_on, loss_off,
-             2 * dz + rounding_bound(n_loss, 1 + loss_off, np.float32))
-# A gradient is a sum over the batch that the lanes add up as two partial sums (then one sum of the
-# two). In float32 that is not the only difference: the terms themselves differ in their last bits,
-# as the logits above do, because BLAS rounds a product of 32 columns differently from one of 64. So
-# the gradients are compared on a float64 copy of the network (same weights, same images), where both
-# effects are ~1e-16 relative, against the project's bound for two float64 implementations of one
-# computation: 1e-10 of each tensor's largest entry (tests/tolerances.py, as tests/test_lanes.py uses).
-cnn64 = seed_cnn(np.float64, np.random.default_rng(0))
-cnn64.load_state_dict(cnn.state_dict())                # the same weights, exactly, in float64
-
-
-def gradients64():
-    ce(cnn64(xb.astype(np.float64)), yb)
-    cnn64.backward(ce.backward(), input_grad=False)
-    return [p.grad.copy() for p in cnn64.parameters()]
-
-
-with threads(2):
-    grads_on, grads_off = with_lanes(True, gradients64), with_lanes(False, gradients64)
-for name, g_on, g_off in zip(dict(cnn64.named_parameters()), grads_on, grads_off):
-    assert_agree(f"{name + '.grad':14s} (float64) lanes vs lanes off", g_on, g_off, 1e-10 * np.abs(g_off).max())
-rel = max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(grads_on, grads_off))
-print(f"float64: largest difference of a gradient, relative to that gradient's largest entry: {rel:.1e}")
-
-sgd = tc.SGD(cnn.parameters(), lr=0.01, momentum=0.9)
-
-
-def train_step():
-    ce(cnn(xb), yb)
-    cnn.backward(ce.backward(), input_grad=False)
-    sgd.step()
-
-
-def timed_steps():
-    """STEP_REPS wall-clock times of train_step, after the pause and a quarter second of untimed steps."""
-    time.sleep(0.3)
-    start = time.perf_counter()
-    while time.perf_counter() - start < 0.25:
-        train_step()
-    times = []
-    for _ in range(STEP_REPS):
-        t0 = time.perf_counter()
-        train_step()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def step_times(n_threads, laned):
-    with threads(n_threads):
-        return with_lanes(laned, timed_steps)
-
-
-SETUPS = {"1 thread": (1, True), "2 threads, lanes": (2, True), "2 threads, lanes off": (2, False)}
-measured = {name: [] for name in SETUPS}
-order = list(SETUPS)
-for r in range(ROUNDS):                                # each round starts with the next setup
-    for name in order[r % len(order):] + order[:r % len(order)]:
-        measured[name] += step_times(*SETUPS[name])
-step_ms = {name: 1e3 * float(np.median(t)) for name, t in measured.items()}
-assert lanes.set_enabled(True), "with_lanes should have switched lanes on again"
-print(f"training step, batch {STEP_BATCH}, channels {WIDTHS}, median of {ROUNDS * STEP_REPS} "
-      f"(load average {os.getloadavg()[0]:.1f}):")
-for name, t in step_ms.items():
-    print(f"  {name:22s} {t:7.2f} ms   speed-up over 1 thread {step_ms['1 thread'] / t:.2f}x")
-print("lanes against split kernels, both on 2 threads: "
-      f"{step_ms['2 threads, lanes off'] / step_ms['2 threads, lanes']:.2f}x")
+cnn = seed_cnn(np.float32, np.random.default_rng(16))
+shown = None
+for k in range(len(PASSES) + 1):
+    p = tc.fast.compile(cnn, passes=PASSES[:k])
+    text = p.describe().splitlines()
+    print(f"--- passes={PASSES[:k]}")
+    if shown is None:
+        print("\n".join(text[1:]))
+    else:
+        changed = [line for line in text[1:] if line not in shown]
+        print("\n".join(changed) if changed else "(the program prints the same)")
+    print("first node's op:", p.graph.nodes[0].op.cfg)
+    shown = text[1:]
 
 # %% [markdown]
-# Compare the speed-ups printed above. On an otherwise idle machine the lanes should come out ahead:
-# each core does the one-thread work on half the images and the two meet twice per step, while the
-# split kernels meet about twenty times and each time wait for the slower half. In an earlier full run of this page on a quiet machine (load average 0.9) they did:
-# 14.49 ms with lanes against 17.48 ms with split kernels, 1.92× and 1.59× the speed of one thread
-# (27.78 ms), so the lanes were 1.21× faster. When other programs are using the cores, as on this
-# page's run (load average about 4), the times are several times longer and their order can flip: at
-# every meeting the step waits for whichever half was queued behind another program.
+# (After the first plan, only the lines that changed are printed.) `fusion`, `layout` and `prune`
+# leave notes in the program; `memory` and `threads` change only the ops' configuration (`alloc`,
+# `split_products`), which is why the last line of each step is printed too. `lanes` changes
+# neither: it is a rule applied at every call, because whether a batch is worth cutting depends on
+# the batch (section 3.6). Each pass's file in `tinycnn/fast/passes/` starts with a docstring that
+# says what it changes and where it was measured; the smallest passes are a few lines:
+
+# %% tags=["same-output"]
+from tinycnn.fast.passes import layout as layout_pass
+from tinycnn.fast.passes import memory as memory_pass
+
+quote(layout_pass.apply)
+quote(memory_pass.apply)
+
+# %% [markdown]
+# Now the time. The cell below builds one plan per step of the list (and the plain plan) for the same
+# network and weights, and times a training step's forward and backward through each: forward, the
+# loss, and `backward(..., input_grad=False)`, what `fit` calls (the optimizer's update is left out:
+# it is the same for all). The first six run on one thread. `threads` and `lanes` are about two
+# threads, so the plan with every pass up to `memory` is timed on two threads as well, as the
+# baseline they improve on. The plans take turns, round after round, so that a busy moment of the
+# machine hits all of them; each measurement starts with a short pause and a few untimed steps
+# (an idle core needs a moment to come back to full speed), and times the wall clock. Besides the
+# time, it counts the **page faults** per step: how often the operating system had to hand this
+# process a fresh page of memory.
+
+# %%
+STEP_REPS, ROUNDS = (2, 1) if FAST else (7, 2)
+xb = np.random.default_rng(17).standard_normal((STEP_BATCH, 3, 32, 32), dtype=np.float32)
+yb = np.random.default_rng(18).integers(0, 10, STEP_BATCH)
+ce = tc.SoftmaxCrossEntropy()
+STAGES = [("layers' own code", dict(plain=True), 1), ("no passes", dict(passes=()), 1)]
+STAGES += [(f"+ {name}", dict(passes=PASSES[:k + 1]), 1) for k, name in enumerate(PASSES[:4])]
+STAGES += [("+ memory", dict(passes=PASSES[:4]), 2), ("+ threads", dict(passes=PASSES[:5]), 2),
+           ("+ lanes", dict(passes=PASSES[:6]), 2)]
+plans = [tc.fast.compile(cnn, **kw) for _, kw, _ in STAGES]
+
+
+def train_step(plan):
+    ce(plan.forward(xb), yb)
+    plan.backward(ce.backward(), input_grad=False)
+
+
+PAUSE = 0.05 if FAST else 0.2                            # seconds of pause, then of untimed steps
+
+
+def measure(plan, n_threads):
+    """STEP_REPS wall-clock step times and the page faults per step, after a pause and warm-up."""
+    with threads(n_threads):
+        time.sleep(PAUSE)
+        start = time.perf_counter()
+        while time.perf_counter() - start < PAUSE:
+            train_step(plan)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        times = []
+        for _ in range(STEP_REPS):
+            t0 = time.perf_counter()
+            train_step(plan)
+            times.append(time.perf_counter() - t0)
+        return times, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / STEP_REPS
+
+
+step_times = [[] for _ in STAGES]
+step_faults = [[] for _ in STAGES]
+for r in range(ROUNDS):
+    for i in list(range(len(STAGES)))[r:] + list(range(len(STAGES)))[:r]:   # each round starts elsewhere
+        t, f = measure(plans[i], STAGES[i][2])
+        step_times[i] += t
+        step_faults[i].append(f)
+step_ms = [1e3 * float(np.median(t)) for t in step_times]
+faults = [float(np.median(f)) for f in step_faults]
+with threads(2):
+    train_step(plans[-1])
+    n_lanes = len(plans[-1].last.slices)
+print(f"seed CNN, batch {STEP_BATCH}, forward + backward, median of {ROUNDS * STEP_REPS} steps "
+      f"(load average {os.getloadavg()[0]:.1f}); with every pass, 2 threads cut the batch into {n_lanes} lanes")
+print(f"{'plan':18s} {'threads':>7s} {'ms per step':>12s} {'vs the one before':>18s} {'page faults per step':>21s}")
+for i, ((name, _, nt), t, f) in enumerate(zip(STAGES, step_ms, faults)):
+    before = "" if i == 0 or STAGES[i - 1][2] != nt else f"{step_ms[i - 1] / t:.2f}x"
+    print(f"{name:18s} {nt:7d} {t:12.2f} {before:>18s} {f:21.0f}")
+print(f"all passes on 2 threads against the layers' own code on 1: {step_ms[0] / step_ms[-1]:.1f}x")
+
+fig, ax = plt.subplots(figsize=(9, 4.2))
+colors = ["#b0b0b0"] + ["#6baed6"] * 5 + ["#08519c"] * 3
+ax.bar(range(len(STAGES)), step_ms, color=colors)
+ax.set_xticks(range(len(STAGES)), [f"{name}\n({nt} thr.)" for name, _, nt in STAGES], fontsize=8)
+for i, t in enumerate(step_ms):
+    ax.text(i, t * 1.02, f"{t:.1f}", ha="center", fontsize=8)
+ax.axvline(5.5, color="k", linewidth=0.8)
+ax.set_ylabel("ms per training step (forward + backward)")
+ax.set_title(f"Seed CNN, batch {STEP_BATCH}: each pass added in turn (wall clock, median)")
+fig.tight_layout()
+save_figure(fig, "06_passes", "Time of a training step as each pass is added, one thread then two threads")
+
+# %% [markdown]
+# How much each pass is worth depends on the network, the batch, the machine and its load; the
+# sections below take the passes in turn, say what to look for in the table and the picture, and
+# measure the reason for each on its own. Expect some passes to gain less than the noise of a shared
+# machine on this network: a pass that removes a full pass over memory saves a fraction of a
+# millisecond per layer, and the step's matrix multiplies do not change at all. And the "no passes"
+# plan need not beat the layers' own code: with every pass off, its ops convert each input into their
+# own layout, copy each output back into C order and take fresh memory at every call; the speed comes
+# from the passes.
 #
-# The two ways agree within rounding, not bit for bit, and here is why. A weight's gradient is a sum
-# over every image of the batch (and, for a convolution, every output position). With lanes it is
-# added up as two partial sums, one per lane, and then the two are added; split inside the kernel,
-# the product adds the same terms in its own order (a long sum cut into two halves of its own).
-# Floating-point addition is not associative, so the last bits differ. The logits can differ in their
-# last bits too (the quiet run printed 4 units in the last place of the largest logit; this run printed
-# the line above): a lane's products have other shapes than the split ones (32 images' columns,
-# against half of the 64 images' columns), and BLAS may add up some entries of a differently shaped
-# product in another order. That is why the
-# gradients were compared in float64, where all of this stays near 1e-15 of the values (1.1e-15 at
-# most, the line above): in float32 the same effects are ~1e-7, and a float32 check would need a
-# bound for the differences carried from layer to layer as well as for the sums. Nothing else
-# changes: image i's numbers never meet image j's, so no lane needs anything from the other.
+# ### 3.1 Fusion: fewer passes over memory
 #
-# That last fact decides when lanes are allowed. Every layer says whether its output for image i
-# depends on image i alone (`per_sample`). BatchNorm2D in training normalizes with the mean and
-# variance of the whole batch, and Dropout in training draws its masks from one random generator, in
-# order; both say `per_sample = False` then, and a network that contains either runs uncut, with split
-# kernels (in evaluation mode, with running statistics, both are per-sample again). tinycnn/lanes.py
-# explains the rest, including one liberty a lane takes with its private copies: a ReLU right before
-# a MaxPool2D runs after it, on the four times smaller pooled map, which gives the same bits forward
-# and backward. `python -m benchmarks` makes the same comparison beside PyTorch, with NumPy's
-# AVX-512 kernels (benchmarks/whatif.py, the variant "without lanes").
+# Three rewrites (the pass's docstring, below, has the argument for each). **The bias inside the
+# multiply**: the im2col matrix gets one more row of ones and the weights the bias as one more
+# column, so `[W | b] @ [cols; 1]` adds the bias inside the product, and its gradient is the last row
+# of the weight-gradient product: no pass over the output to add it, none over the gradient to sum
+# it. **BatchNorm2D then ReLU** as one op (the residual network above). **ReLU then MaxPool2D** runs
+# as MaxPool2D then ReLU: the ReLU then works on the pooled map, four times smaller, and the outputs
+# and gradients are the same bits.
+
+# %% tags=["same-output"]
+from tinycnn.fast.passes import fusion
+
+print("# tinycnn/fast/passes/fusion.py (docstring)")
+print(fusion.__doc__.strip())
+
+# %% [markdown]
+# The reason, measured: the same ReLU op (with every pass) on the first convolution's output of the
+# seed CNN, (64, 32, 30, 30), and on the pooled map it gets after the swap, (64, 32, 15, 15); and the
+# first convolution's op forward and backward with the bias added as a separate pass and inside the
+# product.
+
+# %%
+conv1 = cnn[0]
+a1 = np.random.default_rng(2).standard_normal((STEP_BATCH, W1, 30, 30), dtype=np.float32)
+relu_plan = tc.fast.compile([tc.ReLU()])
+
+
+def fwd_bwd(plan, x, g):
+    plan.forward(x)
+    plan.backward(g, input_grad=False)
+
+
+a1_pooled = np.ascontiguousarray(a1[:, :, ::2, ::2])                  # (N, 32, 15, 15)
+g1 = np.ones((STEP_BATCH, W1, 30, 30), np.float32)
+with threads(1):
+    t_relu_full = median_time(lambda: relu_plan.forward(a1), REPS)
+    t_relu_pooled = median_time(lambda: relu_plan.forward(a1_pooled), REPS)
+    no_fusion = tc.fast.compile([conv1], passes=())
+    with_fusion = tc.fast.compile([conv1], passes=("fusion",))
+    t_bias_pass = median_time(lambda: fwd_bwd(no_fusion, xb, g1), REPS)
+    t_bias_gemm = median_time(lambda: fwd_bwd(with_fusion, xb, g1), REPS)
+print(f"ReLU op on {a1.shape}: {t_relu_full * 1e3:.3f} ms; on the pooled {a1_pooled.shape}: "
+      f"{t_relu_pooled * 1e3:.3f} ms ({t_relu_full / t_relu_pooled:.1f}x less)")
+print(f"first conv, forward + backward: bias as its own pass {t_bias_pass * 1e3:.2f} ms, "
+      f"inside the product {t_bias_gemm * 1e3:.2f} ms")
+
+# %% [markdown]
+# The ReLU is a pass over memory with no arithmetic to speak of: its time goes with the bytes it
+# touches, so on a map four times smaller it should take at most about a quarter of the time (less
+# still when the smaller map fits in the processor's cache). The bias is a different story: its add
+# is one pass over the 7 MB output, next to a matrix multiply that takes far longer, and the extra
+# row makes that multiply one row larger, so the two lines above can come out within noise of each
+# other or in either order. The benchmark suite found the same for the product itself; what the
+# fusion saves is the two passes that no longer exist (benchmarks/PERFORMANCE.md, 'Bias inside the
+# matrix multiply').
 #
-# **What you have seen.** The same convolution, computed four ways that agree to within rounding,
-# spans orders of magnitude in speed. Interpreter overhead is removed by making few calls that each do
-# much work: im2col, hundreds of times faster than the loops here. After that the matrix multiply does
-# the arithmetic at nearly the rate BLAS reaches on any product, and what remains is the memory traffic
-# around it (the im2col copy, reshuffles, fresh buffers): for one layer's forward pass the later rungs
-# differ by up to 1.6 times, and their savings count over a whole network and its backward pass. The
-# biggest lever left was the multiply's instruction set (AVX-512 against AVX2). Threads help large,
-# evenly split work on an otherwise idle machine, and hurt when there are more busy threads than
-# cores; for a whole training step, the fewer times the cores must meet the better, which is why
-# tinycnn cuts the batch into lanes that meet twice per step instead of splitting every kernel.
-# `python -m benchmarks` measures the same ladder with the backward pass as well
-# (benchmarks/ladder.py), and whole training steps against PyTorch.
+# And the swap changes no bit, forward or backward; here on the same map, with the plain layers in
+# both orders (the fusion pass's docstring above has the argument; the tests check it on inputs full
+# of ties, zeros, NaN and -inf):
+
+# %%
+gp = np.random.default_rng(8).standard_normal(a1_pooled.shape).astype(np.float32)   # dL/d(pooled)
+relu_a, pool_a = tc.ReLU(), tc.MaxPool2D(2)                                         # ReLU, then pool
+y_a = pool_a.forward(relu_a.forward(a1))
+dx_a = relu_a.backward(pool_a.backward(gp))
+pool_b, relu_b = tc.MaxPool2D(2), tc.ReLU()                                         # pool, then ReLU
+y_b = relu_b.forward(pool_b.forward(a1))
+dx_b = pool_b.backward(relu_b.backward(gp))
+print("outputs bitwise equal:", np.array_equal(y_a, y_b), "| input gradients bitwise equal:",
+      np.array_equal(dx_a, dx_b))
+assert np.array_equal(y_a, y_b) and np.array_equal(dx_a, dx_b)
+#
+# ### 3.2 Layout: channel-major activations
+#
+# Every 4-D activation is an (N, C, H, W) array to you. The plain layers keep it *C-ordered*: in
+# memory, image 0's channel 0 row by row, then its channel 1, ... Inside a plan, Conv2D and BatchNorm2D
+# hand on **channel-major** activations instead: the same (N, C, H, W) array, but a *view* of memory
+# laid out as (C, H, W, N), images fastest. Two reasons. Conv2D's im2col writes its columns with the
+# images fastest, so the product `W @ cols` comes out as (O, OH, OW, N) in memory: that is already the
+# next layer's input, where the plain layer must copy the product into (N, O, OH, OW) order (and
+# its gradient back). And with images fastest, every value im2col copies belongs to a run of N
+# contiguous numbers, a long inner loop that vectorises, where C order gives rows of 13 to 30 numbers
+# with a bounds test each. The strides say how each layout lies in memory:
+
+# %%
+y_cm = tc.fast.compile([conv1]).forward(xb)
+print("executor's output:", y_cm.shape, "strides (bytes per step along N, C, H, W):", y_cm.strides,
+      "| C-contiguous:", y_cm.flags.c_contiguous)
+y_c = conv1.forward(xb)
+print("plain layer's:    ", y_c.shape, "strides:", y_c.strides, "| C-contiguous:", y_c.flags.c_contiguous)
+assert np.array_equal(y_cm.shape, y_c.shape) and y_cm.strides[0] == 4      # images 4 bytes apart
+
+a2 = np.random.default_rng(3).standard_normal((STEP_BATCH, W1, 15, 15), dtype=np.float32)   # conv2's input
+a2_cm = np.ascontiguousarray(a2.transpose(1, 2, 3, 0))                                      # (C, H, W, N)
+cols_cm = np.empty((W1 * 9, 13 * 13 * STEP_BATCH), np.float32)
+out2 = np.random.default_rng(4).standard_normal((W2, 13 * 13 * STEP_BATCH), dtype=np.float32)
+with threads(1):
+    t_im2col_c = median_time(lambda: kernels.im2col(a2, 3, 3, 1, 1, 0, 0), REPS)
+    t_im2col_cm = median_time(lambda: kernels.im2col_cm(a2_cm, 3, 3, 1, 1, 0, 0, cols_cm), REPS)
+    t_reorder = median_time(lambda: np.ascontiguousarray(out2.reshape(W2, 13, 13, STEP_BATCH)
+                                                         .transpose(3, 0, 1, 2)), REPS)
+print(f"second conv's im2col: C-ordered input {t_im2col_c * 1e3:.3f} ms, channel-major {t_im2col_cm * 1e3:.3f} ms")
+print(f"the copy of its product into (N, O, OH, OW) order, which the channel-major layout skips: "
+      f"{t_reorder * 1e3:.3f} ms")
+
+# %% [markdown]
+# Reading the strides: the executor's output has a stride of 4 bytes along N, so neighbouring images
+# are neighbours in memory; the plain layer's has a stride of 4 bytes along W. Values never depend on
+# the layout, only speed does: every op, and every plain layer, accepts any layout (a plain layer
+# makes its own C-ordered copy where it needs one).
+#
+# ### 3.3 Prune: no gradient nobody reads
+#
+# Training needs the gradients of the parameters, never the gradient of the input images. The prune
+# pass works out which values *require* a gradient, and in backward it asks a node for its input
+# gradient only if one of its inputs requires one (and does not run a node backward at all when
+# nothing in or before it has parameters). For the seed CNN that removes one matrix multiply and one
+# col2im of the first convolution: the note "no input gradient in training" above. Measured on that
+# layer's op:
+
+# %%
+conv1_plan = tc.fast.compile([conv1])
+with threads(1):
+    conv1_plan.forward(xb)
+    g_y1 = np.ones((STEP_BATCH, W1, 30, 30), np.float32)
+    t_with_dx = median_time(lambda: conv1_plan.backward(g_y1, input_grad=True), REPS)
+    t_without_dx = median_time(lambda: conv1_plan.backward(g_y1, input_grad=False), REPS)
+print(f"first conv backward: with the input gradient {t_with_dx * 1e3:.2f} ms, without {t_without_dx * 1e3:.2f} ms")
+
+# %% [markdown]
+# ### 3.4 Memory: recycled arrays, no fresh pages
+#
+# A training step of this network at batch 64 makes tens of megabytes of activations, masks and
+# gradients, many of them arrays of several megabytes. The C library hands blocks that large to the
+# operating system when they are freed and asks for them again on the next step; the operating
+# system then zero-fills every fresh 4 KB page the first time it is touched: that is the **page
+# faults** column of the table. The memory pass makes every op take its outputs and workspaces from
+# one allocator (`tinycnn/fast/memory.py`) that keeps arrays from one step to the next and hands one
+# out again only when *nobody* holds it any more, which it checks with the array's reference count.
+# So an output you keep is never overwritten:
+
+# %%
+conv2_plan = tc.fast.compile([cnn[3]])                   # the second convolution, every pass
+x2 = a2_cm.transpose(3, 0, 1, 2)                         # channel-major input (N, C, H, W) view
+
+
+def address(a):
+    return a.__array_interface__["data"][0]              # where its first element lives in memory
+
+
+kept = conv2_plan.forward(x2)
+again = conv2_plan.forward(x2)
+print("a kept output and the next one share memory:", np.shares_memory(kept, again))
+old = address(again)
+del again                                                # nobody holds it now
+reused = address(conv2_plan.forward(x2)) == old
+print("after del, the next output reuses its memory:", reused)
+assert reused and not np.shares_memory(kept, conv2_plan.forward(x2))
+
+# %% [markdown]
+# How many fresh pages a step needs *without* the pass depends on the C library's state, which
+# changes over a process's life: glibc raises its own thresholds as it sees large blocks come and go,
+# so in a process that has already run a lot, like this page's, the table above may show few page
+# faults even without the pass. A fresh process shows the effect as a training run meets it: below,
+# one fresh Python per plan (every pass up to `prune`, then up to `memory`) runs the seed CNN for a
+# few warm-up steps and counts the page faults and the operating system's time (*system* time: the
+# zero-filling of fresh pages) per step after them.
+
+# %%
+FRESH_PROCESS = f"""
+import resource, sys
+import numba, numpy as np, tinycnn as tc
+from threadpoolctl import threadpool_limits
+numba.set_num_threads(1)
+rng = np.random.default_rng(16)
+cnn = tc.Sequential(tc.Conv2D(3, {W1}, 3, rng=rng), tc.ReLU(), tc.MaxPool2D(2), tc.Conv2D({W1}, {W2}, 3, rng=rng),
+                    tc.ReLU(), tc.MaxPool2D(2), tc.Conv2D({W2}, {W3}, 3, rng=rng), tc.ReLU(), tc.MaxPool2D(2),
+                    tc.Flatten(), tc.Dense({W3 * 4}, 10, rng=rng))
+plan = tc.fast.compile(cnn, passes=tuple(sys.argv[1:]))
+x, y = rng.standard_normal(({STEP_BATCH}, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, {STEP_BATCH})
+ce = tc.SoftmaxCrossEntropy()
+with threadpool_limits(1, user_api="blas"):
+    for step in range(8):
+        if step == 3:
+            before = resource.getrusage(resource.RUSAGE_SELF)
+        ce(plan.forward(x), y)
+        plan.backward(ce.backward(), input_grad=False)
+after = resource.getrusage(resource.RUSAGE_SELF)
+print((after.ru_minflt - before.ru_minflt) / 5, (after.ru_stime - before.ru_stime) / 5)
+"""
+repo = str(Path(tc.__file__).resolve().parents[1])              # this checkout's tinycnn, in the child too
+for passes in (PASSES[:3], PASSES[:4]):
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS, *passes], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=repo)).stdout.split()
+    print(f"fresh process, passes up to {passes[-1]:6s}: {float(out[0]):6.0f} page faults and "
+          f"{float(out[1]) * 1e3:5.1f} ms of system time per step")
+
+# %% [markdown]
+# With the allocator a step asks the operating system for next to no memory; without it, every step
+# pays for fresh pages again. How much that costs in time depends on the machine (the benchmark suite
+# measured several milliseconds per step of this network: benchmarks/PERFORMANCE.md, 'Recycled output
+# arrays and memory planning').
+#
+# ### 3.5 Threads: split the products, keep small kernels serial
+#
+# With two threads there are two ways to use them, and the last three rows of the table compare
+# them. Without the threads pass, every matrix multiply is one NumPy call that BLAS splits over its
+# own threads, and every Numba kernel starts Numba's threads. With it, products are split over
+# tinycnn's threads with BLAS on one thread (after a multi-threaded product, OpenBLAS's idle worker
+# keeps spinning on its core for a while, and the Numba kernel that comes next finds that core taken),
+# and kernels on less than 2¹⁸ elements run serially, where starting threads costs more than it
+# gains. In the table, the "+ memory" row on two threads is the step without this pass, and it can
+# be much slower than on one thread: BLAS's threads and Numba's take turns stealing each other's
+# cores, more so when other programs want them too. The threshold for small kernels, measured on
+# the ReLU kernel: its serial twin and its two-thread version on the third convolution's output of
+# the seed CNN at batch 64 (small) and on the first one's (large).
+
+# %%
+from tinycnn.kernels import elementwise
+
+
+def relu_kernel_times(n):
+    """Wall-clock medians of the ReLU kernel on n float32 numbers: serial twin, then two threads."""
+    v = np.random.default_rng(9).standard_normal(n, dtype=np.float32)
+    y, positive = np.empty_like(v), np.empty(n, np.bool_)
+    with threads(2):
+        serial = median_time(lambda: elementwise.relu_forward.serial(v, y, positive), 4 * REPS, time.perf_counter)
+        parallel = median_time(lambda: elementwise.relu_forward(v, y, positive), 4 * REPS, time.perf_counter)
+    return serial, parallel
+
+
+for what, n in [("third conv's output", 64 * W3 * 4 * 4), ("first conv's output", 64 * W1 * 30 * 30)]:
+    serial, parallel = relu_kernel_times(n)
+    print(f"ReLU on the {what} ({n:,} numbers): serial {serial * 1e6:7.1f} µs, 2 threads "
+          f"{parallel * 1e6:7.1f} µs ({serial / parallel:.2f}x)")
+
+# %% [markdown]
+# Starting the second thread and waiting for it costs microseconds whatever the size; on the small
+# map that is a large share of the work, on the large one a small share. (On a busy machine the
+# second thread may not get a core at once, and two threads can lose on both.)
+#
+# ### 3.6 Lanes: cut the batch, not the kernels
+#
+# Splitting every product and kernel means the two threads meet at the end of each: about twenty
+# meetings per step of this network, each a wake-up and a wait for the slower half. **Lanes** cut the
+# batch instead: with two threads, a batch of 64 becomes two *lanes* of 32, and each thread takes its
+# lane through the whole network, first node to last, with every kernel serial. The lanes meet twice
+# per step: when forward joins their outputs and when backward adds up their parameter gradients.
+# That is allowed because image i's numbers never meet image j's in these layers (every op is
+# *per-sample*; batch norm's statistics, which do mix images, are gathered across the lanes). A lane
+# must carry enough work to pay for the meetings:
+
+# %%
+print(f"a lane needs at least {lanes.MIN_LANE_BATCH} images and {lanes.MIN_LANE_MACS:,} forward multiply-adds")
+print(f"the last plan's last forward: rows {[(s.start, s.stop) for s in plans[-1].last.slices]} of the batch")
+print(f"2 threads, with the threads pass: {step_ms[-2]:.2f} ms per step; with lanes: {step_ms[-1]:.2f} ms "
+      f"({step_ms[-2] / step_ms[-1]:.2f}x); the best one-thread plan: {min(step_ms[1:6]):.2f} ms")
+
+# %% [markdown]
+# On a quiet machine two lanes come close to halving the one-thread step, and beat the split kernels
+# (benchmarks/PERFORMANCE.md, 'Batch lanes', measured both). On a busy one (look at the load average
+# printed with the table) a lane that finishes first waits for the other at every meeting, and
+# two-thread times can come out anywhere; that is why the
+# page does not assert an order between them.
+#
+# > **For contributors: what decides two-thread times on this machine.** (1) *Which BLAS kernels.*
+# > The machine's environment may pin OpenBLAS to its AVX2 kernels (`OPENBLAS_CORETYPE`, printed in
+# > the first cell as the BLAS architecture) although the CPU has AVX-512; the benchmark suite removes
+# > that pin (benchmarks/PERFORMANCE.md, 'OpenBLAS's AVX-512 kernels in the suite'). (2) *Which Numba
+# > threading layer.* OpenMP's idle threads spin-wait, and two spinning pools on two cores steal each
+# > other's cores; tinycnn selects Numba's "workqueue" layer, whose threads sleep
+# > (`tinycnn/kernels/__init__.py`; 'Numba threading layer'). (3) *The GIL.* Two lanes run at the same
+# > time only because their kernels release Python's global interpreter lock: BLAS calls do, and
+# > every Numba kernel is compiled with `nogil=True` (`tinycnn/_jit.py`; 'nogil kernels'). The lanes'
+# > Python code between kernels still takes turns on the lock ('Batch lanes').
+
+# %%
+print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(not set)')}, "
+      f"Numba threading layer: {numba.threading_layer()}")
+
+# %% [markdown]
+# ## 4. How tinycnn proves fast equals plain
+#
+# Every trick above changes *how* the numbers are computed: other summation orders (the bias inside
+# the product, split products, lanes), other memory layouts, fused ops, recycled memory. None may
+# change *what* is computed. tinycnn checks that by running the same network twice on the same
+# input, once as the plain plan (every layer on its own code: the definition) and once as the fast
+# plan, and comparing every tensor, one line each: its name, its largest difference, the bound it
+# must stay under, and OK (the style of the per-tensor checks in projects such as llm.c).
+#
+# The check runs in **float64**. There the two sides are the same mathematics rounded in other
+# orders, and for a network of this size their rounding errors stay many orders of magnitude below
+# the bound the project uses for two float64 implementations of one computation: 1e-10 of the
+# tensor's largest entry (tests/tolerances.py). A real mistake is far above it. In float32 the same
+# comparison through a whole network would need a bound for the rounding carried from layer to layer,
+# so the tests check each float32 op against its layer with that op's own derived bound instead, as
+# the ladder did for Conv2D above.
+#
+# The network is the residual one of section 2, in training mode (batch norm uses the batch's
+# statistics and updates its running statistics, which are compared too), with a random gradient
+# coming back from above. The batch is cut into lanes here whenever two threads are available: the
+# lane thresholds are lowered for this check, so that this small network runs in lanes too.
+
+# %%
+def plain_and_fast(model, passes, x, g):
+    """Run the plain plan and the fast plan with ``passes`` on the same input, upstream gradient,
+    weights and running statistics. Returns {tensor name: (plain, fast)}."""
+    start = model.state_dict()                           # weights and batch-norm buffers, copied
+    results = []
+    for plan in (tc.fast.compile(model, plain=True), tc.fast.compile(model, passes=passes)):
+        model.load_state_dict(start)                     # both sides start from the same state
+        out = {"output": np.array(plan.forward(x)), "input grad": np.array(plan.backward(g))}
+        out.update({f"{name}.grad": p.grad.copy() for name, p in model.named_parameters()})
+        out.update({name: np.array(b, np.float64) for name, b in model.named_buffers().items()})
+        results.append(out)
+    return {name: (results[0][name], results[1][name]) for name in results[0]}
+
+
+def check(pairs, rel=1e-10):
+    """Print one line per tensor: name, max |fast - plain|, bound = rel * max |plain|, OK or NOT OK."""
+    ok = True
+    print(f"{'tensor':28s} {'max |fast - plain|':>18s} {'bound':>9s}")
+    for name, (plain, fast_) in pairs.items():
+        diff = float(np.abs(fast_ - plain).max())
+        bound = rel * float(np.abs(plain).max())
+        ok &= diff <= bound
+        print(f"{name:28s} {diff:18.1e} {bound:9.1e}  {'OK' if diff <= bound else 'NOT OK'}")
+    return ok
+
+
+@contextmanager
+def small_lanes():
+    """Two threads, and lanes for any batch of at least 2 * MIN_LANE_BATCH images, however little work
+    each lane gets (the threshold restored afterwards)."""
+    old = lanes.MIN_LANE_MACS
+    lanes.MIN_LANE_MACS = 0
+    try:
+        with threads(2):
+            yield
+    finally:
+        lanes.MIN_LANE_MACS = old
+
+
+res64 = residual_net(np.float64, np.random.default_rng(5))
+x64 = np.random.default_rng(6).standard_normal((2 * lanes.MIN_LANE_BATCH, 3, 16, 16))   # (16, 3, 16, 16)
+g64 = np.random.default_rng(7).standard_normal((len(x64), 10))                         # dL/dlogits
+with small_lanes():
+    pairs = plain_and_fast(res64, PASSES, x64, g64)
+    probe = tc.fast.compile(res64)
+    probe.forward(x64)
+print(f"the fast plan ran the batch of {len(x64)} in {len(probe.last.slices)} lane(s)\n")
+assert check(pairs), "the fast plan does not compute what the layers compute"
+margin = min(1e-10 * float(np.abs(p).max()) / max(float(np.abs(f - p).max()), 1e-300) for p, f in pairs.values())
+print(f"\nthe smallest margin: a bound {margin:.0e} times the difference it bounds")
+
+# %% [markdown]
+# Every tensor agrees, far below its bound (the last line says by how much at least): what is left
+# is the rounding of two float64 computations that add in different orders. The test suite makes the same
+# comparison on hundreds of random networks, drawn by hypothesis from the layer set (random shapes,
+# strides, paddings, orders and batch sizes, residual and concatenated branches), in lanes and uncut,
+# plus a five-step training trajectory (`tests/test_fast_equals_plain.py`).
+#
+# **Would the check catch a wrong pass?** A test that cannot fail proves nothing, so here is a
+# deliberately broken plan: the fusion pass removes the ReLU node after a batch norm and tells the
+# batch norm's op to apply it (`fuse_relu`); switch that flag off again and the ReLU is simply lost.
+# The same mistake, and one per pass, was planted in the executor while it was written, and the tests
+# failed each time (benchmarks/PERFORMANCE.md, 'Executor').
+
+# %%
+broken = tc.fast.compile(res64)
+for node in broken.graph.nodes:
+    if "ReLU fused" in node.notes:
+        node.op.cfg.fuse_relu = False                     # the ReLU is gone from the program now
+start = res64.state_dict()
+y_plain = tc.fast.compile(res64, plain=True).forward(x64)
+res64.load_state_dict(start)                             # the same running statistics for both
+y_broken = broken.forward(x64)
+assert not check({"output (broken plan)": (y_plain, y_broken)}), "the check should have caught the lost ReLU"
+
+# %% [markdown]
+# The same comparison also runs for every step of section 3's list, so each pass is checked on its
+# own, not only all of them together: the plain plan against the fast plan with the first k passes.
+
+# %%
+worst = []
+with small_lanes():
+    for k in range(len(PASSES) + 1):
+        pairs = plain_and_fast(res64, PASSES[:k], x64, g64)
+        worst.append(max(float(np.abs(f - p).max()) / float(np.abs(p).max() or 1.0) for p, f in pairs.values()))
+        print(f"passes={str(PASSES[:k]):62s} largest difference / largest entry, over {len(pairs)} tensors: "
+              f"{worst[-1]:.1e}  {'OK' if worst[-1] <= 1e-10 else 'NOT OK'}")
+assert max(worst) <= 1e-10
+
+# %% [markdown]
+# **What you have seen.** A `Sequential` runs through a plan: the layers lowered to a graph of nodes
+# over numbered values, a fast op per node where one exists and the layer's own code where not, and
+# six passes that each change one thing about *how*, never *what*: fusion (fewer passes over memory),
+# layout (the product already is the next layer's input, long contiguous runs for im2col), prune (no
+# gradient nobody reads), memory (no fresh pages each step), threads and lanes (two cores with as few
+# meetings as possible). Each was measured on its own above, and the picture shows what they add up
+# to on one network; the arithmetic itself, the matrix multiplies, is the same BLAS call all along,
+# which is why the loops-to-im2col step dwarfs everything after it. `python -m benchmarks --sections
+# whatif` measures the shipped plan beside the same plan without each pass, against PyTorch, and
+# benchmarks/PERFORMANCE.md has every technique with its predicted and measured effect.
 
 # %%
 print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
@@ -930,14 +924,14 @@ print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg()
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise below comes with a cell: a function (or class) for you to complete, and a check that
-# runs it on cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs.
-# As shipped, the functions only raise `NotImplementedError`, so the checks say "not attempted yet".
-# Reference solutions are in [`solutions/solutions_06.py`](solutions/solutions_06.py); try first.
+# Each exercise below comes with a cell: a function for you to complete, and a check that runs it on
+# cases whose answer it knows another way and prints `OK`, or `NOT OK` with what differs. As shipped,
+# the functions only raise `NotImplementedError`, so the checks say "not attempted yet". Reference
+# solutions are in [`solutions/solutions_06.py`](solutions/solutions_06.py); try first.
 #
 # **Exercise 6.1: the size of im2col's buffer.** Write `im2col_bytes(n, c, h, w, k, s, p, itemsize)`
-# and use it: how many times larger than the input is the buffer of this page's layer, and how does a
-# stride of 2 change that?
+# and use it: how many times larger than the input is the buffer of the ladder's layer, and how does
+# a stride of 2 change that?
 
 # %%
 from exercises import ex06
@@ -953,7 +947,7 @@ ex06.check_im2col_bytes(im2col_bytes)
 # %% [markdown]
 # **Exercise 6.2: im2col in k² slices.** Write an im2col that makes one strided NumPy slice per kernel
 # offset (i, j) instead of one per window, in the row and column order of `kernels.im2col_reference`,
-# and time it against rung 2.
+# and time it against the plain layer's Numba kernel (`kernels.im2col`).
 
 # %%
 def my_im2col(x, k, s, p):
@@ -965,8 +959,8 @@ ex06.check_im2col(my_im2col)
 
 # %% [markdown]
 # **Exercise 6.3: a channel-major array.** Make an array with the shape and values of an NCHW `x`
-# whose memory is laid out as (C, H, W, N), as `Conv2D`'s outputs are (section 6). Which NumPy
-# operation copies, and which only changes the strides?
+# whose memory is laid out as (C, H, W, N), as the executor's Conv2D outputs are (section 3.2). Which
+# NumPy operation copies, and which only changes the strides?
 
 # %%
 def channel_major(x):
@@ -975,3 +969,19 @@ def channel_major(x):
 
 
 ex06.check_channel_major(channel_major)
+
+# %% [markdown]
+# **Exercise 6.4: the prune pass by hand.** For a chain of layers trained with
+# `backward(g, input_grad=False)`, say what backward must do at each layer: `"skip"` (nothing: no
+# parameter at or before it), `"params"` (its parameters' gradients only, no input gradient: nothing
+# before it has parameters) or `"full"` (both). For example `[ReLU(), Conv2D(...), ReLU(), Flatten(),
+# Dense(...)]` gives `["skip", "params", "full", "full", "full"]`. The check compares your answer with
+# the plan the prune pass makes, on chains it builds.
+
+# %%
+def backward_work(layers):
+    """layers: a list of layers (no containers) -> a list of "skip" / "params" / "full", one per layer."""
+    raise NotImplementedError      # your code here
+
+
+ex06.check_backward_work(backward_work)

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import tinycnn as tc
-from tinycnn.gradcheck import check_layer, numerical_gradient
+from tinycnn.gradcheck import check_layer
 
 from . import exercise
 

@@ -57,3 +57,45 @@ def check_channel_major(channel_major) -> list[str]:
         elif not y.transpose(1, 2, 3, 0).flags.c_contiguous:
             problems.append(f"x {shape}: y.transpose(1, 2, 3, 0) is not C-contiguous, strides {y.strides}")
     return problems
+
+
+def _prune_answer(layers) -> list[str]:
+    """What the executor's prune pass decides for a chain, one word per layer."""
+    from tinycnn import fast
+    from tinycnn.fast.passes import prune
+
+    plan = fast.compile(layers, passes=("prune",))           # no fusion: one node per layer, in order
+    steps = dict(prune.backward_steps(plan.graph, input_grad=False))
+    return ["skip" if i not in steps else ("full" if steps[i] else "params") for i in range(len(layers))]
+
+
+def _chains():
+    import tinycnn as tc
+
+    rng = np.random.default_rng(11)
+
+    def conv(c_in, c_out):
+        return tc.Conv2D(c_in, c_out, 3, padding=1, rng=rng)
+
+    return [
+        [tc.ReLU(), conv(1, 2), tc.ReLU(), tc.Flatten(), tc.Dense(2 * 4 * 4, 3, rng=rng)],
+        [tc.Flatten(), tc.Dense(16, 3, rng=rng)],
+        [conv(1, 2), tc.BatchNorm2D(2), tc.ReLU(), conv(2, 2)],
+        [tc.MaxPool2D(2), tc.ReLU(), tc.AvgPool2D(1), conv(1, 2), tc.ReLU()],
+        [tc.Sigmoid(), tc.Flatten()],
+        [tc.BatchNorm2D(1), tc.ReLU(), conv(1, 2), tc.MaxPool2D(2)],
+    ]
+
+
+@exercise("6.4 (the prune pass by hand)")
+def check_backward_work(backward_work) -> list[str]:
+    """backward_work(layers) -> ["skip" | "params" | "full"] per layer of a chain trained with
+    backward(g, input_grad=False), compared with the plan the prune pass makes."""
+    problems = []
+    for layers in _chains():
+        expected = _prune_answer(layers)
+        got = list(backward_work(list(layers)))
+        if got != expected:
+            names = [type(layer).__name__ for layer in layers]
+            problems.append(f"{names}: you say {got}, the prune pass does {expected}")
+    return problems
