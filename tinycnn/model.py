@@ -28,6 +28,7 @@ from .layers.base import Layer, Parameter
 
 if TYPE_CHECKING:
     from .callbacks import Callback
+    from .losses import SoftmaxCrossEntropy
     from .optim import Optimizer
 
 # What fit / evaluate take: arrays (x, y), or x an iterable of (x, y) batches and y None
@@ -159,7 +160,8 @@ class Sequential:
 
     # -- Keras-style front end (machinery in tinycnn.training) ---------------------------------------
 
-    def compile(self, optimizer: str | Optimizer = "sgd", loss: str = "sparse_categorical_crossentropy",
+    def compile(self, optimizer: str | Optimizer = "sgd",
+                loss: str | SoftmaxCrossEntropy = "sparse_categorical_crossentropy",
                 metrics: str | Callable | Sequence[str | Callable] | None = None, lr: float | None = None,
                 seed: int = fit_api.DEFAULT_SEED) -> Sequential:
         """Choose optimizer ('sgd', 'adam' or an optimizer object), loss and metrics for ``fit``.

@@ -131,7 +131,7 @@ class Metric:
 class Compiled:
     """What ``compile`` chose. ``rng`` shuffles the training data in every ``fit`` (unless fit gets one)."""
     optimizer: object
-    loss_name: str
+    loss_name: str | None             # one of LOSSES, or None: the labels' form decides (a loss object)
     loss_fn: SoftmaxCrossEntropy
     metrics: list = field(default_factory=list)
     rng: np.random.Generator = None
@@ -213,12 +213,25 @@ def _optimizer(model, optimizer, lr):
 
 def compile_model(model, optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=None, *,
                   lr=None, seed: int = DEFAULT_SEED) -> Compiled:
-    """Resolve optimizer, loss and metric names into objects for ``fit``."""
-    if loss not in LOSSES:
+    """Resolve optimizer, loss and metric names into objects for ``fit``.
+
+    ``loss``: one of ``LOSSES`` (Keras's names; both are softmax cross-entropy on logits), or a
+    ``SoftmaxCrossEntropy`` object with reduction 'mean' (torch's habit: the criterion with its options,
+    e.g. ``SoftmaxCrossEntropy(label_smoothing=0.2)``); with an object, the labels' form (class indices
+    or probabilities) is read from the labels themselves."""
+    if isinstance(loss, SoftmaxCrossEntropy):
+        if loss.reduction != "mean":
+            raise ValueError(f"compile: the loss object must average over the batch (reduction='mean'), as fit "
+                             f"reports the mean loss; got {loss!r}")
+        loss_fn, loss_name = loss, None
+    elif isinstance(loss, str) and loss in LOSSES:
+        loss_fn, loss_name = SoftmaxCrossEntropy(), loss
+    else:
         raise ValueError(f"compile: unknown loss {loss!r}; use one of {LOSSES} (integer labels (N,) or "
-                         f"one-hot/probability labels (N, K)); both are softmax cross-entropy on logits")
+                         f"one-hot/probability labels (N, K)), both softmax cross-entropy on logits, or a "
+                         f"SoftmaxCrossEntropy(...) object")
     specs = [] if metrics is None else ([metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics))
-    return Compiled(optimizer=_optimizer(model, optimizer, lr), loss_name=loss, loss_fn=SoftmaxCrossEntropy(),
+    return Compiled(optimizer=_optimizer(model, optimizer, lr), loss_name=loss_name, loss_fn=loss_fn,
                     metrics=[_metric(s) for s in specs], rng=np.random.default_rng(seed))
 
 
@@ -387,6 +400,9 @@ def _batch_loss(loss_fn: SoftmaxCrossEntropy, logits, y_loss, w) -> float:
     loss = loss_fn.forward(logits, y_loss)
     if w is None:
         return loss
+    if loss_fn.weight is not None or loss_fn.label_smoothing or loss_fn.ignore_index != -100:
+        raise ValueError(f"fit: sample or class weights cannot be combined with the loss's own options "
+                         f"({loss_fn!r}): give the weights to SoftmaxCrossEntropy(weight=...) or to fit, not both")
     logp = log_softmax(np.ascontiguousarray(logits))                    # (B, K)
     if y_loss.dtype.kind in "iu":
         per = -logp[np.arange(len(logp)), y_loss]                          # (B,)

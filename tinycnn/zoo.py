@@ -18,6 +18,9 @@ draws the initial weights (and Dropout's masks, from a generator spawned from it
                 residual blocks (16, 32, 64 channels), global average pooling, Dense(64 -> K);
                 projection (option B) shortcuts where the shape changes. On 3x32x32: 272,474 parameters
                 (K = 10), 40.8 M MACs/image.
+``airbench``    Keller Jordan's fast-CIFAR network (see ``airbench``): a 2x2 whitening conv, three blocks of
+                two 3x3 convs with max-pooling, batch norm and GELU (widths 64, 256, 256), a global max
+                pool and Dense(256 -> K). Trained with the speedrun recipe (``tinycnn.speedrun``).
 ``mobilenet``   MobileNet-style (see ``mobilenet``): a 3x3 conv, seven depthwise-separable blocks
                 (depthwise 3x3 with ``groups=channels``, then pointwise 1x1; widths 64 to 512, three
                 with stride 2), global average pooling, Dense(512 -> K).
@@ -50,7 +53,18 @@ import numpy as np
 
 from ._typing import PathLike, Shape
 from .checkpoint import CheckpointError, load_checkpoint, model_shapes, read_meta
-from .layers import AdaptiveAvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Residual
+from .layers import (
+    GELU,
+    AdaptiveAvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    Residual,
+)
 from .model import Sequential
 from .shapes import ShapeError, infer_shapes
 
@@ -66,6 +80,7 @@ class Recipe:
     epochs: int = 3
     batch_size: int = 64
     weight_decay: float = 0.0
+    name: str = "standard"             # "standard" (the options above) or "speedrun" (tinycnn.speedrun)
 
 
 @dataclass(frozen=True)
@@ -287,6 +302,49 @@ def mobilenet(input_shape: Shape, num_classes: int, rng: np.random.Generator, wi
         raise ValueError(f"zoo.mobilenet: images of shape {shape} (C, H, W) do not fit this network:\n{err}") from None
 
 
+def airbench(input_shape: Shape, num_classes: int, rng: np.random.Generator,
+             widths: tuple[int, int, int] | list[int] = (64, 256, 256), *,
+             _max_dense: int | None = None) -> Sequential:
+    """Keller Jordan's airbench network for fast CIFAR-10 training ("94% on CIFAR-10 in 3.29 Seconds on
+    a Single GPU", 2024), widths (w1, w2, w3) = ``widths``::
+
+        Conv 2x2 (C -> 8C, no padding, bias), GELU            (8C, H-1, W-1)    the whitening layer
+        three blocks, c -> w:
+          Conv 3x3 (c -> w, pad 1), MaxPool(2), BN, GELU, Conv 3x3 (w -> w, pad 1), BN, GELU
+        MaxPool(3), Flatten, Dense(w3 * h * w -> K, no bias)
+
+    On 3x32x32: 31 -> 15 -> 7 -> 3 -> 1 pixels a side; (64, 256, 256) has 1.97 M parameters and
+    0.24 G multiply-adds per image. The first convolution has 2 * C * 2 * 2 filters so that
+    ``tinycnn.init.patch_whitening_`` can set it from the training images (the whitening filters and
+    their negatives) and freeze it: its weight is built frozen (``requires_grad`` False). The 3x3
+    convolutions have no bias (batch norm's shift replaces it); batch norm uses eps 1e-12 and torch
+    momentum 0.4 (airbench's running-statistics settings). The initialisation here is tinycnn's
+    default; the speedrun recipe (``tinycnn.speedrun``) adds the data-dependent and identity
+    initialisations and the frozen batch-norm scale.
+    """
+    shape = _check_args("airbench", input_shape, num_classes, rng)
+    ws = tuple(widths) if isinstance(widths, (tuple, list)) else ()
+    if len(ws) != 3 or any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in ws):
+        raise ValueError(f"zoo.airbench: widths must be three positive integers (w1, w2, w3), got {widths!r}")
+    c = shape[0]
+    whiten = Conv2D(c, 2 * c * 4, 2, padding=0, rng=rng)
+    whiten.weight.requires_grad = False
+    layers = [whiten, GELU()]
+    c = 2 * c * 4
+    for w in map(int, ws):
+        layers += [Conv2D(c, w, 3, padding=1, bias=False, rng=rng), MaxPool2D(2),
+                   BatchNorm2D(w, eps=1e-12, momentum=0.4), GELU(),
+                   Conv2D(w, w, 3, padding=1, bias=False, rng=rng), BatchNorm2D(w, eps=1e-12, momentum=0.4), GELU()]
+        c = w
+    layers.append(MaxPool2D(3))
+    flat = math.prod(_features_out("airbench", layers, shape))
+    if _max_dense is not None and flat * num_classes > _max_dense:
+        raise _TooLarge(f"images {shape} (C, H, W) and {num_classes} classes make the classifier "
+                        f"Dense({flat} -> {num_classes}), {flat * num_classes:,} weights, more than the "
+                        f"{_max_dense:,} values the checkpoint holds in all")
+    return Sequential(*layers, Flatten(), Dense(flat, int(num_classes), bias=False, rng=rng), input_shape=shape)
+
+
 MODELS = {
     "lenet": ModelEntry(lenet, "two conv stages (32, 64), one dense layer",
                         Recipe(optimizer="adam", lr=2e-3, schedule="onecycle", epochs=3, batch_size=64)),
@@ -303,6 +361,11 @@ MODELS = {
     "mobilenet": ModelEntry(mobilenet, "MobileNet-style: depthwise-separable blocks 64..512, global average pooling",
                             Recipe(optimizer="sgd", lr=0.1, schedule="onecycle", epochs=30, batch_size=128,
                                    weight_decay=5e-4)),
+    # recipe: tinycnn.speedrun's (its own optimizer, schedule and initialisation; lr and weight decay in
+    # torch's SGD terms for the mean loss at batch 512, see tinycnn.speedrun)
+    "airbench": ModelEntry(airbench, "fast CIFAR-10 network (whitening conv, 3 blocks 64/256/256, GELU)",
+                           Recipe(optimizer="sgd", lr=0.75, schedule="triangle", epochs=8, batch_size=512,
+                                  weight_decay=0.0153 / 11.5, name="speedrun")),
 }
 
 
@@ -362,7 +425,7 @@ def check_record(record: object, *, where: str = "zoo.check_record", path: PathL
         _record_fail(where, path, "num_classes", f"must be an integer in [2, {LIMITS['num_classes']}], "
                      f"got {str(k)[:60]}")
     options = record.get("options", {})
-    allowed = {"vgg-bn": {"width", "dropout"}}.get(name, set())
+    allowed = {"vgg-bn": {"width", "dropout"}, "airbench": {"widths"}}.get(name, set())
     if not isinstance(options, dict) or set(options) - allowed:
         _record_fail(where, path, "options", f"a {name} network takes the options {sorted(allowed)}, got "
                      f"{str(options)[:80]}")
@@ -371,6 +434,12 @@ def check_record(record: object, *, where: str = "zoo.check_record", path: PathL
                                    and 1 <= width <= LIMITS["width"]):
         _record_fail(where, path, "options.width",
                      f"must be an integer in [1, {LIMITS['width']}], got {str(width)[:40]}")
+    widths = options.get("widths")
+    if "widths" in options and not (isinstance(widths, list) and len(widths) == 3
+                                    and all(isinstance(w, int) and not isinstance(w, bool)
+                                            and 1 <= w <= LIMITS["width"] for w in widths)):
+        _record_fail(where, path, "options.widths",
+                     f"must be a list of 3 integers in [1, {LIMITS['width']}], got {str(widths)[:60]}")
     dropout = options.get("dropout", 0.25)
     if "dropout" in options and not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
                                      and 0 <= dropout < 1):
@@ -389,6 +458,11 @@ def _check_against_weights(record: dict, weights: dict, where: str, path) -> int
     if first[1] != c:
         _record_fail(where, path, "input_shape", f"says {c} channel(s), but the first convolution's weights "
                      f"0.weight {tuple(first)} take {first[1]}")
+    second = weights.get("2.weight")
+    widths = record["options"].get("widths")
+    if record["name"] == "airbench" and widths is not None and (second is None or second[0] != widths[0]):
+        _record_fail(where, path, "options.widths", f"is {widths}, but the first 3x3 convolution's weights "
+                     f"2.weight ({shape_text(second)}) do not have {widths[0]} filters")
     if record["name"] == "vgg-bn" and first[0] != record["options"].get("width", 32):
         _record_fail(where, path, "options.width", f"is {record['options'].get('width', 32)}, but the first "
                      f"convolution's weights 0.weight {tuple(first)} have {first[0]} filters")

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
-from .. import data, zoo
+from .. import data, speedrun, zoo
 from ..data.augment import PADDING_MODES
 from ..tta import TTA_LEVELS
 
 DEFAULTS = {"dataset": "embedded", "model": "lenet", "augment": "auto", "seed": 0, "val_split": 0.1,
             "subset": None, "image_size": None, "color": None, "flip": "random", "pad_mode": "zeros",
-            "crop_pad": None, "tta": "none"}
-SCHEDULES = ("constant", "cosine", "onecycle")
+            "crop_pad": None, "tta": "none", "recipe": "standard", "without": []}
+SCHEDULES = ("constant", "cosine", "onecycle", "triangle")
+RECIPES = ("standard", "speedrun")
 AUGMENT = ("auto", "none", "crop", "crop-flip", "flip")
 FLIP_MODES = ("random", "alternate")
 OPTIMIZERS = ("sgd", "adam")
@@ -78,6 +79,8 @@ class Config:
     pad_mode: str = "zeros"     # the border a random crop shifts in: "zeros", "reflect", "replicate"
     crop_pad: int | None = None  # the random crop's largest shift in pixels (None: 4 on 32+ pixels, else 2)
     tta: str = "none"           # test-time augmentation of the final test evaluation
+    recipe: str = "standard"    # "standard" (optimizer/schedule above) or "speedrun" (tinycnn.speedrun)
+    without: list = field(default_factory=list)   # speedrun techniques removed (the ablation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,9 +116,24 @@ class Config:
                                      ("--flip", self.flip, FLIP_MODES),
                                      ("--pad-mode", self.pad_mode, PADDING_MODES),
                                      ("--tta", self.tta, TTA_LEVELS),
+                                     ("--recipe", self.recipe, RECIPES),
                                      ("--model", self.model, tuple(zoo.names()))):
             if value not in allowed:
                 bad.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.recipe == "speedrun" and self.model != "airbench":
+            bad.append(f"--recipe speedrun trains --model airbench (its whitening layer, blocks and classifier), "
+                       f"got --model {self.model}")
+        if (self.schedule == "triangle") != (self.recipe == "speedrun"):
+            bad.append(f"--schedule triangle is the speedrun recipe's own schedule (and the only one it uses), got "
+                       f"--schedule {self.schedule} with --recipe {self.recipe}")
+        if self.recipe == "speedrun" and self.optimizer != "sgd":
+            bad.append(f"--recipe speedrun uses SGD (Nesterov momentum 0.85), got --optimizer {self.optimizer}")
+        unknown = [t for t in self.without if t not in speedrun.TECHNIQUES]
+        if unknown:
+            bad.append(f"--without: unknown technique(s) {', '.join(unknown)}; the speedrun recipe's are "
+                       f"{', '.join(speedrun.TECHNIQUES)}")
+        if self.without and self.recipe != "speedrun":
+            bad.append("--without removes techniques of --recipe speedrun")
         if self.crop_pad is not None and self.crop_pad < 0:
             bad.append(f"--crop-pad must be >= 0 pixels, got {self.crop_pad}")
         if self.flip == "alternate" and self.augment in ("none", "crop"):
@@ -146,6 +164,10 @@ def fresh(args) -> Config:
     if model not in zoo.MODELS:
         raise ConfigError(f"--model must be one of {', '.join(zoo.names())}, got {model!r}")
     recipe = asdict(zoo.MODELS[model].recipe)
+    recipe["recipe"] = recipe.pop("name")
+    name = given.get("recipe", recipe["recipe"])
+    if name == "speedrun":                      # the recipe's data side (tinycnn.speedrun.DATA_DEFAULTS)
+        recipe.update(speedrun.DATA_DEFAULTS)
     values = {**DEFAULTS, **recipe, **given, "model": model}
     return Config(**{f.name: values[f.name] for f in fields(Config)}).check()
 

@@ -55,13 +55,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, data, plots, zoo
+from .. import __version__, data, plots, speedrun, zoo
 from ..callbacks import LearningRateScheduler
 from ..checkpoint import load_checkpoint, model_shapes, read_meta
 from ..data import Augment
+from ..losses import SoftmaxCrossEntropy
 from ..optim import SGD, Adam
 from ..schedules import CosineAnnealingLR, OneCycleLR
 from ..shapes import layer_stats
+from ..speedrun import TECHNIQUES
 from ..training import History, NonFiniteLossError, NonFiniteStateError, fit
 from . import _train_config as cfg
 from ._epochs import EpochTimer, RunCheckpoint, evaluate
@@ -106,6 +108,12 @@ def add_arguments(parser) -> None:
                         "evaluation (not of the per-epoch validation): none (the default), flip (the mean of "
                         "the logits of each image and its mirror) or flip-translate (six views: also shifted "
                         "one pixel up-left and down-right with reflection padding, each mirrored)")
+    parser.add_argument("--recipe", choices=cfg.RECIPES, help="standard (the options above) or speedrun (the "
+                        "fast CIFAR-10 recipe of --model airbench: whitening and identity initialisation, frozen "
+                        "batch-norm scale, 64x batch-norm shift rate, label smoothing, Nesterov SGD with "
+                        "Lookahead on a triangular schedule; see tinycnn.speedrun). Default: the model's")
+    parser.add_argument("--without", type=_technique_list, metavar="NAME[,NAME]", help="remove techniques of "
+                        "--recipe speedrun (the ablation): " + ", ".join(TECHNIQUES))
     parser.add_argument("--seed", type=int, help="seeds the validation split, shuffling, augmentation, "
                         "initial weights and dropout (default 0)")
     parser.add_argument("--val-split", type=float, help="fraction of the training images held out for "
@@ -124,6 +132,10 @@ def add_arguments(parser) -> None:
 
 
 # -- setup ------------------------------------------------------------------------------------------
+
+def _technique_list(text: str) -> list:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
 
 def _loadavg():
     try:
@@ -321,6 +333,8 @@ class Setup:
     first_epoch: int                    # 0 for a new run, the checkpoint's epoch when resuming
     history: History
     replace_out: bool                   # out is the finished run being resumed: replaced at the end
+    recipe_callbacks: list              # the speedrun recipe's (Lookahead schedule, freezing); [] otherwise
+    loss: SoftmaxCrossEntropy
 
 
 def _setup(args, say) -> Setup:
@@ -347,8 +361,19 @@ def _setup(args, say) -> Setup:
     else:
         record = zoo.describe(config.model, ds.image_shape, ds.num_classes)
         model = zoo.build(config.model, ds.image_shape, ds.num_classes, model_rng)
-    optimizer = _optimizer(config, model)
-    schedule, schedule_per = _schedule(config, optimizer, len(loaders.train))
+    if config.recipe == "speedrun":
+        recipe = speedrun.Speedrun(without=frozenset(config.without))
+        sample = np.sort(model_rng.choice(loaders.train.num_samples, min(recipe.whiten_images,
+                                                                       loaders.train.num_samples), replace=False))
+        speedrun.prepare(model, loaders.normalizer(loaders.train.x[sample]), model_rng, recipe)
+        training = speedrun.setup(model, recipe, lr=config.lr, weight_decay=config.weight_decay,
+                                  total_steps=config.epochs * len(loaders.train))
+        optimizer, schedule, schedule_per = training.optimizer, training.schedule, "batch"
+        recipe_callbacks, loss = training.callbacks, training.loss
+    else:
+        optimizer = _optimizer(config, model)
+        schedule, schedule_per = _schedule(config, optimizer, len(loaders.train))
+        recipe_callbacks, loss = [], SoftmaxCrossEntropy()
     first_epoch, history = 0, History()
     if resume:        # after building the schedule, whose first step sets the rate (see tinycnn.schedules)
         load_checkpoint(args.resume, model, optimizer, data_rng)
@@ -358,7 +383,7 @@ def _setup(args, say) -> Setup:
         loaders.train.epoch = first_epoch           # the pass count an alternating flip follows
         history = _history(resume["extra"]["history"], first_epoch)
     return Setup(config, out, ds, loaders, data_rng, record, model, optimizer, schedule, schedule_per,
-                 first_epoch, history, replace)
+                 first_epoch, history, replace, recipe_callbacks, loss)
 
 
 def _describe_augment(aug: dict | None, tta: str) -> str:
@@ -411,8 +436,9 @@ def run(args) -> int:
                                schedule=schedule, first_epoch=first_epoch)
     callbacks = [EpochTimer(),                 # first: its timings are in the logs the checkpoint saves
                  *([LearningRateScheduler(schedule, per=s.schedule_per)] if schedule is not None else []),
+                 *s.recipe_callbacks,
                  checkpoint]                   # last: saves the schedule's state after its epoch step
-    model.compile(optimizer, metrics=["accuracy"])
+    model.compile(optimizer, loss=s.loss, metrics=["accuracy"])
     try:
         with _sigterm_as_interrupt():
             fit(model, loaders.train, validation_data=loaders.val, epochs=config.epochs, initial_epoch=first_epoch,
