@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from optional_packages import require
 from tolerances import (
     LIBM_ULPS_F64,
     TORCH_F64_REL_TOL,
@@ -47,7 +47,7 @@ def _grid():
 def test_erfcx_coefficients_are_its_chebyshev_coefficients():
     """ERFCX_CHEB recomputed: erfcx(z(u)) at 80 Chebyshev nodes in mpmath (40 digits), z = 2 (1+u)/(1-u);
     every stored coefficient within 1 ulp of the recomputed one and the dropped ones below 1e-17."""
-    mpmath = pytest.importorskip("mpmath")
+    mpmath = require("mpmath", "test")
     mp = mpmath.mp
     mp.dps = 40
     n = 80
@@ -69,7 +69,7 @@ def test_erfcx_coefficients_are_its_chebyshev_coefficients():
 def test_gelu_kernel_is_within_its_bound_of_the_exact_values():
     """y and the slope from ``gelu_forward`` within GELU_REL_ERR of mpmath's values (the slope's bound
     relative to |Phi| + |x phi|, its two terms), over the whole range."""
-    mpmath = pytest.importorskip("mpmath")
+    mpmath = require("mpmath", "test")
     mpmath.mp.dps = 40
     x = _grid()
     y, slope = G.gelu_forward(x, np.empty_like(x), np.empty_like(x))
@@ -84,7 +84,7 @@ def test_gelu_kernel_is_within_its_bound_of_the_exact_values():
 def test_the_layers_erfc_and_exp_are_within_the_assumed_ulps():
     """The assumption behind the layer side of ``gelu_atol``: Python's math.erfc and NumPy's float64 exp
     within LIBM_ULPS_F64 ulps of mpmath's value at the same float64 argument."""
-    mpmath = pytest.importorskip("mpmath")
+    mpmath = require("mpmath", "test")
     mpmath.mp.dps = 40
     for x in _grid():
         t = -x / math.sqrt(2.0)                                        # the layer's erfc argument
