@@ -35,7 +35,9 @@ Special values as the layer: NaN stays NaN, GELU(inf) = inf, GELU(-inf) = NaN (-
 at +-inf.
 
 The scalar helper ``gelu_parts`` is shared with the fused batch-norm kernels
-(``tinycnn.kernels.batchnorm``).
+(``tinycnn.kernels.batchnorm``), compiled into them. Caveat of Numba's on-disk cache: it checks the
+timestamp of a kernel's own file only, so after editing this file, touch ``batchnorm.py`` (or delete
+``tinycnn/kernels/__pycache__/batchnorm.*.nb*``) or the batch-norm kernels keep the old helper.
 """
 from __future__ import annotations
 
