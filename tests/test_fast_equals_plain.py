@@ -47,7 +47,7 @@ def lanes_everywhere(monkeypatch):
 # Random networks
 # ---------------------------------------------------------------------------------------------
 
-KINDS = ["conv", "conv", "relu", "maxpool", "avgpool", "batchnorm", "sigmoid", "tanh", "dropout"]
+KINDS = ["conv", "conv", "relu", "maxpool", "avgpool", "batchnorm", "sigmoid", "tanh", "dropout", "gelu"]
 
 
 @st.composite
@@ -82,7 +82,7 @@ def networks(draw):
         elif kind == "dropout":
             layer = tc.Dropout(0.3, rng=np.random.default_rng(seed + 1))
         else:
-            layer = {"relu": tc.ReLU, "sigmoid": tc.Sigmoid, "tanh": tc.Tanh}[kind]()
+            layer = {"relu": tc.ReLU, "sigmoid": tc.Sigmoid, "tanh": tc.Tanh, "gelu": tc.GELU}[kind]()
         try:
             out = tuple(layer.output_shape(shape)) if hasattr(layer, "output_shape") else shape
         except ValueError:
@@ -191,6 +191,60 @@ def test_sgd_trajectory_fast_equals_plain():
     assert_rel_close(losses1, losses0, TORCH_F64_REL_TOL, "loss")
     for a, b in zip(state1, state0):
         assert_rel_close(a, b, TORCH_F64_REL_TOL, "weight")
+
+
+# ---------------------------------------------------------------------------------------------
+# A whitened conv -> pool -> batch norm -> GELU network (odd map sizes, frozen first layer)
+# ---------------------------------------------------------------------------------------------
+
+def whitened_network(rng, widths, frozen_scale):
+    """Conv2D(3, w0, 2) [whitening, frozen] -> GELU -> per width: Conv2D(3x3, no bias) -> MaxPool2D(2) ->
+    BatchNorm2D -> GELU -> Conv2D(3x3, no bias) -> BatchNorm2D -> GELU; then MaxPool2D(3) -> Flatten ->
+    Dense(no bias). On 32 x 32 input the maps are 31 -> 15 -> 7 -> 3 -> 1: every pool floors an odd size."""
+    dt = np.float64
+    first = tc.Conv2D(3, widths[0], 2, padding=0, dtype=dt, rng=rng)
+    for p in first.parameters():
+        p.requires_grad = False
+    layers = [first, tc.GELU()]
+    c = widths[0]
+    for w in widths[1:]:
+        bns = [tc.BatchNorm2D(w, dtype=dt), tc.BatchNorm2D(w, dtype=dt)]
+        for bn in bns:
+            bn.weight.data[...] = rng.uniform(0.5, 1.5, w)
+            bn.bias.data[...] = rng.standard_normal(w)
+            if frozen_scale:
+                bn.weight.requires_grad = False
+        layers += [tc.Conv2D(c, w, 3, padding=1, bias=False, dtype=dt, rng=rng), tc.MaxPool2D(2), bns[0], tc.GELU(),
+                   tc.Conv2D(w, w, 3, padding=1, bias=False, dtype=dt, rng=rng), bns[1], tc.GELU()]
+        c = w
+    layers += [tc.MaxPool2D(3), tc.Flatten(), tc.Dense(c, 10, bias=False, dtype=dt, rng=rng)]
+    return layers
+
+
+def _check_whitened(seed, n, widths, training, frozen_scale):
+    rng = np.random.default_rng(seed)
+    layers = whitened_network(rng, widths, frozen_scale)
+    x = rng.standard_normal((n, 3, 32, 32))
+    plan = compare(layers, x, training, seed, input_grad=False)
+    assert not [node for node in plan.graph.nodes if type(node.op).__name__ == "PlainOp"], plan.describe()
+    text = plan.describe()
+    assert text.count("GELU fused") == 2 * (len(widths) - 1) and "GELU()" in text      # the first GELU: its op
+    assert plan._backward_steps(False)[-1][0] != 0, "the frozen first convolution runs no backward"
+    return plan
+
+
+@settings(deadline=None, max_examples=10)
+@given(seed=SEEDS, n=st.sampled_from([1, 2, 3]), widths=st.sampled_from([(2, 3, 2, 2), (3, 4, 4, 4)]),
+       training=st.booleans(), frozen_scale=st.booleans())
+def test_whitened_gelu_network_fast_equals_plain_float64(seed, n, widths, training, frozen_scale):
+    _check_whitened(seed, n, widths, training, frozen_scale)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=10)
+@given(seed=SEEDS, n=st.sampled_from([2, 3, 5]), training=st.booleans(), frozen_scale=st.booleans())
+def test_whitened_gelu_network_in_lanes_equals_plain_float64(lanes_everywhere, seed, n, training, frozen_scale):
+    plan = _check_whitened(seed, n, (2, 3, 2, 2), training, frozen_scale)
+    assert len(plan.last.slices) == 2                          # it really ran in lanes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,3 +442,59 @@ def test_random_graphs_fast_equals_plain_float64(net, input_grad):
 def test_random_graphs_in_lanes_equal_plain_float64(lanes_everywhere, net):
     layers, x, _, seed = net
     compare(layers, x, False, seed)                          # eval: batch norm per sample, so lanes cut
+
+
+def test_residual_post_relu_runs_inside_the_add():
+    """A residual block's post ReLU is fused into its join (describe says so; no ReLU node is left),
+    and the network still equals its plain code (float64), forward, every gradient, input gradient."""
+    rng = np.random.default_rng(4)
+    dt = np.float64
+
+    def bn(c):
+        layer = tc.BatchNorm2D(c, dtype=dt)
+        layer.bias.data[...] = rng.standard_normal(c)
+        return layer
+
+    block = tc.Sequential(tc.Conv2D(3, 3, 3, padding=1, bias=False, dtype=dt, rng=rng), bn(3), tc.ReLU(),
+                          tc.Conv2D(3, 3, 3, padding=1, bias=False, dtype=dt, rng=rng), bn(3))
+    layers = [tc.Conv2D(2, 3, 3, padding=1, dtype=dt, rng=rng), tc.Residual(block, None, post=tc.ReLU()),
+              tc.Flatten(), tc.Dense(3 * 5 * 5, 2, dtype=dt, rng=rng)]
+    for training in (True, False):
+        plan = compare(layers, rng.standard_normal((3, 2, 5, 5)), training, 9)
+        add = [node for node in plan.graph.nodes if node.kind == "add"]
+        assert len(add) == 1 and "ReLU fused" in add[0].notes and add[0].op.cfg.fuse_relu
+        assert not [node for node in plan.graph.nodes if type(node.layer) is tc.ReLU]
+
+
+@given(seed=SEEDS, n=st.integers(1, 4), dtype=st.sampled_from([np.float32, np.float64]),
+       layouts=st.sampled_from([("C", "C"), ("cm", "cm"), ("cm", "C"), ("C", "cm")]), ties=st.booleans())
+def test_fused_add_relu_is_bitwise_the_add_then_the_relu(seed, n, dtype, layouts, ties):
+    """No reduction, no new arithmetic: y = relu(a + b) and its gradient bit for bit as the plain add and
+    ReLU, in every pairing of memory layouts (one pass when they match, the sum and then the ReLU when
+    not), with exact zeros, ties and NaN in the sum."""
+    from tinycnn.fast.ops.join import AddOp
+
+    rng = np.random.default_rng(seed)
+    shape = (n, 3, 4, 5)
+    if ties:
+        a = rng.integers(-1, 2, shape).astype(dtype)
+        b = rng.integers(-1, 2, shape).astype(dtype)
+        a[rng.random(shape) < 0.1] = np.nan
+    else:
+        a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+
+    def lay(v, kind):
+        return v if kind == "C" else np.ascontiguousarray(v.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+    relu = tc.ReLU()
+    y0 = relu.forward(a + b)
+    dx0 = relu.backward(g)
+    op = AddOp(None)
+    op.cfg.fuse_relu = True
+    y1 = op.forward(lay(a, layouts[0]), lay(b, layouts[1]))
+    dx1 = op.backward(lay(g, layouts[0]))
+    assert y1.shape == shape and len(dx1) == 2
+    np.testing.assert_array_equal(y1, y0)
+    for d in dx1:
+        np.testing.assert_array_equal(d, dx0)

@@ -8,7 +8,8 @@
   (C order, channel-major, Fortran order), and Conv2D with the bias folded into its matrix multiply
   agrees with the plain im2col computation within the derived reduction bound (tolerances.py).
 * ``im2col_cm`` / ``col2im_cm`` agree with their references (exactly / within the reduction bound).
-* The elementwise ReLU kernels in ``tinycnn.kernels.elementwise`` agree with their references exactly.
+* The elementwise ReLU kernels in ``tinycnn.kernels.elementwise`` (ReLU, and a residual join's sum +
+  ReLU) agree with their references exactly.
 """
 import numpy as np
 import pytest
@@ -281,12 +282,28 @@ def test_relu_kernels_match_references_exactly(size, dtype, seed, specials):
     np.testing.assert_array_equal(np.signbit(gx), np.signbit(gx_ref))
 
 
+@given(size=st.integers(0, 300), dtype=DTYPES, seed=SEEDS,
+       specials=st.lists(st.sampled_from([np.nan, 0.0, -0.0, np.inf, -np.inf]), max_size=8))
+def test_add_relu_kernel_matches_its_reference_exactly(size, dtype, seed, specials):
+    from tinycnn.kernels import elementwise as E
+
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(size).astype(dtype)
+    b = rng.standard_normal(size).astype(dtype)
+    for i, v in enumerate(specials[:size]):
+        (a if i % 2 else b)[rng.integers(size)] = v
+    y, positive = E.add_relu_forward(a, b, np.empty(size, dtype), np.empty(size, np.bool_))
+    y_ref, positive_ref = E.add_relu_forward_reference(a, b, np.empty(size, dtype), np.empty(size, np.bool_))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(positive, positive_ref)
+
+
 def test_elementwise_kernels_sit_beside_same_signature_references():
     import inspect
 
     from tinycnn.kernels import elementwise as E
 
-    for name in ("relu_forward", "relu_backward"):
+    for name in ("relu_forward", "relu_backward", "add_relu_forward"):
         fast = getattr(E, name)
         fast = getattr(fast, "py_func", fast)                          # the Python source under the JIT
         ref = getattr(E, f"{name}_reference")

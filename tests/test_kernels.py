@@ -211,7 +211,8 @@ def test_maxpool_cm_matches_the_nchw_kernels(win, dtype, seed, ties, specials):
 PROPERTY_TESTED = {"im2col", "col2im", "im2col_cm", "col2im_cm", "maxpool2d_forward", "maxpool2d_backward",
                    "maxpool2d_forward_cm", "maxpool2d_backward_cm", "avgpool2d_forward", "avgpool2d_backward",
                    "matmul",   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
-                   "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx", "bn_sums", "bn_sqdev"}
+                   "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx", "bn_sums", "bn_sqdev",
+                   "gelu_forward", "gelu_backward"}
 
 
 def test_every_kernel_has_a_reference_twin_and_a_property_test():
@@ -383,11 +384,12 @@ def test_kernels_run_without_the_jit():
 # Batch norm on channel-major rows (C, M)
 # --------------------------------------------------------------------------------------------
 
-@given(c=st.integers(1, 5), m=st.integers(1, 300), dtype=DTYPES, seed=SEEDS, relu=st.booleans(),
+@given(c=st.integers(1, 5), m=st.integers(1, 300), dtype=DTYPES, seed=SEEDS, act=st.sampled_from([0, 1, 2]),
        affine=st.booleans(), batch_stats=st.booleans())
-def test_batchnorm_kernels_match_their_references(c, m, dtype, seed, relu, affine, batch_stats):
+def test_batchnorm_kernels_match_their_references(c, m, dtype, seed, act, affine, batch_stats):
     """Sums within two roundings of an m-term sum (float64 accumulators: u_64); the elementwise passes
-    do the same operations in the same order as their references: bitwise."""
+    do the same operations in the same order as their references: bitwise (a fused GELU's y and
+    slope too). act: 0 none, 1 a fused ReLU, 2 a fused GELU."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((c, m)) * 2 + rng.standard_normal((c, 1)) * 5).astype(dtype)
     g = rng.standard_normal((c, m)).astype(dtype)
@@ -406,21 +408,47 @@ def test_batchnorm_kernels_match_their_references(c, m, dtype, seed, relu, affin
     assert_close_reduction(var, var_r, m + 3, np.float64, (dev * dev + 2 * dev * 1e-12).mean(axis=1) + 1e-300,
                            "var")
     invstd = 1.0 / np.sqrt(var_r + 1e-5)
-    outs = [np.empty((c, m), dtype) for _ in range(4)]
-    K.bn_normalize(x, mean_r, invstd, gamma, beta, affine, relu, zero, outs[0], outs[1])
-    K.bn_normalize_reference(x, mean_r, invstd, gamma, beta, affine, relu, zero, outs[2], outs[3])
+    outs = [np.empty((c, m), dtype) for _ in range(6)]
+    K.bn_normalize(x, mean_r, invstd, gamma, beta, affine, act, zero, outs[0], outs[1], outs[4])
+    K.bn_normalize_reference(x, mean_r, invstd, gamma, beta, affine, act, zero, outs[2], outs[3], outs[5])
     np.testing.assert_array_equal(outs[0], outs[2])
     np.testing.assert_array_equal(outs[1], outs[3])
-    x_hat, y = outs[2], outs[3]
-    sums = K.bn_backward_sums(g, x_hat, y, relu, zero)
-    sums_r = K.bn_backward_sums_reference(g, x_hat, y, relu, zero)
-    gm = np.where(y > 0, g, 0) if relu else g
+    x_hat, y, slope = outs[2], outs[3], outs[5]
+    if act == 2:
+        np.testing.assert_array_equal(outs[4], slope)
+    sums = K.bn_backward_sums(g, x_hat, y, slope, act, zero)
+    sums_r = K.bn_backward_sums_reference(g, x_hat, y, slope, act, zero)
+    gm = np.where(y > 0, g, 0) if act == 1 else g * slope if act == 2 else g
     assert_close_reduction(sums[0], sums_r[0], m, np.float64, np.abs(gm).astype(np.float64).sum(axis=1), "sum g")
     assert_close_reduction(sums[1], sums_r[1], m, np.float64,
                            np.abs(gm * x_hat).astype(np.float64).sum(axis=1), "sum g x_hat")
     coef = rng.uniform(0.1, 1, c).astype(dtype)
     sg, sgx = sums_r[0].astype(dtype), sums_r[1].astype(dtype)
     gx, gx_r = np.empty((c, m), dtype), np.empty((c, m), dtype)
-    K.bn_backward_dx(g, x_hat, y, relu, zero, coef, sg, sgx, np.dtype(dtype).type(m), batch_stats, gx)
-    K.bn_backward_dx_reference(g, x_hat, y, relu, zero, coef, sg, sgx, np.dtype(dtype).type(m), batch_stats, gx_r)
+    K.bn_backward_dx(g, x_hat, y, slope, act, zero, coef, sg, sgx, np.dtype(dtype).type(m), batch_stats, gx)
+    K.bn_backward_dx_reference(g, x_hat, y, slope, act, zero, coef, sg, sgx, np.dtype(dtype).type(m), batch_stats,
+                               gx_r)
     np.testing.assert_array_equal(gx, gx_r)
+
+
+# --------------------------------------------------------------------------------------------
+# GELU (exact, erf form) on flat memory
+# --------------------------------------------------------------------------------------------
+
+@given(size=st.integers(0, 300), dtype=DTYPES, seed=SEEDS, scale=st.sampled_from([1.0, 4.0, 12.0, 40.0]),
+       specials=st.lists(st.sampled_from([np.nan, 0.0, -0.0, np.inf, -np.inf]), max_size=6))
+def test_gelu_kernels_match_their_references(size, dtype, seed, scale, specials):
+    """The same float64 operations in the same order as the NumPy references: bitwise, NaN, +-inf and
+    the far tails included (scale 40: exp(-x^2/2) underflows)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(size) * scale).astype(dtype)
+    for v in specials[:size]:
+        x[rng.integers(size)] = v
+    g = rng.standard_normal(size).astype(dtype)
+    y, slope = K.gelu_forward(x, np.empty(size, dtype), np.empty(size, dtype))
+    y_r, slope_r = K.gelu_forward_reference(x, np.empty(size, dtype), np.empty(size, dtype))
+    assert y.dtype == slope.dtype == dtype
+    np.testing.assert_array_equal(y, y_r)
+    np.testing.assert_array_equal(slope, slope_r)
+    gx = K.gelu_backward(slope_r, g, np.empty(size, dtype))
+    np.testing.assert_array_equal(gx, K.gelu_backward_reference(slope_r, g, np.empty(size, dtype)))

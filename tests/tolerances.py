@@ -33,6 +33,12 @@ with the data instead of being a magic number.
 |   (train: batch stats; eval: running stats)  |         |   of a two-pass batch norm, twice (2 sides)  |
 | batch norm running mean / var after k steps  | both    | batchnorm_running_atol (same analysis, per   |
 |                                              |         |   step, carried through the momentum update) |
+| GELU kernels vs their references            | both    | bitwise (the same operations)                |
+| GELU y and slope, executor op vs layer       | both    | gelu_atol: the kernel's 2e-12 + the layer's  |
+|                                              |         |   libm error (LIBM_ULPS_F64), + 1 f32 round  |
+| GELU input gradient, executor op vs layer    | both    | gelu_grad_atol: 1.5 u |g s| + |g| slope gap   |
+| batch norm + GELU fused vs the two layers    | both    | batchnorm_gelu_atol: batchnorm_atol carried  |
+|                                              |         |   through GELU's slope and curvature bounds  |
 | one layer, tinycnn vs an ONNX runtime, same  | float32 | layer_forward_atol: 2 gamma_n S for Conv2D / |
 |   input (exported graph, layer by layer)     |         |   Dense / AvgPool2D, batchnorm_atol (eval),  |
 |                                              |         |   0 for ReLU, MaxPool2D, Flatten, Dropout    |
@@ -219,6 +225,118 @@ def tanh_backward_atol(x, g, dtype=np.float32):
     g = np.abs(np.asarray(g, dtype=np.float64))
     d = tanh_forward_atol(x, dtype)
     return g * d * (2 * np.abs(t) + d) + 2 * u * g * (t * t + 2 * np.abs(1 - t * t))
+
+
+# GELU (exact, erf form). The layer evaluates x * 0.5 erfc(-x / sqrt 2) with Python's math.erfc and
+# NumPy's exp in float64; the executor's kernels (tinycnn/kernels/gelu.py) use arithmetic alone and
+# promise GELU_REL_ERR (2e-12) of the exact value. The layer side's error rests on one assumption:
+# math.erfc and NumPy's float64 exp within LIBM_ULPS_F64 ulps of the exact value at their (float64)
+# argument; tests/test_fast_gelu.py checks it, and the kernels' promise, against mpmath.
+LIBM_ULPS_F64 = 8.0
+GELU_SLOPE_MAX = 1.13        # max |GELU'(x)| = Phi(sqrt 2) + sqrt 2 phi(sqrt 2) = 1.1289...
+GELU_CURVATURE_MAX = 0.8     # max |GELU''(x)| = max |phi(x) (2 - x^2)| = 2 phi(0) = 0.7979...
+
+
+def _gelu_parts(z):
+    """float64 z -> (y, slope, cdf, x phi) of the exact GELU, float64 (NumPy, for bounds only)."""
+    import math
+    z = np.asarray(z, dtype=np.float64)
+    cdf = 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(-z / math.sqrt(2.0))
+    xphi = z * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return z * cdf, cdf + xphi, cdf, xphi
+
+
+def gelu_layer_rel_err(x):
+    """Relative error bound (float64) of the layer's y and slope (the slope's of |cdf| + |x phi|).
+
+    Its erfc argument t = fl(-x / sqrt 2) is 2 u_64 off (the constant and the division); erfc's
+    condition number |t erfc'(t) / erfc(t)| is below 2 t^2 + 2 (Mills' ratio bound), so the argument
+    costs (4 t^2 + 4) u_64; erfc itself E ulps, the 0.5 and the product with x 1 more. The slope's
+    exp argument -x^2/2 is 1.5 u_64 off (3 t^2 / 2 relative after exp), exp E ulps, 3 more roundings.
+    Together at most (E + 4 t^2 + 7) u_64, t^2 = x^2 / 2."""
+    u64 = float(np.finfo(np.float64).eps)
+    x = np.asarray(x, dtype=np.float64)
+    return (LIBM_ULPS_F64 + 2.0 * x * x + 7.0) * u64
+
+
+def gelu_atol(x, dtype):
+    """Elementwise bounds (y, slope) on |executor - layer| for GELU's y and slope on the same x.
+
+    float64 gap: (GELU_REL_ERR + gelu_layer_rel_err) |y| for y, and the same of |cdf| + |x phi| for
+    the slope (a sum that cancels near x = -0.75, so its bound is on the sum of |terms|). Stored in
+    float32 each side then rounds once more: u_32 (|value| + the float64 gap) between them."""
+    from tinycnn.kernels.gelu import GELU_REL_ERR
+    y, slope, cdf, xphi = _gelu_parts(x)
+    r = GELU_REL_ERR + gelu_layer_rel_err(x)
+    b_y = r * np.abs(y)
+    b_s = r * (np.abs(cdf) + np.abs(xphi))
+    if np.dtype(dtype) != np.float64:
+        u = float(np.finfo(dtype).eps)
+        tiny = float(np.finfo(dtype).smallest_subnormal)
+        b_y = b_y + u * (np.abs(y) + b_y) + tiny
+        b_s = b_s + u * (np.abs(slope) + b_s) + tiny
+    return b_y, b_s
+
+
+def gelu_grad_atol(x, g, dtype):
+    """Elementwise bound on |dx_layer - dx_op| for GELU's input gradient on the same x and g.
+
+    The layer rounds g * slope once from float64 (u/2 relative); the executor's op stores the slope
+    in ``dtype`` and multiplies in ``dtype`` (two roundings: u relative, to first order): 1.5 u |g s|
+    between them, plus |g| times the float64 gap of the two slopes (``gelu_atol``). In float64 every
+    rounding is u_64."""
+    u = float(np.finfo(dtype).eps)
+    _, slope, _, _ = _gelu_parts(x)
+    _, b_s = gelu_atol(x, np.float64)
+    g = np.abs(np.asarray(g, dtype=np.float64))
+    return (1.5 + 2.0 ** -20) * u * g * np.abs(slope) + g * b_s + float(np.finfo(dtype).smallest_subnormal)
+
+
+def batchnorm_gelu_atol(x, g, weight, bias, bn_eps, dtype, *, running=None):
+    """Bounds (dict y, dx, dweight, dbias as ``batchnorm_atol``) on |fused - plain| for BatchNorm2D
+    followed by an exact GELU, the fused op against the two plain layers, same x and upstream g.
+
+    z = gamma x_hat + beta (exact), e_z = batchnorm_atol's y bound (the two sides' z apart):
+      y:  GELU is GELU_SLOPE_MAX-Lipschitz:  L e_z (1 + u) + gelu_atol(z)'s y bound
+      g' = g GELU'(z) (the gradient at z): the sides' g' are delta apart,
+          |delta| <= D = |g| K e_z (1 + u) + gelu_grad_atol(z, g)      (K = GELU_CURVATURE_MAX)
+      The batch norm's backward is linear in g': the two sides differ by batchnorm_atol's bounds
+      for g' (one side's own rounding each), plus the exact backward map applied to delta:
+          dbias + sum D;  dweight + sum D |x_hat|;
+          dx (batch) + |gamma|/(M sigma) (M D + sum D + |x_hat| sum D |x_hat|);  dx (running) + |gamma/sigma| D
+    First order, like batchnorm_atol."""
+    u = float(np.finfo(dtype).eps)
+    x = np.asarray(x, dtype=np.float64)
+    c = x.shape[1]
+    gam = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    bet = np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64)
+    if running is None:
+        mu, var, _, _, m = _bn_batch_stats(x, dtype)
+    else:
+        mu, var = (np.asarray(r, dtype=np.float64) for r in running)
+        m = x.shape[0] * x.shape[2] * x.shape[3]
+    sigma = np.sqrt(var + bn_eps)
+
+    def b(v):                                    # (C,) -> (1, C, 1, 1)
+        return np.asarray(v, dtype=np.float64).reshape(1, -1, 1, 1)
+
+    xh = (x - b(mu)) / b(sigma)
+    z = b(gam) * xh + b(bet)
+    _, slope, _, _ = _gelu_parts(z)
+    g = np.asarray(g, dtype=np.float64)
+    gz = g * slope                                # the gradient at z
+    e_z = batchnorm_atol(x, g, weight, bias, bn_eps, dtype, running=running)["y"]
+    inner = batchnorm_atol(x, gz, weight, bias, bn_eps, dtype, running=running)
+    y_bound = GELU_SLOPE_MAX * e_z * (1 + u) + gelu_atol(z, dtype)[0]
+    d = np.abs(g) * GELU_CURVATURE_MAX * e_z * (1 + u) + gelu_grad_atol(z, g, dtype)
+    sum_d = d.sum(axis=(0, 2, 3))
+    sum_dx = (d * np.abs(xh)).sum(axis=(0, 2, 3))
+    if running is None:
+        k = b(np.abs(gam) / (m * sigma))
+        dx = inner["dx"] + k * (m * d + b(sum_d) + np.abs(xh) * b(sum_dx))
+    else:
+        dx = inner["dx"] + b(np.abs(gam) / sigma) * d
+    return {"y": y_bound, "dx": dx, "dweight": inner["dweight"] + sum_dx, "dbias": inner["dbias"] + sum_d}
 
 
 def _bn_batch_stats(x, dtype):

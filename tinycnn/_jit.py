@@ -44,15 +44,15 @@ def _warn_no_cache(name: str, err: Exception) -> None:
     )
 
 
-def _compile(f, parallel):
+def _compile(f, parallel, **options):
     try:
-        return numba.njit(cache=True, parallel=parallel, nogil=True)(f)
+        return numba.njit(cache=True, parallel=parallel, nogil=True, **options)(f)
     except RuntimeError as err:  # "cannot cache function ...: no locator available for file ..."
         # Numba (numba/core/caching.py, CacheImpl) tries NUMBA_CACHE_DIR, then __pycache__ beside
         # the source, then the user-wide cache folder (XDG_CACHE_HOME or ~/.cache); it raises when
         # none of them can be created and written to.
         _warn_no_cache(f.__name__, err)
-        return numba.njit(cache=False, parallel=parallel, nogil=True)(f)
+        return numba.njit(cache=False, parallel=parallel, nogil=True, **options)(f)
 
 
 def _serial_copy(f):
@@ -65,17 +65,28 @@ def _serial_copy(f):
     return g
 
 
-def jit(func=None, *, parallel: bool = False):
+def jit(func=None, *, parallel: bool = False, float_division: bool = False, inline: bool = False):
     """Compile ``func`` with Numba in nopython mode, cached on disk when possible.
 
     With ``parallel=True`` the kernel is compiled twice: the returned dispatcher runs its ``prange``
     loops on Numba's threads, and its ``.serial`` attribute is the same code compiled plainly
-    (``prange`` then runs as ``range``). ``launch`` picks one for the size of the work."""
+    (``prange`` then runs as ``range``). ``launch`` picks one for the size of the work.
+
+    ``float_division=True``: a float division by zero gives IEEE inf/NaN instead of raising
+    ZeroDivisionError (Numba's ``error_model="numpy"``); the check Python's rule needs is a branch
+    per division that keeps a loop from being vectorised. ``inline=True``: a helper compiled into
+    every kernel that calls it (Numba's ``inline="always"``), so that the caller's loop stays one
+    vectorisable body."""
+    options = {}
+    if float_division:
+        options["error_model"] = "numpy"
+    if inline:
+        options["inline"] = "always"
 
     def wrap(f):
-        kernel = _compile(f, parallel)
+        kernel = _compile(f, parallel, **options)
         if parallel:
-            kernel.serial = _compile(_serial_copy(f), False)
+            kernel.serial = _compile(_serial_copy(f), False, **options)
         return kernel
 
     return wrap if func is None else wrap(func)

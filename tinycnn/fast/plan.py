@@ -120,22 +120,23 @@ class Plan:
         return np.concatenate(gxs, axis=0) if input_grad else None
 
     def _backward_steps(self, input_grad):
-        key = bool(input_grad)
+        key = (bool(input_grad), prune.frozen_key(self.graph))      # frozen parameters change the steps
         if key not in self._steps:
             if "prune" in self.passes:
-                self._steps[key] = prune.backward_steps(self.graph, key)
+                self._steps[key] = prune.backward_steps(self.graph, key[0])
             else:
                 self._steps[key] = [(i, True) for i in reversed(range(len(self.graph.nodes)))]
         return self._steps[key]
 
     def _commit(self, lanes: int):
-        """Every parameter's .grad from the ops' gradients (summed over lanes, in lane order)."""
+        """Every trainable parameter's .grad from the ops' gradients (summed over lanes, in lane
+        order); a frozen parameter's .grad is left as it was."""
         for i, node in enumerate(self.graph.nodes):
             op = self.lanes[0][i]
             if node.kind != "layer" or isinstance(op, PlainOp):
                 continue                                # a plain layer wrote its own gradients
             for name, p in node.layer.named_parameters():
-                if name not in op.grads:
+                if name not in op.grads or not prune.trainable(p):
                     continue
                 total = op.grads[name]
                 if lanes > 1:

@@ -36,6 +36,7 @@ from .batchnorm import (
     bn_sums,
     bn_sums_reference,
 )
+from .gelu import gelu_backward, gelu_backward_reference, gelu_forward, gelu_forward_reference
 from .gemm import matmul, matmul_reference
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
 from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
@@ -63,6 +64,7 @@ __all__ = [
     "bn_stats", "bn_stats_reference", "bn_normalize", "bn_normalize_reference",
     "bn_backward_sums", "bn_backward_sums_reference", "bn_backward_dx", "bn_backward_dx_reference",
     "bn_sums", "bn_sums_reference", "bn_sqdev", "bn_sqdev_reference",
+    "gelu_forward", "gelu_forward_reference", "gelu_backward", "gelu_backward_reference",
     "maxpool2d_forward", "maxpool2d_forward_reference",
     "maxpool2d_backward", "maxpool2d_backward_reference",
     "maxpool2d_forward_cm", "maxpool2d_forward_cm_reference",

@@ -1,10 +1,13 @@
-"""Fused elementwise kernels for ReLU, each beside a plain NumPy reference with the same signature.
+"""Fused elementwise kernels for ReLU (and a residual join's sum + ReLU), each beside a plain NumPy
+reference with the same signature.
 
 They work on flat (1-D) arrays, so a caller can hand them any layout by flattening the memory in
 order (``a.reshape(-1)`` of a C-contiguous array, or of a channel-major array's transpose).
 
     relu_forward(x) -> (y, positive):  y = max(x, 0) (NaN stays NaN), positive = x > 0   one pass
     relu_backward(positive, g) -> gx:  gx = g where positive, else 0 (ReLU'(0) = 0)      one pass
+    add_relu_forward(a, b, y, positive) -> (y, positive):
+                                       s = a + b, y = max(s, 0), positive = s > 0          one pass
 
 Each takes optional output arrays (``y=``, ``positive=``, ``out=``: flat, of the right length and
 dtype) to write into instead of allocating; the layers pass recycled buffers (``layers/buffers.py``).
@@ -61,3 +64,23 @@ def relu_backward(positive, g, out=None):
     for i in prange(n):
         out[i] = g[i] if positive[i] else 0.0
     return out
+
+
+def add_relu_forward_reference(a, b, y, positive):
+    """a, b: (n,) -> writes y = max(a + b, 0) (NaN kept) and positive = a + b > 0, returns them."""
+    s = a + b
+    np.maximum(s, s.dtype.type(0), out=y)
+    np.greater(s, 0, out=positive)
+    return y, positive
+
+
+@jit(parallel=True)
+def add_relu_forward(a, b, y, positive):
+    """See the reference: one pass where the plain code makes three (copy, add, ReLU)."""
+    n = a.shape[0]
+    for i in prange(n):
+        v = a[i] + b[i]
+        p = v > 0
+        positive[i] = p
+        y[i] = v if (p or v != v) else 0.0
+    return y, positive

@@ -7,23 +7,24 @@ layer (a user's too), which runs the layer's own code.
 
 The fast ops implement Conv2D with groups 1, dilation 1 and symmetric padding (numbers, 'valid',
 or 'same' with odd kernels), MaxPool2D without dilation or ceil_mode, AvgPool2D without ceil_mode,
-with count_include_pad and without divisor_override. Every other configuration runs the layer's
-plain code: correct everywhere, fast where it was fast.
+with count_include_pad and without divisor_override, GELU in its exact (erf) form. Every other
+configuration runs the layer's plain code: correct everywhere, fast where it was fast.
 """
 from __future__ import annotations
 
-from ...layers import AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from ...layers import GELU, AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from .base import Op, OpConfig, PlainOp
 from .batchnorm import BatchNormOp
 from .conv import ConvOp
 from .dense import DenseOp, FlattenOp
 from .dropout import DropoutOp
+from .gelu import GELUOp
 from .join import AddOp, ConcatOp
 from .pool import AvgPoolOp, MaxPoolOp
 from .relu import ReLUOp
 
 FAST_OPS = {Conv2D: ConvOp, MaxPool2D: MaxPoolOp, ReLU: ReLUOp, Dense: DenseOp, Flatten: FlattenOp,
-            BatchNorm2D: BatchNormOp, AvgPool2D: AvgPoolOp, Dropout: DropoutOp}
+            BatchNorm2D: BatchNormOp, AvgPool2D: AvgPoolOp, Dropout: DropoutOp, GELU: GELUOp}
 
 
 def _conv_is_plain_geometry(layer) -> bool:
@@ -43,8 +44,12 @@ def _avgpool_is_plain_geometry(layer) -> bool:
             and getattr(layer, "divisor_override", None) is None)
 
 
+def _gelu_is_exact(layer) -> bool:
+    return getattr(layer, "approximate", "none") == "none"
+
+
 IMPLEMENTS = {ConvOp: _conv_is_plain_geometry, MaxPoolOp: _maxpool_is_plain_geometry,
-              AvgPoolOp: _avgpool_is_plain_geometry}
+              AvgPoolOp: _avgpool_is_plain_geometry, GELUOp: _gelu_is_exact}
 
 
 def implements(op_class, layer) -> bool:

@@ -23,12 +23,18 @@ from ... import kernels
 from .. import memory
 
 
+def trainable(p) -> bool:
+    """Whether a parameter takes gradients: its ``requires_grad``, True when it has no such attribute."""
+    return bool(getattr(p, "requires_grad", True))
+
+
 @dataclass
 class OpConfig:
     """Per-op choices made by the passes (defaults: every pass turned off)."""
     channel_major: bool = False         # layout: hand outputs and input gradients on as channel-major views
     bias_in_gemm: bool = False          # fusion: Conv2D's bias as an extra row of the product
     fuse_relu: bool = False             # fusion: a ReLU that followed this op runs inside it
+    fuse_gelu: bool = False             # fusion: an exact GELU that followed this op runs inside it
     alloc: memory.Allocator = memory.FRESH   # memory: where outputs and temporaries come from
     split_products: bool = False        # threads: products through kernels.matmul, kernels by size
 

@@ -9,7 +9,10 @@ x_hat, y and dx.
 
 Fusion (``cfg.fuse_relu``): a ReLU that followed the batch norm runs inside its passes: y is
 max(., 0) as it is written, and backward masks g by y > 0 (the same as ReLU's x > 0 on the value
-before it) as it reads it. The running statistics are updated by the layer's own method, so the rule
+before it) as it reads it. Likewise ``cfg.fuse_gelu``, an exact GELU: y = GELU(z) of the batch
+norm's output z as it is written, together with the slope GELU'(z) (one more array, in the dtype),
+and backward multiplies g by the slope as it reads it (``tinycnn.kernels.gelu``). The running
+statistics are updated by the layer's own method, so the rule
 (momentum, cumulative average, unbiased variance) is written once.
 
 In lanes (training), the statistics are the whole batch's: every lane's partial sums are gathered
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import kernels
+from ...kernels.batchnorm import ACT_GELU, ACT_NONE, ACT_RELU
 from ..layout import as_view, to_channel_major
 from .base import Op
 
@@ -32,6 +36,7 @@ from .base import Op
 class BatchNormOpCache:
     x_hat: np.ndarray         # (C, M) normalised input, layer dtype
     y: np.ndarray             # (C, M) the output (read by backward for the fused ReLU's mask)
+    slope: np.ndarray         # (C, M) GELU'(z) with a fused GELU, else y again (unread)
     invstd: np.ndarray        # (C,) float64
     batch_stats: bool         # True: normalised with the batch's own statistics
     x_shape: tuple            # (N, C, H, W) of this lane's rows
@@ -46,6 +51,10 @@ class BatchNormOp(Op):
     @property
     def mixes_samples_in_lanes(self):
         return True
+
+    def _act(self) -> int:
+        """The fused activation's code for the kernels (``tinycnn.kernels.batchnorm``)."""
+        return ACT_RELU if self.cfg.fuse_relu else ACT_GELU if self.cfg.fuse_gelu else ACT_NONE
 
     def _batch_stats(self, xs, count):
         """(mean, biased var, M) of the whole batch, float64 (C,): this lane's rows alone, or, in lanes,
@@ -85,9 +94,11 @@ class BatchNormOp(Op):
             gamma = beta = np.zeros(c, dt)                             # unused
         x_hat = cfg.alloc.empty(xs.shape, dt)
         y = cfg.alloc.empty(xs.shape, dt)
+        act = self._act()
+        slope = cfg.alloc.empty(xs.shape, dt) if act == ACT_GELU else y
         self.launch(kernels.bn_normalize, xs.size, xs, mean, invstd, gamma, beta, layer.affine,
-                    cfg.fuse_relu, dt.type(0), x_hat, y)
-        self.cache = BatchNormOpCache(x_hat=x_hat, y=y, invstd=invstd, batch_stats=batch_stats,
+                    act, dt.type(0), x_hat, y, slope)
+        self.cache = BatchNormOpCache(x_hat=x_hat, y=y, slope=slope, invstd=invstd, batch_stats=batch_stats,
                                       x_shape=(n, c, h, w), count=count)
         out = as_view(y.reshape(c, h, w, n))                           # (N, C, H, W) view
         return out if cfg.channel_major else np.ascontiguousarray(out)
@@ -98,8 +109,9 @@ class BatchNormOp(Op):
         n, c, h, w = cache.x_shape
         gs = to_channel_major(g, dt).reshape(c, -1)                    # (C, M)
         zero = dt.type(0)
-        sum_g, sum_gx = self.launch(kernels.bn_backward_sums, gs.size, gs, cache.x_hat, cache.y,
-                                    cfg.fuse_relu, zero)               # float64 (C,) each
+        act = self._act()
+        sum_g, sum_gx = self.launch(kernels.bn_backward_sums, gs.size, gs, cache.x_hat, cache.y, cache.slope,
+                                    act, zero)                         # float64 (C,) each
         if self.sync is not None and cache.batch_stats:                # the whole batch's sums
             parts = self.sync.gather(self.lane, (sum_g, sum_gx))
             sum_g, sum_gx = sum(a for a, _ in parts), sum(b for _, b in parts)
@@ -117,7 +129,7 @@ class BatchNormOp(Op):
         else:
             coef = np.broadcast_to(gamma * cache.invstd, (c,)).astype(dt)   # (C,) gamma / sigma
         gx = cfg.alloc.empty(gs.shape, dt)
-        self.launch(kernels.bn_backward_dx, gs.size, gs, cache.x_hat, cache.y, cfg.fuse_relu, zero, coef,
+        self.launch(kernels.bn_backward_dx, gs.size, gs, cache.x_hat, cache.y, cache.slope, act, zero, coef,
                     sum_g.astype(dt), sum_gx.astype(dt), dt.type(m), cache.batch_stats, gx)
         out = as_view(gx.reshape(c, h, w, n))
         return out if cfg.channel_major else np.ascontiguousarray(out)

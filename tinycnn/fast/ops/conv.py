@@ -16,6 +16,8 @@ live and which routine moves them:
 * memory: ``cols`` and ``out`` come from the allocator (recycled from step to step), ``dcols`` from
   its scratch buffer (it dies at col2im).
 * ``backward(g, input_grad=False)`` forms only dW and db (the prune pass asks that of the first layer).
+* a frozen weight (``requires_grad`` False) skips the weight-gradient product (a trainable bias
+  then gets ``g2d.sum(axis=1)``): the frozen first convolution of a whitened network.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import numpy as np
 
 from ... import kernels
 from ..layout import as_view, to_channel_major
-from .base import Op
+from .base import Op, trainable
 
 
 @dataclass
@@ -78,12 +80,16 @@ class ConvOp(Op):
         k = c * kh * kw
         o = layer.out_channels
         g2d = to_channel_major(g, layer.dtype).reshape(o, -1)          # (O, OH*OW*N)
-        dwt = np.empty((cache.cols.shape[0], o), layer.dtype)          # (C*KH*KW [+1], O)
-        self.matmul(cache.cols, g2d.T, dwt)                            # dW.T = cols @ g2d.T
-        self.grads = {"weight": np.ascontiguousarray(dwt[:k].T).reshape(layer.weight.data.shape)}
-        if layer.bias is not None:
-            # the ones row's product is g2d.sum(axis=1); without it, the sum itself
-            self.grads["bias"] = dwt[k].copy() if dwt.shape[0] > k else g2d.sum(axis=1)
+        self.grads = {}
+        if trainable(layer.weight):
+            dwt = np.empty((cache.cols.shape[0], o), layer.dtype)      # (C*KH*KW [+1], O)
+            self.matmul(cache.cols, g2d.T, dwt)                        # dW.T = cols @ g2d.T
+            self.grads["weight"] = np.ascontiguousarray(dwt[:k].T).reshape(layer.weight.data.shape)
+            if layer.bias is not None and trainable(layer.bias):
+                # the ones row's product is g2d.sum(axis=1); without it, the sum itself
+                self.grads["bias"] = dwt[k].copy() if dwt.shape[0] > k else g2d.sum(axis=1)
+        elif layer.bias is not None and trainable(layer.bias):          # a frozen weight: no product
+            self.grads["bias"] = g2d.sum(axis=1)
         if not input_grad:
             return None
         w2d = layer.weight.data.reshape(o, k)                          # (O, C*KH*KW)

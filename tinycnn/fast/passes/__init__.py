@@ -1,9 +1,10 @@
 """The executor's passes, in the order they run. Each is one file; its docstring says what it
 changes and what it measured.
 
-    fusion    Conv2D bias in the product; BatchNorm2D+ReLU as one op; ReLU->MaxPool2D reordered
+    fusion    Conv2D bias in the product; BatchNorm2D+ReLU and BatchNorm2D+GELU as one op;
+              ReLU->MaxPool2D reordered
     layout    channel-major activations between fast ops
-    prune     no input gradient where nobody reads it
+    prune     no input gradient where nobody reads it, no step for frozen parameters
     memory    outputs and workspaces from the recycling allocator
     threads   products split over tinycnn's threads, small kernels serial
     lanes     the batch cut into one slice per thread when every op is per-sample (a rule applied

@@ -6,7 +6,11 @@ What it changes, node by node:
   ``ops/conv.py``). Saves one pass over the output and one over its gradient.
 * ``BatchNorm2D`` followed by ``ReLU`` (the ReLU the batch norm's only reader): the ReLU node is
   removed and the batch norm's op applies it as it writes y (``cfg.fuse_relu``). Saves the ReLU's
-  pass, its mask and its output array, forward and backward.
+  pass, its mask and its output array, forward and backward. Likewise ``BatchNorm2D`` followed by an
+  exact ``GELU`` (``cfg.fuse_gelu``: the GELU's output array and its pass; its slope array stays).
+* a graph's "add" (a residual join) followed by ``ReLU`` (its only reader: a residual block's post
+  ReLU): the ReLU node is removed and the add applies it (``cfg.fuse_relu`` of ``AddOp``). Saves
+  two passes over the activation (the add's copy and the ReLU's own) and the ReLU's output array.
 * ``ReLU`` followed by ``MaxPool2D`` (the pool the ReLU's only reader): the two run as MaxPool2D ->
   ReLU, the ReLU then on the pooled map, KH*KW times smaller. Bitwise the same outputs and gradients:
   max and ReLU only pick values and ReLU is non-decreasing, so max(relu(x)) = relu(max(x)); where a
@@ -17,12 +21,14 @@ What it changes, node by node:
 
 Exact types only: a subclass of ReLU may compute something else.
 Measured: benchmarks/PERFORMANCE.md, 'Bias inside the matrix multiply', 'ReLU/MaxPool reordering',
-'Batch norm in the executor'.
+'Batch norm in the executor', 'GELU in the executor'.
 """
 from __future__ import annotations
 
-from ...layers import BatchNorm2D, Conv2D, MaxPool2D, ReLU
+from ...layers import GELU, BatchNorm2D, Conv2D, MaxPool2D, ReLU
 from ..ops import MaxPoolOp
+from ..ops.batchnorm import BatchNormOp
+from ..ops.join import AddOp
 
 
 def _only_reader(graph, i) -> int | None:
@@ -34,23 +40,52 @@ def _only_reader(graph, i) -> int | None:
     return readers[0]
 
 
+def _absorb(graph, node, fused) -> None:
+    """``fused`` (already removed from the graph) now runs inside ``node``: its readers read node."""
+    for other in graph.nodes:
+        other.inputs = [node.output if v == fused.output else v for v in other.inputs]
+    if graph.output == fused.output:
+        graph.output = node.output
+
+
+def _fusable_activation(node) -> str | None:
+    """'relu' or 'gelu' when the node is an exact ReLU or an exact (erf) GELU, else None."""
+    if node.kind != "layer":
+        return None
+    if type(node.layer) is ReLU:
+        return "relu"
+    if type(node.layer) is GELU and node.layer.approximate == "none":
+        return "gelu"
+    return None
+
+
 def apply(graph) -> None:
     # bias inside the product
     for node in graph.nodes:
         if node.kind == "layer" and type(node.layer) is Conv2D and node.layer.bias is not None:
             node.op.cfg.bias_in_gemm = True
             node.notes.append("bias in the product")
-    # BatchNorm2D -> ReLU: the ReLU runs inside the batch norm
+    # BatchNorm2D -> ReLU or exact GELU: the activation runs inside the batch norm
     i = 0
     while i < len(graph.nodes):
         node = graph.nodes[i]
-        j = _only_reader(graph, i) if node.kind == "layer" and type(node.layer) is BatchNorm2D else None
-        if j is not None and graph.nodes[j].kind == "layer" and type(graph.nodes[j].layer) is ReLU:
-            relu = graph.nodes.pop(j)
-            for other in graph.nodes:                                  # readers of the ReLU read the BN
-                other.inputs = [node.output if v == relu.output else v for v in other.inputs]
-            if graph.output == relu.output:
-                graph.output = node.output
+        j = None
+        if node.kind == "layer" and type(node.layer) is BatchNorm2D and isinstance(node.op, BatchNormOp):
+            j = _only_reader(graph, i)
+        act = _fusable_activation(graph.nodes[j]) if j is not None else None
+        if act is not None:
+            fused = graph.nodes.pop(j)
+            _absorb(graph, node, fused)
+            setattr(node.op.cfg, f"fuse_{act}", True)
+            node.notes.append(f"{type(fused.layer).__name__} fused")
+        i += 1
+    # a residual join followed by ReLU: the ReLU runs inside the add
+    i = 0
+    while i < len(graph.nodes):
+        node = graph.nodes[i]
+        j = _only_reader(graph, i) if node.kind == "add" and isinstance(node.op, AddOp) else None
+        if j is not None and _fusable_activation(graph.nodes[j]) == "relu":
+            _absorb(graph, node, graph.nodes.pop(j))
             node.op.cfg.fuse_relu = True
             node.notes.append("ReLU fused")
         i += 1
