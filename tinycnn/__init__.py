@@ -36,6 +36,7 @@ if TYPE_CHECKING:   # the same names as _EXPORTS, for type checkers; never run
         plots,
         saving,
         schedules,
+        speedrun,
         tta,
         zoo,
     )
@@ -110,9 +111,9 @@ _EXPORTS = {
 }
 
 # Sub-packages and modules reachable as attributes (``tc.data``, ``tc.layers``, ...), imported on first use.
-_SUBMODULES = ("callbacks", "checkpoint", "export", "fast", "init", "interop", "lr_finder", "metrics", "saving",
-               "schedules", "tta", "data", "zoo", "gradcheck", "plots", "layers", "model", "losses", "optim",
-               "shapes", "training", "kernels", "progress", "cli")
+_SUBMODULES = ("callbacks", "checkpoint", "export", "fast", "init", "interop", "lr_finder", "metrics",
+               "saving", "schedules", "speedrun", "tta", "data", "zoo", "gradcheck", "plots", "layers", "model",
+               "losses", "optim", "shapes", "training", "kernels", "progress", "cli")
 
 __all__ = [
     "__version__",
@@ -183,6 +184,7 @@ __all__ = [
     "metrics",
     "saving",
     "schedules",
+    "speedrun",
     "tta",
     "data",
     "zoo",

@@ -33,18 +33,23 @@ the averaged weights as a model: ``with ema.swapped(): save_checkpoint(path, mod
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .callbacks import Callback
 from .optim import _lerp_, check_flag, check_int, check_number
 
+if TYPE_CHECKING:
+    from .model import Sequential
+
 
 class EMA(Callback):
     """``EMA(model=None, decay=0.999, *, every=1, use_buffers=False)``: 0 <= decay <= 1 (0 follows the
     weights, 1 keeps the first ones), an update every ``every`` >= 1 optimizer steps in ``fit``."""
 
-    def __init__(self, model=None, decay: float = 0.999, *, every: int = 1, use_buffers: bool = False):
+    def __init__(self, model: Sequential | None = None, decay: float = 0.999, *, every: int = 1,
+                 use_buffers: bool = False) -> None:
         self.decay = decay
         self.every = check_int("EMA", "every", every, minimum=1)
         self.use_buffers = check_flag("EMA", "use_buffers", use_buffers)
@@ -73,7 +78,7 @@ class EMA(Callback):
         if not hasattr(model, "named_parameters"):
             raise TypeError(f"EMA: model must be a tinycnn model (a Sequential), got {type(model).__name__}")
 
-    def set_model(self, model):
+    def set_model(self, model: Sequential) -> None:
         self._check_model(model)
         if self.model is not None and model is not self.model and self.n_averaged:
             raise ValueError("EMA: this average belongs to another model; make one EMA per model")
@@ -115,7 +120,7 @@ class EMA(Callback):
                     avg[...] = value
         self.n_averaged += 1
 
-    def on_train_batch_end(self, step, logs=None):
+    def on_train_batch_end(self, step: int, logs: dict | None = None) -> None:
         self.steps += 1
         if self.steps % self.every == 0:
             self.update()
@@ -140,7 +145,7 @@ class EMA(Callback):
         finally:
             self.swap()
 
-    def copy_to(self, model=None) -> None:
+    def copy_to(self, model: Sequential | None = None) -> None:
         """Write the average into ``model`` (default: the averaged one) for good."""
         if model is not None:
             self._check_model(model)

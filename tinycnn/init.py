@@ -157,7 +157,7 @@ def _weight_array(weight, what: str) -> np.ndarray:
     return array
 
 
-def dirac_(weight, groups: int = 1):
+def dirac_(weight: np.ndarray | Parameter, groups: int = 1) -> np.ndarray | Parameter:
     """torch.nn.init.dirac_: ``weight`` (an array (O, C/groups, *K) with 1-3 kernel axes, or a
     Parameter) set in place to the Dirac delta (module docstring); returns ``weight``."""
     what = "dirac_"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers.base import Parameter
 from .optim import Optimizer, check_int, check_number
 
 _OWN_KEYS = ("inner_type", "lookahead_k", "lookahead_alpha", "lookahead_step", "slow_weights")
@@ -38,7 +39,7 @@ class Lookahead:
     """``Lookahead(optimizer, k=5, alpha=0.5)``: k >= 1 inner steps per synchronisation, 0 <= alpha <= 1
     (alpha = 1 is the inner optimizer alone; alpha = 0 never moves the weights)."""
 
-    def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5):
+    def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5) -> None:
         if isinstance(optimizer, Lookahead):
             raise TypeError("Lookahead: the optimizer is already a Lookahead; wrap the inner optimizer once")
         if not isinstance(optimizer, Optimizer):
@@ -63,15 +64,15 @@ class Lookahead:
         self._alpha = check_number("Lookahead", "alpha", value, low=0, high=1)
 
     @property
-    def params(self):
+    def params(self) -> list[Parameter]:
         return self.optimizer.params
 
     @property
-    def param_groups(self):
+    def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
 
     @property
-    def defaults(self):
+    def defaults(self) -> dict:
         return self.optimizer.defaults
 
     @property
@@ -83,7 +84,7 @@ class Lookahead:
         self.optimizer.lr = value
 
     @property
-    def initial_lr(self):
+    def initial_lr(self) -> float | None:
         return self.optimizer.initial_lr
 
     @initial_lr.setter

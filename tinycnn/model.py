@@ -116,7 +116,7 @@ class Sequential:
         ``trainable_only=True`` counts only parameters with ``requires_grad`` True."""
         return int(sum(p.data.size for p in self.parameters() if p.requires_grad or not trainable_only))
 
-    def requires_grad_(self, requires_grad: bool = True):
+    def requires_grad_(self, requires_grad: bool = True) -> Sequential:
         """Freeze (False) or unfreeze (True) every parameter; returns the model (torch's
         ``Module.requires_grad_``). One layer: ``model[0].requires_grad_(False)``."""
         for layer in self.layers:

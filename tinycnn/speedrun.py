@@ -81,7 +81,7 @@ class Speedrun:
     triangle: tuple = (0.2, 0.23, 0.07)          # start factor, peak position (fraction of steps), end factor
     without: frozenset = field(default_factory=frozenset)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         unknown = sorted(set(self.without) - set(TECHNIQUES))
         if unknown:
             raise ValueError(f"speedrun: unknown technique(s) {', '.join(unknown)}; the recipe's techniques are "
@@ -142,7 +142,7 @@ class LookaheadSchedule(Callback):
     """Sets ``Lookahead.alpha`` before every step (1 - 0.95^k (t / T)^3, t the step, T the run's steps)
     and makes the slow weights the model's at the end of training."""
 
-    def __init__(self, lookahead: Lookahead, total_steps: int):
+    def __init__(self, lookahead: Lookahead, total_steps: int) -> None:
         self.lookahead, self.total_steps = lookahead, int(total_steps)
 
     def on_train_batch_begin(self, step: int, logs: dict | None = None) -> None:
@@ -158,7 +158,7 @@ class LookaheadSchedule(Callback):
 class FreezeAfter(Callback):
     """Freezes ``params`` (``requires_grad`` False) from epoch ``epochs`` on (0-based epochs)."""
 
-    def __init__(self, params: list, epochs: int):
+    def __init__(self, params: list, epochs: int) -> None:
         self.params, self.epochs = list(params), int(epochs)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 TTA_LEVELS = ("none", "flip", "flip-translate")
 
 
-def check_tta(tta, what: str) -> str:
+def check_tta(tta: str | None, what: str) -> str:
     """``tta`` (None means "none") -> the level's name, or a ValueError naming ``what``."""
     if tta is None:
         return "none"

@@ -19,7 +19,7 @@ from ..tta import TTA_LEVELS
 
 DEFAULTS = {"dataset": "embedded", "model": "lenet", "augment": "auto", "seed": 0, "val_split": 0.1,
             "subset": None, "image_size": None, "color": None, "flip": "random", "pad_mode": "zeros",
-            "crop_pad": None, "tta": "none", "recipe": "standard", "without": []}
+            "crop_pad": None, "tta": "none", "recipe": "standard", "without": [], "widths": None}
 SCHEDULES = ("constant", "cosine", "onecycle", "triangle")
 RECIPES = ("standard", "speedrun")
 AUGMENT = ("auto", "none", "crop", "crop-flip", "flip")
@@ -81,6 +81,7 @@ class Config:
     tta: str = "none"           # test-time augmentation of the final test evaluation
     recipe: str = "standard"    # "standard" (optimizer/schedule above) or "speedrun" (tinycnn.speedrun)
     without: list = field(default_factory=list)   # speedrun techniques removed (the ablation)
+    widths: list | None = None  # airbench's three block widths (None: the network's default)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,6 +133,9 @@ class Config:
         if unknown:
             bad.append(f"--without: unknown technique(s) {', '.join(unknown)}; the speedrun recipe's are "
                        f"{', '.join(speedrun.TECHNIQUES)}")
+        if self.widths is not None and (self.model != "airbench" or len(self.widths) != 3 or min(self.widths) < 1):
+            bad.append(f"--widths takes three positive block widths of --model airbench, got {self.widths} for "
+                       f"--model {self.model}")
         if self.without and self.recipe != "speedrun":
             bad.append("--without removes techniques of --recipe speedrun")
         if self.crop_pad is not None and self.crop_pad < 0:

@@ -41,6 +41,7 @@ split, shuffling, augmentation) and the model stream (initial weights, dropout m
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -114,6 +115,8 @@ def add_arguments(parser) -> None:
                         "Lookahead on a triangular schedule; see tinycnn.speedrun). Default: the model's")
     parser.add_argument("--without", type=_technique_list, metavar="NAME[,NAME]", help="remove techniques of "
                         "--recipe speedrun (the ablation): " + ", ".join(TECHNIQUES))
+    parser.add_argument("--widths", type=_widths, metavar="W1,W2,W3", help="--model airbench's block widths "
+                        "(default 64,256,256)")
     parser.add_argument("--seed", type=int, help="seeds the validation split, shuffling, augmentation, "
                         "initial weights and dropout (default 0)")
     parser.add_argument("--val-split", type=float, help="fraction of the training images held out for "
@@ -135,6 +138,16 @@ def add_arguments(parser) -> None:
 
 def _technique_list(text: str) -> list:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _widths(text: str) -> list:
+    try:
+        widths = [int(v) for v in text.split(",")]
+    except ValueError:
+        widths = []
+    if len(widths) != 3 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers W1,W2,W3, got {text!r}")
+    return widths
 
 
 def _loadavg():
@@ -359,8 +372,9 @@ def _setup(args, say) -> Setup:
         record = resume["extra"]["model"]
         model = zoo.from_record(record, model_rng, path=args.resume, weights=model_shapes(args.resume))
     else:
-        record = zoo.describe(config.model, ds.image_shape, ds.num_classes)
-        model = zoo.build(config.model, ds.image_shape, ds.num_classes, model_rng)
+        options = {} if config.widths is None else {"widths": list(config.widths)}
+        record = zoo.describe(config.model, ds.image_shape, ds.num_classes, **options)
+        model = zoo.build(config.model, ds.image_shape, ds.num_classes, model_rng, **options)
     if config.recipe == "speedrun":
         recipe = speedrun.Speedrun(without=frozenset(config.without))
         sample = np.sort(model_rng.choice(loaders.train.num_samples, min(recipe.whiten_images,
