@@ -123,6 +123,7 @@ def test_lookahead_schedule_alpha_and_final_slow_weights():
 def test_freeze_after_epochs():
     p = tc.Parameter(np.zeros(2))
     cb = speedrun.FreezeAfter([p], epochs=3)
+    cb.set_params({"epochs": 5, "steps": 10})               # as fit does, before the first epoch
     for epoch in range(3):
         cb.on_epoch_begin(epoch)
         assert p.requires_grad

@@ -159,11 +159,11 @@ class FreezeAfter(Callback):
     """Freezes ``params`` (``requires_grad`` False) from epoch ``epochs`` on (0-based epochs)."""
 
     def __init__(self, params: list, epochs: int) -> None:
-        self.params, self.epochs = list(params), int(epochs)
+        self.to_freeze, self.epochs = list(params), int(epochs)    # (Callback.params is fit's settings dict)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if epoch >= self.epochs:
-            for p in self.params:
+            for p in self.to_freeze:
                 p.requires_grad = False
 
 
