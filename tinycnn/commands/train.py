@@ -420,6 +420,10 @@ def _announce(s: Setup, stats, data_info, args, say) -> None:
         f"{sum(st.macs for st in stats) / 1e6:.2f} M multiply-adds per image")
     if not args.quiet:
         s.model.summary(batch_size=config.batch_size)
+    if config.recipe == "speedrun":
+        removed = f", without {', '.join(config.without)}" if config.without else ""
+        say(f"recipe: speedrun (tinycnn.speedrun{removed}); Nesterov SGD momentum 0.85 in parameter groups"
+            + ("" if "lookahead" in config.without else ", Lookahead every 5 steps"))
     say(f"training: {config.optimizer} lr {config.lr:g} ({config.schedule} schedule), weight decay "
         f"{config.weight_decay:g}, batch {config.batch_size}, epochs {s.first_epoch + 1}..{config.epochs}, "
         f"seed {config.seed}" + (f", resumed from {args.resume}" if args.resume else ""))

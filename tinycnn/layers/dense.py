@@ -84,7 +84,7 @@ class Dense(Layer):
         self._cache = None
 
     def __repr__(self) -> str:
-        return f"Dense({self.in_features}, {self.out_features})"
+        return f"Dense({self.in_features}, {self.out_features}" + (", bias=False)" if self.bias is None else ")")
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(..., in_features) per sample -> (..., out_features)."""
