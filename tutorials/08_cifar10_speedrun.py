@@ -738,12 +738,13 @@ save_figure(fig, "08_ablation", "The ablation as recorded by the accuracy benchm
 # seeds: a difference inside that spread is not evidence either way, a difference several times
 # larger is. The techniques are of two kinds. Whitening, the identity initialisation, the shifts'
 # rate, the frozen scale and Lookahead change how fast the network learns, so removing one should cost
-# accuracy at the same number of epochs while the time stays about the same (the whitening layer's
-# weights then train, which adds a little time). Label smoothing changes what is learned. The data
-# side (the alternating flip, the translation, test-time augmentation) is set with `--flip`,
-# `--crop-pad` and `--tta`; the six test views cost only a few seconds at the end. The wall-time
-# column is the whole command on a 2-core machine shared with other work: its load when each row was
-# measured is in `results.json`.
+# accuracy at the same number of epochs while the time stays about the same (without whitening the
+# first layer's weights train, which adds their gradient to every step). Label smoothing changes what
+# is learned. The data side (the alternating flip, the translation, test-time augmentation) is set with `--flip`,
+# `--crop-pad` and `--tta`; the six test views cost six forward passes over the test images, once, at
+# the end. The wall-time column is the whole command on a 2-core machine shared with other work: its
+# load when each row was measured is in `results.json`. The "without" rows that are missing from the
+# table have not been measured yet.
 #
 # **What you have seen.** The first layer can be computed from the data (whitening: its outputs'
 # covariance is the identity), the other layers can start as the identity, every image can be shown
