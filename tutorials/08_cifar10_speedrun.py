@@ -209,9 +209,11 @@ save_figure(fig, "08_whitening",
             "moment, and the patch correlation before and the whitened outputs' second moment after (~identity)")
 
 # %% [markdown]
-# The first filters are smooth (overall brightness, then left-right and up-down gradients), the last
-# ones high-frequency colour patterns; the eigenvalues fall by orders of magnitude from the first to
-# the last, which is the badly conditioned input a learned first layer would face. After whitening
+# The first filter measures the patch's overall brightness; then come colour contrasts, brightness
+# gradients (up-down, left-right) and a brightness checkerboard; the last ones are gradients and
+# checkerboards in colour, the fine colour detail photos have least of. The eigenvalues fall by orders
+# of magnitude from the first to the last, which is the badly conditioned input a learned first layer
+# would face. After whitening
 # the 12 outputs are uncorrelated, and those of every direction well above $\epsilon$ have second
 # moment near 1. The last eigenvalues come close to $\epsilon$ or below it (on the JPEG-decoded
 # copy more so than on the lossless images: JPEG discards fine colour detail, exactly these
