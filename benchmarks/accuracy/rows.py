@@ -1,7 +1,8 @@
 """The rows of the README's accuracy table: each is one ``tinycnn train`` command and its target.
 
 ``args`` are exactly what follows ``tinycnn train`` in the README (``{data}`` stands for the
-``--data-dir`` folder; the embedded row needs none). Targets: the project's accuracy bars (the speedrun rows: 90 % in 15 minutes, 93 % in 30).
+``--data-dir`` folder; the embedded row needs none). Targets: the project's accuracy bars (the
+speedrun rows: 90 % in 15 minutes, 93 % in 30).
 """
 from __future__ import annotations
 
