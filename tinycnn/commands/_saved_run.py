@@ -35,6 +35,7 @@ from ..data import Normalizer
 from ..layers import Dense, Parameter
 from ..optim import SGD, Adam
 from ..schedules import CosineAnnealingLR, OneCycleLR, PiecewiseLinearLR
+from ..speedrun import TECHNIQUES
 from ..tta import TTA_LEVELS
 from . import _train_config as cfg
 
@@ -100,7 +101,8 @@ def _check_data(path, data, model_record, *, need_normalization=True) -> None:
 
 
 # Settings a run of an older tinycnn did not record, with the value that run used.
-OPTIONAL_CONFIG = {"color": None, "flip": "random", "pad_mode": "zeros", "crop_pad": None, "tta": "none"}
+OPTIONAL_CONFIG = {"color": None, "flip": "random", "pad_mode": "zeros", "crop_pad": None, "tta": "none",
+                   "recipe": "standard", "without": [], "widths": None}
 
 
 def _check_config(path, config) -> None:
@@ -126,6 +128,18 @@ def _check_config(path, config) -> None:
                                   f"must be "
                                   f"{'a string' if kind is str else 'an integer' if kind is int else 'a number'}, "
                                   f"got {str(v)[:60]!r}")
+    if config["recipe"] not in cfg.RECIPES:
+        raise CheckpointError(path, "extra.config.recipe", f"must be one of {', '.join(cfg.RECIPES)}, got "
+                                                           f"{str(config['recipe'])[:40]!r}")
+    without = config["without"]
+    if not (isinstance(without, list) and all(isinstance(t, str) and t in TECHNIQUES for t in without)):
+        raise CheckpointError(path, "extra.config.without", f"must be a list of the speedrun's techniques "
+                                                            f"({', '.join(TECHNIQUES)}), got {str(without)[:60]}")
+    widths = config["widths"]
+    if widths is not None and not (isinstance(widths, list) and len(widths) == 3
+                                   and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+        raise CheckpointError(path, "extra.config.widths", f"must be null or three positive integers, got "
+                                                           f"{str(widths)[:60]}")
     if config["subset"] is not None and not (isinstance(config["subset"], int)
                                              and not isinstance(config["subset"], bool)):
         raise CheckpointError(path, "extra.config.subset",
