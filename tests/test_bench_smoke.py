@@ -184,3 +184,26 @@ def test_runs_never_overwrite_the_published_results_unless_asked():
         if git.returncode == 128:
             pytest.skip("not a git checkout: cannot ask git what it ignores")
         assert git.returncode == 0, f"{path}: the default output folders must be ignored by git"
+
+
+def test_ablation_rows_cover_every_technique_and_the_table_gives_deltas_to_the_full_mean():
+    from benchmarks.accuracy import rows
+    from benchmarks.accuracy import run as accuracy
+    from tinycnn.speedrun import TECHNIQUES
+
+    removed = [r.args[r.args.index("--without") + 1] for r in rows.ABLATION_ROWS if "--without" in r.args]
+    assert sorted(removed) == sorted(TECHNIQUES)
+    seeds = [r.args[r.args.index("--seed") + 1] for r in rows.ABLATION_ROWS if "--seed" in r.args]
+    assert len(set(seeds)) >= 3
+    assert not set(rows.ABLATION_ROWS) & set(rows.ROWS)           # not in the README's table
+
+    def fake(row, acc):
+        return {"row": row.key, "title": row.title, "command": "tinycnn train x", "accuracy": acc,
+                "wall_seconds": 60.0, "exit_status": 0, "date": "2026-01-01T00:00:00", "commit": "abc",
+                "load_average_1min": {"before": 0.1, "during": {"mean": 2.0, "max": 2.1}}}
+    full = [r for r in rows.ABLATION_ROWS if "_full_" in r.key]
+    without = next(r for r in rows.ABLATION_ROWS if r.key.endswith("without_lookahead"))
+    runs = [fake(full[0], 0.80), fake(full[1], 0.82), fake(without, 0.78)]
+    text = accuracy.markdown(runs)
+    assert "mean **81.00%** over 2 seed(s), spread 80.00% to 82.00%" in text
+    assert "| 78.00% | -3.00 points |" in text

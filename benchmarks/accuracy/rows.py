@@ -18,6 +18,7 @@ class Row:
     budget_s: float | None       # time budget (seconds), or None
     budget_of: str = "wall"      # what the budget limits: "wall" (the whole command) or "train" (training only)
     note: str = ""
+    table: str = "main"          # "main": the README's table; "ablation": the speedrun ablation's table
 
 
 ROWS = (
@@ -36,6 +37,12 @@ ROWS = (
         ("--dataset", "cifar10", "--data-dir", "{data}", "--model", "vgg-bn", "--val-split", "0.02"),
         0.80, 900.0, "train",
         note="CIFAR-10 copy decoded from JPEG (lossy): expect 2-3 points below the originals"),
+    Row("cifar10_resnet20", "CIFAR-10, resnet20, 5 epochs (a short run of the 30-epoch recipe)",
+        ("--dataset", "cifar10", "--data-dir", "{data}", "--model", "resnet20", "--epochs", "5"),
+        0.75, None, note="CIFAR-10 copy decoded from JPEG (lossy): expect 2-3 points below the originals"),
+    Row("cifar10_mobilenet", "CIFAR-10, mobilenet, 3 epochs (a short run of the 30-epoch recipe)",
+        ("--dataset", "cifar10", "--data-dir", "{data}", "--model", "mobilenet", "--epochs", "3"),
+        0.65, None, note="CIFAR-10 copy decoded from JPEG (lossy): expect 2-3 points below the originals"),
     Row("cifar10_speedrun", "CIFAR-10 speedrun, airbench 64/128/128, 4 epochs (15-minute budget)",
         ("--dataset", "cifar10", "--data-dir", "{data}", "--model", "airbench", "--widths", "64,128,128",
          "--epochs", "4"),
@@ -47,4 +54,22 @@ ROWS = (
         note="the speedrun recipe (tinycnn.speedrun), test-time augmentation included in the wall time"),
 )
 
-BY_KEY = {row.key: row for row in ROWS}
+
+# The speedrun ablation: the recipe on a shorter budget (64/128/128, 2 epochs), the full recipe over
+# three seeds (its spread says how large a difference must be to mean anything) and each technique of
+# tinycnn.speedrun.TECHNIQUES removed in turn (seed 0). Run with `python -m benchmarks.accuracy --ablation`.
+ABLATION_TECHNIQUES = ("whitening", "identity-init", "frozen-bn-scale", "bias-lr", "label-smoothing", "lookahead")
+_ABLATION_ARGS = ("--dataset", "cifar10", "--data-dir", "{data}", "--model", "airbench", "--widths", "64,128,128",
+                  "--epochs", "2")
+_ABLATION_NOTE = "the speedrun ablation: the recipe on a 2-epoch budget, one technique removed per row"
+ABLATION_ROWS = (
+    *(Row(f"cifar10_speedrun_ablation_full_seed{s}", f"speedrun ablation (64/128/128, 2 epochs): full recipe, seed {s}",
+          (*_ABLATION_ARGS, "--seed", str(s)), 0.0, None, note=_ABLATION_NOTE, table="ablation")
+      for s in (0, 1, 2)),
+    *(Row(f"cifar10_speedrun_ablation_without_{t.replace('-', '_')}",
+          f"speedrun ablation (64/128/128, 2 epochs): without {t}",
+          (*_ABLATION_ARGS, "--without", t), 0.0, None, note=_ABLATION_NOTE, table="ablation")
+      for t in ABLATION_TECHNIQUES),
+)
+
+BY_KEY = {row.key: row for row in (*ROWS, *ABLATION_ROWS)}

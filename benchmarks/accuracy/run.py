@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-from .rows import BY_KEY, ROWS
+from .rows import ABLATION_ROWS, BY_KEY, ROWS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -240,15 +240,51 @@ def markdown(runs: list) -> str:
                      f"| {r.get('threads', 'default (all cores)')} "
                      f"| {load['before']} / {load['during']['mean']} / {load['during']['max']} "
                      f"| {r['date'][:10]}, {r['commit']} |")
-    notes = sorted({r.get("note") for r in latest.values() if r.get("note")})
+    notes = sorted({r.get("note") for r in latest.values() if r.get("note") and r["row"] not in ABLATION_KEYS})
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ablation_markdown(latest)) + "\n"
+
+
+ABLATION_KEYS = {row.key for row in ABLATION_ROWS}
+
+
+def ablation_markdown(latest: dict) -> list[str]:
+    """The ablation's table: the full recipe's mean and spread over its seeds, then each technique's row
+    with its difference to that mean (a difference inside the spread is not evidence either way)."""
+    done = {k: r for k, r in latest.items() if k in ABLATION_KEYS and "accuracy" in r}
+    full = [done[row.key]["accuracy"] for row in ABLATION_ROWS if "_full_" in row.key and row.key in done]
+    lines = ["", "## Speedrun ablation", "",
+             "`python -m benchmarks.accuracy --ablation`: the speedrun recipe on a 2-epoch budget (airbench "
+             "64/128/128), the full recipe over three seeds and each technique removed in turn (seed 0).", ""]
+    if full:
+        lines.append(f"Full recipe: mean **{sum(full) / len(full):.2%}** over {len(full)} seed(s), spread "
+                     f"{min(full):.2%} to {max(full):.2%}.")
+        lines.append("")
+    lines += ["| row | command | test accuracy | vs full mean | wall time | load before / mean / max | date, commit |",
+              "|---|---|---:|---:|---:|---|---|"]
+    for row in ABLATION_ROWS:
+        r = latest.get(row.key)
+        if r is None:
+            lines.append(f"| {row.title} | `{' '.join(command(row, '../shared/datasets'))}` | not run yet | | | | |")
+            continue
+        load = r["load_average_1min"]
+        if "accuracy" in r:
+            acc = f"{r['accuracy']:.2%}"
+            mean = sum(full) / len(full) if full else None
+            delta = "" if mean is None or "_full_" in row.key else f"{(r['accuracy'] - mean) * 100:+.2f} points"
+        else:
+            acc, delta = f"failed (exit {r['exit_status']})", ""
+        lines.append(f"| {r['title']} | `{_shown(r['command'])}` | {acc} | {delta} | {_minutes(r['wall_seconds'])} "
+                     f"| {load['before']} / {load['during']['mean']} / {load['during']['max']} "
+                     f"| {r['date'][:10]}, {r['commit']} |")
+    return lines
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("rows", nargs="*", help=f"rows to run (default all): {', '.join(BY_KEY)}")
+    parser.add_argument("rows", nargs="*", help=f"rows to run (default: every row of the README's table): "
+                                                f"{', '.join(BY_KEY)}")
     parser.add_argument("--data-dir", default=default_data_dir(),
                         help="folder with mnist/, fashion_mnist/, cifar10/ (default: $TINYCNN_DATA_DIR or "
                              "../shared/datasets beside the repository; without one, tinycnn downloads)")
@@ -264,6 +300,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, help="run tinycnn with this many BLAS and Numba threads "
                         "(default: the libraries' own choice, all cores); recorded with the result")
     parser.add_argument("--keep", type=Path, help="keep each run's --out folder under this folder")
+    parser.add_argument("--ablation", action="store_true",
+                        help="run the speedrun ablation's rows (with no row names: all of them)")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands, run nothing")
     parser.add_argument("--publish", action="store_true",
                         help=f"record into the tracked {PUBLISHED_JSON.name} and {PUBLISHED_MD.name} (the README's "
@@ -273,7 +311,7 @@ def main(argv=None) -> int:
     unknown = [r for r in args.rows if r not in BY_KEY]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {', '.join(BY_KEY)}")
-    chosen = [BY_KEY[k] for k in args.rows] if args.rows else list(ROWS)
+    chosen = [BY_KEY[k] for k in args.rows] if args.rows else list(ABLATION_ROWS if args.ablation else ROWS)
     if args.list:
         for row in chosen:
             print(f"{row.key:20} target {row.target:.1%}  {' '.join(command(row, args.data_dir))}")
