@@ -9,9 +9,9 @@ package owns every speed trick, as a small compiler:
 1. ``graph.lower``: the layers become a graph of nodes over numbered values (chains, and graph
    containers such as residual blocks through their ``lower_into``).
 2. ``ops.make_op``: every node gets an op — a fast one for the layer kinds that have one (Conv2D,
-   MaxPool2D, AvgPool2D, ReLU, GELU, Dense, Flatten, BatchNorm2D, the graph joins) in the configurations
-   that op implements, else ``PlainOp``, which runs the layer's own code (any layer a user writes,
-   and options such as grouped or dilated convolution, run correctly that way).
+   depthwise Conv2D, MaxPool2D, AvgPool2D, ReLU, GELU, Dense, Flatten, BatchNorm2D, the graph joins) in
+   the configurations that op implements, else ``PlainOp``, which runs the layer's own code (any layer
+   a user writes, and options such as grouped or dilated convolution, run correctly that way).
 3. The passes (``passes/``, one file each): fusion, layout, prune, memory, threads, lanes.
 
 ``Sequential`` runs through a plan by default; ``TINYCNN_FAST=0`` (or ``set_enabled(False)``) runs the

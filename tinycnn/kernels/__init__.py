@@ -36,6 +36,14 @@ from .batchnorm import (
     bn_sums,
     bn_sums_reference,
 )
+from .depthwise import (
+    depthwise_backward_input,
+    depthwise_backward_input_reference,
+    depthwise_backward_weight,
+    depthwise_backward_weight_reference,
+    depthwise_forward,
+    depthwise_forward_reference,
+)
 from .gelu import gelu_backward, gelu_backward_reference, gelu_forward, gelu_forward_reference
 from .gemm import matmul, matmul_reference
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
@@ -71,4 +79,7 @@ __all__ = [
     "maxpool2d_backward_cm", "maxpool2d_backward_cm_reference",
     "avgpool2d_forward", "avgpool2d_forward_reference",
     "avgpool2d_backward", "avgpool2d_backward_reference",
+    "depthwise_forward", "depthwise_forward_reference",
+    "depthwise_backward_input", "depthwise_backward_input_reference",
+    "depthwise_backward_weight", "depthwise_backward_weight_reference",
 ]

@@ -37,8 +37,9 @@ Like PyTorch (and unlike the textbook definition) this is cross-correlation: the
 A 3-D input (C, H, W) is one unbatched image, as in torch: the output is (O, OH, OW).
 
 This file is the definition, and reads as the equations above. The fast executor (``tinycnn.fast``)
-computes the same thing with other memory layouts and buffers for groups 1, dilation 1 and integer
-zero padding; ``tests/test_fast_equals_plain.py`` holds the two equal.
+computes the same thing with other memory layouts and buffers for groups 1 (and, without im2col,
+for depthwise groups == in_channels), dilation 1 and symmetric zero padding;
+``tests/test_fast_equals_plain.py`` and ``tests/test_depthwise.py`` hold the two equal.
 """
 from __future__ import annotations
 

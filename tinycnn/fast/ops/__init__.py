@@ -5,10 +5,14 @@ layer (a user's too), which runs the layer's own code.
                                so it runs its own (plain) code; and only for the configurations
                                the fast op implements (``implements``), else PlainOp
 
-The fast ops implement Conv2D with groups 1, dilation 1 and symmetric padding (numbers, 'valid',
-or 'same' with odd kernels), MaxPool2D without dilation or ceil_mode, AvgPool2D without ceil_mode,
-with count_include_pad and without divisor_override, GELU in its exact (erf) form. Every other
-configuration runs the layer's plain code: correct everywhere, fast where it was fast.
+The fast ops implement Conv2D with groups 1, dilation 1 and symmetric zero padding (numbers,
+'valid', or 'same' with odd kernels) (ConvOp), depthwise Conv2D (groups == in_channels, any
+multiplier out_channels // in_channels, with the same padding and dilation rules: DepthwiseConvOp),
+MaxPool2D without dilation or ceil_mode, AvgPool2D without ceil_mode, with count_include_pad and
+without divisor_override, GELU in its exact (erf) form. A layer kind may have several fast ops
+(``MORE_OPS``): the first that implements the configuration runs it. Every other configuration
+(grouped convolution with 1 < groups < in_channels, dilation, ...) runs the layer's plain code:
+correct everywhere, fast where it was fast.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from .base import Op, OpConfig, PlainOp
 from .batchnorm import BatchNormOp
 from .conv import ConvOp
 from .dense import DenseOp, FlattenOp
+from .depthwise import DepthwiseConvOp
 from .dropout import DropoutOp
 from .gelu import GELUOp
 from .join import AddOp, ConcatOp
@@ -25,6 +30,7 @@ from .relu import ReLUOp
 
 FAST_OPS = {Conv2D: ConvOp, MaxPool2D: MaxPoolOp, ReLU: ReLUOp, Dense: DenseOp, Flatten: FlattenOp,
             BatchNorm2D: BatchNormOp, AvgPool2D: AvgPoolOp, Dropout: DropoutOp, GELU: GELUOp}
+MORE_OPS = {Conv2D: (DepthwiseConvOp,)}     # tried in order after FAST_OPS's op
 
 
 def _conv_is_plain_geometry(layer) -> bool:
@@ -32,6 +38,15 @@ def _conv_is_plain_geometry(layer) -> bool:
     'same' with an odd kernel)."""
     (top, bottom), (left, right) = layer.padding_amounts
     return (getattr(layer, "groups", 1) == 1 and tuple(getattr(layer, "dilation", (1, 1))) == (1, 1)
+            and top == bottom and left == right and getattr(layer, "padding_mode", "zeros") == "zeros")
+
+
+def _conv_is_depthwise(layer) -> bool:
+    """groups == in_channels > 1 (one input channel per group, out_channels = multiplier * groups),
+    dilation 1, symmetric zero padding (ConvOp's geometry)."""
+    (top, bottom), (left, right) = layer.padding_amounts
+    groups = getattr(layer, "groups", 1)
+    return (groups > 1 and groups == layer.in_channels and tuple(getattr(layer, "dilation", (1, 1))) == (1, 1)
             and top == bottom and left == right and getattr(layer, "padding_mode", "zeros") == "zeros")
 
 
@@ -49,7 +64,8 @@ def _gelu_is_exact(layer) -> bool:
 
 
 IMPLEMENTS = {ConvOp: _conv_is_plain_geometry, MaxPoolOp: _maxpool_is_plain_geometry,
-              AvgPoolOp: _avgpool_is_plain_geometry, GELUOp: _gelu_is_exact}
+              AvgPoolOp: _avgpool_is_plain_geometry, GELUOp: _gelu_is_exact,
+              DepthwiseConvOp: _conv_is_depthwise}
 
 
 def implements(op_class, layer) -> bool:
@@ -63,8 +79,11 @@ def make_op(node) -> Op:
         return AddOp(None)
     if node.kind == "concat":
         return ConcatOp(node.layer)
-    op_class = FAST_OPS.get(type(node.layer), PlainOp)
-    return (op_class if implements(op_class, node.layer) else PlainOp)(node.layer)
+    kind = type(node.layer)
+    for op_class in (FAST_OPS.get(kind, PlainOp), *MORE_OPS.get(kind, ())):
+        if implements(op_class, node.layer):
+            return op_class(node.layer)
+    return PlainOp(node.layer)
 
 
-__all__ = ["Op", "OpConfig", "PlainOp", "make_op", "FAST_OPS", "implements"]
+__all__ = ["Op", "OpConfig", "PlainOp", "make_op", "FAST_OPS", "MORE_OPS", "implements"]

@@ -2,8 +2,9 @@
 
 What it changes, node by node:
 
-* ``Conv2D`` with a bias: ``cfg.bias_in_gemm`` (the bias becomes one more row of the product; see
-  ``ops/conv.py``). Saves one pass over the output and one over its gradient.
+* ``Conv2D`` with a bias, run by ConvOp: ``cfg.bias_in_gemm`` (the bias becomes one more row of the
+  product; see ``ops/conv.py``). Saves one pass over the output and one over its gradient. (The
+  depthwise op has no product: its kernel starts each output row from the bias.)
 * ``BatchNorm2D`` followed by ``ReLU`` (the ReLU the batch norm's only reader): the ReLU node is
   removed and the batch norm's op applies it as it writes y (``cfg.fuse_relu``). Saves the ReLU's
   pass, its mask and its output array, forward and backward. Likewise ``BatchNorm2D`` followed by an
@@ -28,6 +29,7 @@ from __future__ import annotations
 from ...layers import GELU, BatchNorm2D, Conv2D, MaxPool2D, ReLU
 from ..ops import MaxPoolOp
 from ..ops.batchnorm import BatchNormOp
+from ..ops.conv import ConvOp
 from ..ops.join import AddOp
 
 
@@ -62,7 +64,8 @@ def _fusable_activation(node) -> str | None:
 def apply(graph) -> None:
     # bias inside the product
     for node in graph.nodes:
-        if node.kind == "layer" and type(node.layer) is Conv2D and node.layer.bias is not None:
+        if (node.kind == "layer" and type(node.layer) is Conv2D and node.layer.bias is not None
+                and isinstance(node.op, ConvOp)):
             node.op.cfg.bias_in_gemm = True
             node.notes.append("bias in the product")
     # BatchNorm2D -> ReLU or exact GELU: the activation runs inside the batch norm
