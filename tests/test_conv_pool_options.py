@@ -39,6 +39,7 @@ import tinycnn as tc
 from tinycnn import fast
 from tinycnn import kernels as K
 from tinycnn.fast.ops import AvgPoolOp, ConvOp, MaxPoolOp, PlainOp, make_op
+from tinycnn.fast.ops.depthwise import DepthwiseConvOp
 from tinycnn.gradcheck import adjoint_check, check_layer, distinct_values
 
 F32, F64 = np.float32, np.float64
@@ -564,7 +565,8 @@ class _Node:
 @pytest.mark.parametrize("layer, op", [
     (tc.Conv2D(2, 2, 3, padding=1), ConvOp),
     (tc.Conv2D(2, 2, 3, padding=(1, 0), stride=2), ConvOp),
-    (tc.Conv2D(2, 2, 3, groups=2), PlainOp),
+    (tc.Conv2D(2, 2, 3, groups=2), DepthwiseConvOp),             # depthwise: tests/test_depthwise.py
+    (tc.Conv2D(4, 4, 3, groups=2), PlainOp),                     # grouped, not depthwise
     (tc.Conv2D(2, 2, 3, dilation=2), PlainOp),
     (tc.Conv2D(2, 2, 3, padding="same"), ConvOp),                # symmetric: 1 before, 1 after
     (tc.Conv2D(2, 2, (3, 5), padding="valid"), ConvOp),

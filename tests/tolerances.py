@@ -44,6 +44,9 @@ with the data instead of being a magic number.
 |                                              |         |   0 for ReLU, MaxPool2D, Flatten, Dropout    |
 | whole network, tinycnn vs an ONNX runtime    | float32 | network_forward_atol: each layer's rounding  |
 |                                              |         |   plus the propagated error (|W| e, ...), x2 |
+| a sum accumulated in float64 and stored in   | both    | float64_sum_atol: u |exact| + 3 gamma_{n+1}  |
+|   the dtype, vs a float64 reference (the     |         |   (u_64) S: one final rounding each side,    |
+|   depthwise weight and bias gradient)        |         |   the float64 sums' own bound                |
 
 E_np, E_torch: documented accuracy (in ulps) of the exp/log each library uses, see the constants below.
 """
@@ -65,6 +68,18 @@ def gamma(n: int, dtype) -> float:
 def reduction_atol(n: int, dtype, abs_sum):
     """Elementwise bound on |a - b| for two roundings of a sum of n terms with sum |terms| = abs_sum."""
     return 2 * gamma(n, dtype) * np.asarray(abs_sum, dtype=np.float64)
+
+
+def float64_sum_atol(exact, n: int, dtype, abs_sum):
+    """Elementwise bound on |a - b| for two sums of the same n terms that each accumulate in float64
+    (in any order) and round once to ``dtype``: exact = the exact sum (computed in float64 from the
+    dtype values), abs_sum = the sum of the terms' |values|. Each side's float64 value v is within
+    gamma_{n+1}(u_64) S of exact (n terms; +1 for the product that forms each term, exact for float32
+    operands and one rounding for float64 ones), and the rounding to dtype adds u/2 |v|:
+    |a - b| <= u |exact| + (2 + u) gamma_{n+1}(u_64) S <= u |exact| + 3 gamma_{n+1}(u_64) S."""
+    u = float(np.finfo(dtype).eps)
+    return (u * np.abs(np.asarray(exact, dtype=np.float64))
+            + 3 * gamma(n + 1, np.float64) * np.asarray(abs_sum, dtype=np.float64) + np.finfo(dtype).tiny)
 
 
 def assert_close_reduction(actual, expected, n, dtype, abs_sum, name="tensor"):
