@@ -22,7 +22,7 @@ from test_fast_equals_plain import compare, lanes_everywhere  # noqa: F401 - a f
 from tolerances import assert_close_reduction, assert_within, float64_sum_atol
 
 import tinycnn as tc
-from tinycnn import fast
+from tinycnn import _jit, fast
 from tinycnn import kernels as K
 from tinycnn.fast.ops import ConvOp, PlainOp, make_op
 from tinycnn.fast.ops.depthwise import DepthwiseConvOp
@@ -38,8 +38,9 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 @st.composite
 def cases(draw, max_batch=None, min_channels=1):
     """A dict: n, c, mult, h, w, kh, kw, sh, sw, ph, pw, bias. Batch 1..17 (1 and odd sizes common),
-    1-5 channels (``min_channels``-5: a layer with one input channel has groups 1, ConvOp's), multiplier 1-3, non-square kernels 1-5, stride 1-3, padding 0..K (so whole windows
-    can lie in the padding), input big enough for one window plus 0-6 pixels."""
+    ``min_channels``-5 channels (a layer with one input channel has groups 1: ConvOp's), multiplier
+    1-3, non-square kernels 1-5, stride 1-3, padding 0..K (so whole windows can lie in the padding),
+    input big enough for one window plus 0-6 pixels."""
     batches = [1, 2, 3, 5, 8, 17] if max_batch is None else [b for b in (1, 2, 3, 5) if b <= max_batch]
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     ph, pw = draw(st.integers(0, kh)), draw(st.integers(0, kw))
@@ -177,7 +178,8 @@ def _op(layer):
     return fast.compile([layer], [p for p in fast.PASSES if p != "lanes"]).graph.nodes[0].op
 
 
-@given(case=cases(max_batch=5, min_channels=2), seed=SEEDS, input_grad=st.booleans(), layout=st.sampled_from(["C", "cm"]))
+@given(case=cases(max_batch=5, min_channels=2), seed=SEEDS, input_grad=st.booleans(),
+       layout=st.sampled_from(["C", "cm"]))
 def test_depthwise_op_float32_within_the_reduction_bound(case, seed, input_grad, layout):
     rng = np.random.default_rng(seed)
     layer = _layer(case, rng)
@@ -385,3 +387,42 @@ def test_depthwise_bias_is_not_described_as_inside_a_product():
     plan = fast.compile([tc.Conv2D(2, 2, 3, groups=2, rng=rng), tc.Conv2D(2, 2, 3, rng=rng)])
     notes = [node.notes for node in plan.graph.nodes]
     assert "bias in the product" not in notes[0] and "bias in the product" in notes[1]
+
+
+class _Recording:
+    """Stands in for a parallel kernel: counts calls of the parallel variant and of its serial twin. A
+    parallel call inside a lane is counted and run serially (run in parallel from two lanes at once,
+    Numba's workqueue layer would end the process)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.calls = kernel, {"parallel": 0, "parallel in a lane": 0, "serial": 0}
+
+    def __call__(self, *args):
+        if _jit.serial_here():
+            self.calls["parallel in a lane"] += 1
+            return self.kernel.serial(*args)
+        self.calls["parallel"] += 1
+        return self.kernel(*args)
+
+    def serial(self, *args):
+        self.calls["serial"] += 1
+        return self.kernel.serial(*args)
+
+
+def test_lanes_launch_only_the_serial_kernels(lanes_everywhere, monkeypatch):  # noqa: F811
+    """Two lanes run the op at once: each must run the serial twins (Numba's workqueue layer refuses
+    parallel kernels launched from two threads at once); the uncut batch may start threads."""
+    names = ("depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight")
+    recorders = {name: _Recording(getattr(K, name)) for name in names}
+    for name, rec in recorders.items():
+        monkeypatch.setattr(K, name, rec)
+    rng = np.random.default_rng(5)
+    dt = np.float64
+    layers = [tc.Conv2D(2, 2, 3, padding=1, groups=2, dtype=dt, rng=rng),
+              tc.Conv2D(2, 4, 3, padding=1, groups=2, dtype=dt, rng=rng), tc.ReLU(), tc.Flatten(),
+              tc.Dense(4 * 5 * 5, 2, dtype=dt, rng=rng)]
+    plan = compare(layers, rng.standard_normal((4, 2, 5, 5)), True, 3)
+    assert len(plan.last.slices) == 2
+    for name, rec in recorders.items():
+        assert rec.calls["parallel in a lane"] == 0, (name, rec.calls)
+    assert all(recorders[name].calls["serial"] > 0 for name in names)
