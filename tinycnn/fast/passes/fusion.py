@@ -2,9 +2,8 @@
 
 What it changes, node by node:
 
-* ``Conv2D`` with a bias, run by ConvOp: ``cfg.bias_in_gemm`` (the bias becomes one more row of the
-  product; see ``ops/conv.py``). Saves one pass over the output and one over its gradient. (The
-  depthwise op has no product: its kernel starts each output row from the bias.)
+* ``Conv2D`` with a bias: ``cfg.bias_in_gemm`` (the bias becomes one more row of the product; see
+  ``ops/conv.py``). Saves one pass over the output and one over its gradient.
 * ``BatchNorm2D`` followed by ``ReLU`` (the ReLU the batch norm's only reader): the ReLU node is
   removed and the batch norm's op applies it as it writes y (``cfg.fuse_relu``). Saves the ReLU's
   pass, its mask and its output array, forward and backward. Likewise ``BatchNorm2D`` followed by an
@@ -62,7 +61,8 @@ def _fusable_activation(node) -> str | None:
 
 
 def apply(graph) -> None:
-    # bias inside the product
+    # bias inside the product (ConvOp's: the depthwise op has no product, its kernel starts each
+    # output row from the bias)
     for node in graph.nodes:
         if (node.kind == "layer" and type(node.layer) is Conv2D and node.layer.bias is not None
                 and isinstance(node.op, ConvOp)):
