@@ -40,11 +40,12 @@ S = the same sum over absolute values):
   partial sums, each summing at most OH products, which are then added up: a float64 sum of the
   N*OH*OW terms in an order of depth at most OH + OW*N - 1, so the float64 value is within
   gamma_{OH + OW*N}(u_64) S of the exact sum (u_64 = 2^-53), and the result returned in the input's
-  dtype is within u |exact| + (1 + u) gamma_{OH + OW*N}(u_64) S of it. The bias gradient's float64
-  sum runs in order over all N*OH*OW terms: within u |exact| + (1 + u) gamma_{N*OH*OW}(u_64) S. For
-  float32 at the sizes of a CIFAR-10 network (N*OH*OW < 10^6) the float64 term is below 1.2e-10 S:
-  the gradient is as good as its one final rounding (float32's u = 2^-24) unless the terms cancel by
-  more than a factor ~500 (S > 500 |exact|).
+  dtype is within u |exact| + (1 + u) gamma_{OH + OW*N}(u_64) S of it (float64 input: each product
+  rounds once too, gamma_{OH + OW*N + 1}(u_64)). The bias gradient's float64 sum runs in order over
+  all N*OH*OW terms: within u |exact| + (1 + u) gamma_{N*OH*OW}(u_64) S. For float32 at the sizes of
+  a CIFAR-10 network (N*OH*OW < 10^6) the float64 term is below 1.2e-10 S: the gradient is as good as
+  its one final rounding (float32's u = 2^-24) unless the terms cancel by more than a factor ~500
+  (S > 500 |exact|).
 
 The references beside the kernels (``*_reference``) are plain NumPy, one strided slice per tap, and
 are the specification; ``tests/test_depthwise.py`` holds the kernels to them.
