@@ -55,6 +55,14 @@ from .pool import (
     maxpool2d_forward_reference,
     pool_output_size,
 )
+from .winograd import (
+    winograd_filter,
+    winograd_filter_reference,
+    winograd_input,
+    winograd_input_reference,
+    winograd_output,
+    winograd_output_reference,
+)
 
 __all__ = [
     "launch", "conv_output_size", "pool_output_size",
@@ -71,4 +79,6 @@ __all__ = [
     "maxpool2d_backward_cm", "maxpool2d_backward_cm_reference",
     "avgpool2d_forward", "avgpool2d_forward_reference",
     "avgpool2d_backward", "avgpool2d_backward_reference",
+    "winograd_filter", "winograd_filter_reference", "winograd_input", "winograd_input_reference",
+    "winograd_output", "winograd_output_reference",
 ]
