@@ -66,6 +66,12 @@ norms times the length of the sums) and show them growing exponentially with the
 smallest of the family. The input gradient is the same computation (C -> O input channels, no bias):
 gamma_{O+11} S_W of the flipped, transposed filter on the output gradient.
 ``tests/test_winograd.py`` checks outputs against float64 within this bound.
+
+Non-finite input: the transforms combine the whole 4 x 4 tile, so an inf or NaN pixel reaches all
+four outputs of every tile that reads it (as NaN where an inf meets -inf in the output transform),
+also the outputs whose 3 x 3 window does not contain it, where the direct sum stays finite; and a
+tile of huge finite values can overflow in V = B^T d B where the direct sum would not. Finite data
+of ordinary range is unaffected; a network whose activations hold inf or NaN has diverged either way.
 """
 from __future__ import annotations
 
