@@ -113,6 +113,32 @@ def test_filter_transform_matches_reference(o, c, dtype, seed):
     assert_within(got, ref, bound, "winograd_filter")
 
 
+@given(k=st.integers(1, 16), m=st.integers(1, 20), c=st.integers(1, 40), p=st.integers(1, 300), dtype=DTYPES,
+       seed=SEEDS, threads=st.sampled_from([1, 2]), big=st.booleans())
+def test_batched_split_matmul_matches_reference(k, m, c, p, dtype, seed, threads, big):
+    """The K products dealt to the threads (MIN_WORK lowered so that small batches split too) agree
+    with np.matmul within 2 gamma_C S, and every element of ``out`` is written."""
+    import numba
+
+    from tinycnn.kernels import gemm as mm
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m, c)).astype(dtype)
+    b = rng.standard_normal((k, c, p)).astype(dtype)
+    out = np.full((k, m, p), np.nan, dtype)
+    old, old_min = numba.get_num_threads(), mm.MIN_WORK
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    mm.MIN_WORK = 0 if big else old_min
+    try:
+        got = K.matmul_batched(a, b, out)
+    finally:
+        numba.set_num_threads(old)
+        mm.MIN_WORK = old_min
+    assert got is out
+    expected = K.matmul_batched_reference(a, b, np.empty((k, m, p), dtype))
+    abs_sum = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+    assert_close_reduction(out, expected, c, dtype, abs_sum, "matmul_batched")
+
+
 # ---------------------------------------------------------------------------------------------
 # The op in float32 vs the float64 plain layer, within the derived bound
 # ---------------------------------------------------------------------------------------------

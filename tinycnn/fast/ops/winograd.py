@@ -7,6 +7,7 @@ layers take the path, and how forward and backward use it.
                U = winograd_filter(W)                 (16, O, C), every call (the optimizer moves W)
                V = winograd_input(xs, ph, pw)         (16, C, T), T = TH*TW*N   [alloc.scratch]
                M[k] = U[k] @ V[k], k = 0..15          (16, O, T): 16 products   [alloc.empty]
+                   (threads pass: ``kernels.matmul_batched`` deals whole products to the threads)
                out = winograd_output(M, b)            (O, OH, OW, N): bias added here [alloc.empty]
     backward:  dx is itself a stride-1 3x3 convolution: of g (O, OH, OW, N) with the flipped,
                channel-transposed filter W'[c, o, i, j] = W[o, c, 2 - i, 2 - j] and padding 2 - p
@@ -82,8 +83,10 @@ def _convolve(op, xs, u, bias, ph, pw):
     v = cfg.alloc.scratch((16, c, t), dtype)                           # (16, C, T): dies at the products
     op.launch(kernels.winograd_input, v.size, xs, ph, pw, v)
     m = cfg.alloc.empty((16, o, t), dtype)                             # (16, O, T)
-    for k in range(16):
-        op.matmul(u[k], v[k], m[k])                                    # (O, C) @ (C, T)
+    if cfg.split_products:                                             # m[k] = u[k] @ v[k]: (O, C) @ (C, T)
+        kernels.matmul_batched(u, v, m)                                # the 16 products dealt to the threads
+    else:
+        np.matmul(u, v, out=m)                                         # BLAS's own threads
     out = cfg.alloc.empty((o, oh, ow, n), dtype)                       # (O, OH, OW, N)
     op.launch(kernels.winograd_output, out.size, m, bias, oh, ow, n, out)
     return out
