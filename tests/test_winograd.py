@@ -372,9 +372,9 @@ def test_pass_rule():
 def test_pass_switches_off():
     layer = tc.Conv2D(16, 16, 3, padding=1, rng=np.random.default_rng(0))
     assert not fast.compile([layer], [p for p in fast.PASSES if p != "winograd"]).graph.nodes[0].op.cfg.winograd
-    old = wpass.set_enabled(False)
+    old = fast.set_winograd_enabled(False)
     try:
-        assert not _marked(layer)
+        assert not _marked(layer) and not wpass.enabled()
     finally:
-        wpass.set_enabled(old)
+        fast.set_winograd_enabled(old)
     assert _marked(layer) == old

@@ -24,6 +24,7 @@ import numpy as np
 from . import switch
 from .passes import ORDER as PASSES
 from .passes.lanes import set_enabled as set_lanes_enabled
+from .passes.winograd import set_enabled as set_winograd_enabled
 from .plan import Plan
 
 
@@ -42,4 +43,5 @@ def runs_fast(x) -> bool:
 enabled, set_enabled = switch.enabled, switch.set_enabled
 
 
-__all__ = ["compile", "runs_fast", "Plan", "PASSES", "enabled", "set_enabled", "set_lanes_enabled"]
+__all__ = ["compile", "runs_fast", "Plan", "PASSES", "enabled", "set_enabled", "set_lanes_enabled",
+           "set_winograd_enabled"]

@@ -20,8 +20,9 @@ The rule, and why:
   outputs: 0.79 of im2col's multiplications) and the products are too short to run at BLAS speed.
 
 These thresholds are an estimate from operation counts, not from measurements; the benchmarks
-should set them. Switch the pass off with ``TINYCNN_WINOGRAD=0`` (or ``set_enabled(False)`` before
-compiling, or leave "winograd" out of ``compile``'s passes): every convolution then takes im2col.
+should set them. Switch the pass off with ``TINYCNN_WINOGRAD=0`` (or
+``tinycnn.fast.set_winograd_enabled(False)`` before compiling, or leave "winograd" out of
+``compile``'s passes): every convolution then takes im2col.
 """
 from __future__ import annotations
 
