@@ -213,6 +213,7 @@ PROPERTY_TESTED = {"im2col", "col2im", "im2col_cm", "col2im_cm", "maxpool2d_forw
                    "matmul",   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
                    "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx", "bn_sums", "bn_sqdev",
                    "gelu_forward", "gelu_backward"}
+PROPERTY_TESTED |= {"winograd_input", "winograd_output"}   # tests/test_winograd.py, kernels vs references
 
 
 def test_every_kernel_has_a_reference_twin_and_a_property_test():
