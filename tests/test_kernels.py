@@ -212,9 +212,10 @@ PROPERTY_TESTED = {"im2col", "col2im", "im2col_cm", "col2im_cm", "maxpool2d_forw
                    "maxpool2d_forward_cm", "maxpool2d_backward_cm", "avgpool2d_forward", "avgpool2d_backward",
                    "matmul",   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
                    "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx", "bn_sums", "bn_sqdev",
-                   "gelu_forward", "gelu_backward",
-                   # the depthwise kernels: tests/test_depthwise.py
-                   "depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"}
+                   "gelu_forward", "gelu_backward"}
+PROPERTY_TESTED |= {"winograd_input", "winograd_output"}   # tests/test_winograd.py, kernels vs references
+# tests/test_depthwise.py, kernels vs references
+PROPERTY_TESTED |= {"depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"}
 
 
 def test_every_kernel_has_a_reference_twin_and_a_property_test():

@@ -44,6 +44,11 @@ with the data instead of being a magic number.
 |                                              |         |   0 for ReLU, MaxPool2D, Flatten, Dropout    |
 | whole network, tinycnn vs an ONNX runtime    | float32 | network_forward_atol: each layer's rounding  |
 |                                              |         |   plus the propagated error (|W| e, ...), x2 |
+| Winograd F(2x2, 3x3) conv vs float64 plain    | both    | winograd_atol: gamma_{C+11} S_W, S_W the     |
+|   (forward; input gradient with C -> O)       |         |   algorithm on |x|, |w|, |b|, |transforms|   |
+|   + the float64 layer's gamma_{9C+1} S        |         |   (derived in tinycnn/kernels/winograd.py)  |
+| Winograd transforms, kernel vs reference      | both    | 2 gamma_3 (input), 2 gamma_9 (output) on    |
+|                                              |         |   the transforms' |.| sums                  |
 | a sum accumulated in float64 and stored in   | both    | float64_sum_atol: u |exact| + 3 gamma_{n+1}  |
 |   the dtype, vs a float64 reference (the     |         |   (u_64) S: one final rounding each side,    |
 |   depthwise weight and bias gradient)        |         |   the float64 sums' own bound                |
@@ -585,3 +590,67 @@ def network_forward_atol(layers, x, dtype=np.float32):
         e = e if rounding is None else e + rounding
         v = y
     return 2 * e
+
+
+# ----------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) (tinycnn/kernels/winograd.py has the derivation of the bound).
+# ----------------------------------------------------------------------------------------------
+
+def winograd_abs_tiles(xs, ph, pw):
+    """|xs| (C, H, W, N) -> its 4 x 4 input tiles (C, TH, TW, 4, 4, N) in float64, tile (ty, tx)
+    starting at row 2 ty - ph and column 2 tx - pw, zero outside the input."""
+    xs = np.abs(np.asarray(xs, dtype=np.float64))
+    c, h, w, n = xs.shape
+    th, tw = (h + 2 * ph - 1) // 2, (w + 2 * pw - 1) // 2          # ceil(OH / 2), OH = H + 2 ph - 2
+    xp = np.zeros((c, 2 * th + 2 + h, 2 * tw + 2 + w, n))          # room for padding and overhang
+    xp[:, ph:ph + h, pw:pw + w] = xs
+    d = np.empty((c, th, tw, 4, 4, n))
+    for i in range(4):
+        for j in range(4):
+            d[:, :, :, i, j] = xp[:, i:i + 2 * th:2, j:j + 2 * tw:2]
+    return d
+
+
+def winograd_abs_input(xs, ph, pw):
+    """|B^T| |d| |B| for every input tile: (16, C, TH*TW*N), the S of the input transform."""
+    from tinycnn.kernels.winograd import BT
+    d = winograd_abs_tiles(xs, ph, pw)
+    c, th, tw, _, _, n = d.shape
+    v = np.einsum("ai,ctsijn,bj->abctsn", np.abs(BT), d, np.abs(BT))
+    return v.reshape(16, c, th * tw * n)
+
+
+def winograd_abs_output(m, bias, oh, ow):
+    """|A^T| |m| |A| + |b| for m (16, O, TH*TW*N): (O, OH, OW, N), the S of the output transform."""
+    from tinycnn.kernels.winograd import AT
+    m = np.abs(np.asarray(m, dtype=np.float64))
+    o, t = m.shape[1:]
+    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    m6 = m.reshape(4, 4, o, th, tw, t // (th * tw))
+    y = np.einsum("ai,ijotsn,bj->otasbn", np.abs(AT), m6, np.abs(AT)).reshape(o, 2 * th, 2 * tw, -1)
+    y = y[:, :oh, :ow]
+    if len(bias):
+        y = y + np.abs(np.asarray(bias, dtype=np.float64)).reshape(-1, 1, 1, 1)
+    return y
+
+
+def winograd_abs_sum(x, weight, bias, ph, pw):
+    """S_W (N, O, OH, OW) of Winograd F(2x2, 3x3) on x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or
+    None: the whole algorithm on |x|, |weight|, |bias| with the transforms' absolute matrices, in
+    float64 (tinycnn/kernels/winograd.py: |computed - exact| <= gamma_{C+11} S_W)."""
+    from tinycnn.kernels.winograd import G
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
+    v = winograd_abs_input(x.transpose(1, 2, 3, 0), ph, pw)        # (16, C, T)
+    ag = np.abs(G)
+    u = np.einsum("ak,ockl,bl->aboc", ag, np.abs(np.asarray(weight, dtype=np.float64)), ag)
+    mm = np.matmul(u.reshape(16, *u.shape[2:]), v)                  # (16, O, T)
+    y = winograd_abs_output(mm, [] if bias is None else bias, oh, ow)   # (O, OH, OW, N)
+    return y.transpose(3, 0, 1, 2)
+
+
+def winograd_atol(x, weight, bias, ph, pw, dtype):
+    """Bound on |Winograd F(2x2, 3x3) in ``dtype`` - the exact convolution|: gamma_{C+11} S_W."""
+    c = np.asarray(weight).shape[1]
+    return gamma(c + 11, dtype) * winograd_abs_sum(x, weight, bias, ph, pw)

@@ -12,7 +12,7 @@ package owns every speed trick, as a small compiler:
    depthwise Conv2D, MaxPool2D, AvgPool2D, ReLU, GELU, Dense, Flatten, BatchNorm2D, the graph joins) in
    the configurations that op implements, else ``PlainOp``, which runs the layer's own code (any layer
    a user writes, and options such as grouped or dilated convolution, run correctly that way).
-3. The passes (``passes/``, one file each): fusion, layout, prune, memory, threads, lanes.
+3. The passes (``passes/``, one file each): fusion, winograd, layout, prune, memory, threads, lanes.
 
 ``Sequential`` runs through a plan by default; ``TINYCNN_FAST=0`` (or ``set_enabled(False)``) runs the
 layers' own code instead. ``tests/test_fast_equals_plain.py`` holds the two equal on random networks.
@@ -24,6 +24,7 @@ import numpy as np
 from . import switch
 from .passes import ORDER as PASSES
 from .passes.lanes import set_enabled as set_lanes_enabled
+from .passes.winograd import set_enabled as set_winograd_enabled
 from .plan import Plan
 
 
@@ -42,4 +43,5 @@ def runs_fast(x) -> bool:
 enabled, set_enabled = switch.enabled, switch.set_enabled
 
 
-__all__ = ["compile", "runs_fast", "Plan", "PASSES", "enabled", "set_enabled", "set_lanes_enabled"]
+__all__ = ["compile", "runs_fast", "Plan", "PASSES", "enabled", "set_enabled", "set_lanes_enabled",
+           "set_winograd_enabled"]

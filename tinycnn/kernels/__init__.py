@@ -45,7 +45,7 @@ from .depthwise import (
     depthwise_forward_reference,
 )
 from .gelu import gelu_backward, gelu_backward_reference, gelu_forward, gelu_forward_reference
-from .gemm import matmul, matmul_reference
+from .gemm import matmul, matmul_batched, matmul_batched_reference, matmul_reference
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
 from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
 from .pool import (
@@ -63,12 +63,20 @@ from .pool import (
     maxpool2d_forward_reference,
     pool_output_size,
 )
+from .winograd import (
+    winograd_filter,
+    winograd_filter_reference,
+    winograd_input,
+    winograd_input_reference,
+    winograd_output,
+    winograd_output_reference,
+)
 
 __all__ = [
     "launch", "conv_output_size", "pool_output_size",
     "im2col", "im2col_reference", "col2im", "col2im_reference",
     "im2col_cm", "im2col_cm_reference", "col2im_cm", "col2im_cm_reference",
-    "matmul", "matmul_reference",
+    "matmul", "matmul_reference", "matmul_batched", "matmul_batched_reference",
     "bn_stats", "bn_stats_reference", "bn_normalize", "bn_normalize_reference",
     "bn_backward_sums", "bn_backward_sums_reference", "bn_backward_dx", "bn_backward_dx_reference",
     "bn_sums", "bn_sums_reference", "bn_sqdev", "bn_sqdev_reference",
@@ -79,6 +87,8 @@ __all__ = [
     "maxpool2d_backward_cm", "maxpool2d_backward_cm_reference",
     "avgpool2d_forward", "avgpool2d_forward_reference",
     "avgpool2d_backward", "avgpool2d_backward_reference",
+    "winograd_filter", "winograd_filter_reference", "winograd_input", "winograd_input_reference",
+    "winograd_output", "winograd_output_reference",
     "depthwise_forward", "depthwise_forward_reference",
     "depthwise_backward_input", "depthwise_backward_input_reference",
     "depthwise_backward_weight", "depthwise_backward_weight_reference",

@@ -69,6 +69,37 @@ def matmul(a, b, out):
     return out
 
 
+def matmul_batched_reference(a, b, out):
+    """out[k] = a[k] @ b[k] for every k: a (K, M, C), b (K, C, P), out (K, M, P). Plain NumPy."""
+    return np.matmul(a, b, out=out)
+
+
+def _products(a, b, out, part):
+    for k in range(part.start, part.stop):
+        np.matmul(a[k], b[k], out=out[k])
+
+
+def matmul_batched(a, b, out):
+    """out[k] = a[k] @ b[k] for every k (Winograd's 16 products): the K products dealt out whole to
+    tinycnn's threads, each an ordinary single-threaded BLAS call, so one hand-off serves all of them
+    (K calls of ``matmul`` would wake the helpers K times). Each product is computed exactly as one
+    ``np.matmul`` of its own operands."""
+    blas = _blas_controllers()
+    threads = numba.get_num_threads()
+    if blas is None or _jit.serial_here() or threads < 2 or len(a) * a[0].size * b.shape[2] < MIN_WORK:
+        with blas_single_threaded():           # a no-op without threadpoolctl, as in ``matmul``
+            _products(a, b, out, range(len(a)))
+        return out
+    parts = [range(s.start, s.stop) for s in _workers.split(len(a), threads)]
+    with blas_single_threaded():
+        _workers.ensure(len(parts) - 1)
+        done = [_workers.submit(_products, a, b, out, part) for part in parts[1:]]
+        _products(a, b, out, parts[0])         # the calling thread's share
+        for d in done:
+            d.wait()
+    return out
+
+
 @contextmanager
 def blas_single_threaded():
     """Inside this block the BLAS library runs every product on the calling thread alone (its thread

@@ -73,7 +73,7 @@ def _train_small(lr, steps=60, seed=0):
     rng = np.random.default_rng(seed)
     model = tc.Sequential(tc.Dense(784, 32, rng=rng), tc.ReLU(), tc.Dense(32, 10, rng=rng))
     opt, loss_fn, losses = tc.SGD(model.parameters(), lr=lr), tc.SoftmaxCrossEntropy(), []
-    for step in range(steps):
+    for _ in range(steps):
         batch = rng.integers(0, 512, 64)
         losses.append(float(loss_fn(model(x[batch]), y[batch])))
         if not np.isfinite(losses[-1]):
@@ -98,9 +98,9 @@ def check_learning_rate(choice) -> list[str]:
     if not small < good < large:
         problems.append(f"the rates should be ordered too small < good < too large, got {small:g}, {good:g}, {large:g}")
     for name, lr, ok, want in [
-            ("good", good, lambda l: np.mean(l[-10:]) < 0.8, "mean loss of the last 10 steps below 0.8"),
-            ("too small", small, lambda l: np.mean(l[-10:]) > 1.5, "mean loss of the last 10 steps above 1.5"),
-            ("too large", large, lambda l: not np.isfinite(l[-1]) or np.mean(l[-10:]) > 2.0,
+            ("good", good, lambda ls: np.mean(ls[-10:]) < 0.8, "mean loss of the last 10 steps below 0.8"),
+            ("too small", small, lambda ls: np.mean(ls[-10:]) > 1.5, "mean loss of the last 10 steps above 1.5"),
+            ("too large", large, lambda ls: not np.isfinite(ls[-1]) or np.mean(ls[-10:]) > 2.0,
              "mean loss of the last 10 steps above 2.0, or non-finite")]:
         losses = _train_small(lr)
         if not ok(losses):

@@ -23,7 +23,7 @@ def check_batchnorm_backward(batchnorm_backward) -> list[str]:
         x, gamma, beta = rng.standard_normal((n, f)) * 2 + 1, rng.standard_normal(f), rng.standard_normal(f)
         u, eps = rng.standard_normal((n, f)), 1e-5
 
-        def loss():
+        def loss(x=x, gamma=gamma, beta=beta, u=u, eps=eps):       # this iteration's arrays (perturbed in place)
             mean, var = x.mean(axis=0), x.var(axis=0)
             return float(np.sum((gamma * (x - mean) / np.sqrt(var + eps) + beta) * u))
 
@@ -45,7 +45,7 @@ def check_dropout_backward(dropout_backward) -> list[str]:
     for p in (0.1, 0.5, 0.9):
         x, g = rng.standard_normal((4, 7)), rng.standard_normal((4, 7))
         keep = rng.random((4, 7)) >= p
-        numeric = numerical_gradient(lambda: float(np.sum(x * keep / (1 - p) * g)), x)
+        numeric = numerical_gradient(lambda x=x, keep=keep, p=p, g=g: float(np.sum(x * keep / (1 - p) * g)), x)
         got = np.asarray(dropout_backward(g, keep, p))
         if got.shape != x.shape or _relative_error(got, numeric) > 1e-7:
             problems.append(f"p={p}: your gradient differs from central differences")
@@ -63,7 +63,10 @@ def check_residual_backward(residual_backward) -> list[str]:
         x = rng.standard_normal((n, f))
         while np.min(np.abs(x @ w1.T)) < 1e-3:               # keep every ReLU input away from its kink
             x = rng.standard_normal((n, f))
-        loss = lambda: float(np.sum((x + np.maximum(x @ w1.T, 0) @ w2.T) * u))
+
+        def loss(x=x, w1=w1, w2=w2, u=u):                       # this iteration's arrays (perturbed in place)
+            return float(np.sum((x + np.maximum(x @ w1.T, 0) @ w2.T) * u))
+
         numeric = [numerical_gradient(loss, a) for a in (x, w1, w2)]
         got = residual_backward(x, w1, w2, u)
         for name, a, num in zip(("dx", "dw1", "dw2"), got, numeric):

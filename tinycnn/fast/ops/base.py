@@ -37,6 +37,7 @@ class OpConfig:
     fuse_gelu: bool = False             # fusion: an exact GELU that followed this op runs inside it
     alloc: memory.Allocator = memory.FRESH   # memory: where outputs and temporaries come from
     split_products: bool = False        # threads: products through kernels.matmul, kernels by size
+    winograd: bool = False              # winograd: a 3x3 stride-1 Conv2D as Winograd F(2x2, 3x3)
 
 
 class Op:

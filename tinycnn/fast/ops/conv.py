@@ -18,6 +18,8 @@ live and which routine moves them:
 * ``backward(g, input_grad=False)`` forms only dW and db (the prune pass asks that of the first layer).
 * a frozen weight (``requires_grad`` False) skips the weight-gradient product (a trainable bias
   then gets ``g2d.sum(axis=1)``): the frozen first convolution of a whitened network.
+* ``cfg.winograd`` (the winograd pass): a 3x3, stride-1 layer whose output is large enough runs
+  Winograd F(2x2, 3x3) instead (``ops/winograd.py``); backward follows the path forward took.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import numpy as np
 
 from ... import kernels
 from ..layout import as_view, to_channel_major
+from . import winograd
 from .base import Op, trainable
 
 
@@ -55,6 +58,8 @@ class ConvOp(Op):
         n, c, h, w = x.shape
         _, oh, ow = layer.output_shape((c, h, w))
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
+        if cfg.winograd and winograd.pays(h, w, ph, pw):
+            return winograd.forward(self, x)
         k = c * kh * kw
         o = layer.out_channels
         bias_row = layer.bias is not None and cfg.bias_in_gemm
@@ -75,6 +80,8 @@ class ConvOp(Op):
 
     def backward(self, g, input_grad=True):
         layer, cfg, cache = self.layer, self.cfg, self.cache
+        if isinstance(cache, winograd.WinogradCache):
+            return winograd.backward(self, g, input_grad)
         n, c, h, w = cache.x_shape
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
         k = c * kh * kw
