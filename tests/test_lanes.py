@@ -367,3 +367,30 @@ def test_small_networks_are_cut_only_when_each_lane_has_enough_work():
         assert _lane_count(tiny.layers, 2 * lanes.MIN_LANE_BATCH - 1) == 1   # shape unknown: batch rule
     finally:
         numba.set_num_threads(old)
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_adaptive_pooling_heads_run_in_lanes_with_the_uncut_result(two_threads, pool):
+    """A residual network ending in adaptive pooling (resnet20's and mobilenet's global average pool)
+    is cut into lanes, and gives the uncut batch's output and gradients (float64)."""
+    def net():
+        rng = np.random.default_rng(0)
+        block = tc.Sequential(tc.Conv2D(3, 3, 3, padding=1, dtype=np.float64, rng=rng),
+                              tc.BatchNorm2D(3, dtype=np.float64), tc.ReLU())
+        head = tc.AdaptiveAvgPool2D(1) if pool == "avg" else tc.AdaptiveMaxPool2D((2, 3))
+        return tc.Sequential(tc.Conv2D(2, 3, 3, dtype=np.float64, rng=rng), tc.Residual(block), head,
+                             tc.Flatten(), tc.Dense(3 if pool == "avg" else 18, 2, dtype=np.float64, rng=rng))
+
+    x = np.random.default_rng(5).standard_normal((7, 2, 8, 8))
+    g = np.random.default_rng(6).standard_normal((7, 2))
+
+    def run(model):
+        y = np.array(model(x))
+        dx = np.array(model.backward(g))
+        return [y, dx, np.concatenate([p.grad.ravel() for p in model.parameters()])], model
+
+    cut, model = run(net())
+    assert _cut(model)
+    uncut, _ = _uncut(lambda: run(net()))
+    for name, a, b in zip(("output", "input gradient", "parameter gradients"), cut, uncut):
+        assert_rel_close(a, b, TORCH_F64_REL_TOL, name)

@@ -90,7 +90,7 @@ class Op:
 # Numba kernel, which must not be launched from two lanes at once): a lane may run its own copy of
 # the layer object (copy.copy: the same settings, its own cache).
 _PLAIN_PER_SAMPLE = ("Sigmoid", "Tanh", "Flatten", "Softmax", "ReLU", "Identity", "LeakyReLU", "GELU",
-                     "SiLU", "LogSoftmax")
+                     "SiLU", "LogSoftmax", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D")
 
 
 class PlainOp(Op):
