@@ -43,6 +43,14 @@ from tinycnn.fast.passes import winograd as wpass
 from tinycnn.gradcheck import check_layer
 from tinycnn.kernels.winograd import G
 
+
+@pytest.fixture(autouse=True)
+def _winograd_on():
+    """The pass is off by default (slower than im2col on the project's machine): these tests turn it on."""
+    old = wpass.set_enabled(True)
+    yield
+    wpass.set_enabled(old)
+
 DTYPES = st.sampled_from([np.float32, np.float64])
 SEEDS = st.integers(0, 2**32 - 1)
 NO_LANES = [p for p in fast.PASSES if p != "lanes"]
@@ -378,3 +386,16 @@ def test_pass_switches_off():
     finally:
         fast.set_winograd_enabled(old)
     assert _marked(layer) == old
+
+
+def test_the_pass_is_off_unless_asked_for_and_plans_then_do_not_list_it():
+    import subprocess
+    import sys
+    code = ("import numpy as np, tinycnn as tc; from tinycnn import fast; "
+            "p = fast.compile([tc.Conv2D(16, 16, 3, padding=1, rng=np.random.default_rng(0))]); "
+            "print(p.graph.nodes[0].op.cfg.winograd, 'winograd' in p.passes)")
+    env = {k: v for k, v in os.environ.items() if k != "TINYCNN_WINOGRAD"}
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    on = subprocess.run([sys.executable, "-c", code], env={**env, "TINYCNN_WINOGRAD": "1"},
+                        capture_output=True, text=True, check=True)
+    assert off.stdout.split() == ["False", "False"] and on.stdout.split() == ["True", "True"]

@@ -28,6 +28,7 @@ from .lanesync import LaneSync
 from .ops import PlainOp, make_op
 from .passes import GRAPH_PASSES, ORDER, prune
 from .passes import lanes as lanes_pass
+from .passes import winograd as winograd_pass
 
 
 @dataclass
@@ -43,7 +44,8 @@ class Plan:
         if unknown:
             raise ValueError(f"tinycnn.fast.compile: unknown passes {unknown}; the passes are {list(ORDER)}")
         self.layers = list(layers)
-        self.passes = tuple(p for p in ORDER if p in passes)
+        # an opt-in pass that is switched off is left out, so that describe() lists what ran
+        self.passes = tuple(p for p in ORDER if p in passes and (p != "winograd" or winograd_pass.enabled()))
         self.plain = plain
         self.graph = graph_mod.lower(self.layers, opaque=plain)
         for node in self.graph.nodes:

@@ -19,10 +19,16 @@ The rule, and why:
   map size is known only then): below it the tile overhang of odd sizes eats the saving (3 x 3
   outputs: 0.79 of im2col's multiplications) and the products are too short to run at BLAS speed.
 
-These thresholds are an estimate from operation counts, not from measurements; the benchmarks
-should set them. Switch the pass off with ``TINYCNN_WINOGRAD=0`` (or
-``tinycnn.fast.set_winograd_enabled(False)`` before compiling, or leave "winograd" out of
-``compile``'s passes): every convolution then takes im2col.
+These thresholds are an estimate from operation counts, not from measurements.
+
+**Off by default.** Measured against im2col on this project's 2-core machine (a busy one: another
+training run shared the cores; paired, interleaved calls in one process), the Winograd path was
+*slower*: an airbench 64/128/128 training step at batch 512 took 1.35x as long (inference 1.37x),
+a resnet20 training step at batch 128 1.12x (benchmarks/PERFORMANCE.md, 'Winograd F(2x2, 3x3)').
+Its 16 products have the layer's C as their inner dimension where im2col's one product has 9C, and
+OpenBLAS runs the short products far below its peak; the transforms' passes come on top. So the
+pass marks layers only when asked: ``TINYCNN_WINOGRAD=1`` in the environment, or
+``tinycnn.fast.set_winograd_enabled(True)`` before compiling. When it is off, plans do not list it.
 """
 from __future__ import annotations
 
@@ -34,12 +40,12 @@ from ..ops.conv import ConvOp
 
 MIN_CHANNELS = 16           # in_channels and out_channels at least
 
-_ENABLED = os.environ.get("TINYCNN_WINOGRAD", "1") != "0"
+_ENABLED = os.environ.get("TINYCNN_WINOGRAD", "0") == "1"
 
 
 def set_enabled(on: bool) -> bool:
-    """Let the pass mark layers (True) or not (False) in plans compiled from now on; returns the old
-    setting. ``TINYCNN_WINOGRAD=0`` in the environment starts with it off."""
+    """Let the pass mark layers (True) or not (False, the default) in plans compiled from now on;
+    returns the old setting. ``TINYCNN_WINOGRAD=1`` in the environment starts with it on."""
     global _ENABLED
     old, _ENABLED = _ENABLED, bool(on)
     return old
