@@ -17,8 +17,8 @@ OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 MARKER = "TINYCNN_BENCH_REMOVED_BLAS_ENV"
 
 
-def reexec_without_overrides(argv: list[str]) -> None:
-    """Replace this process by ``python -m benchmarks argv`` without the overrides (no-op if none)."""
+def reexec_without_overrides(argv: list[str], module: str = "benchmarks") -> None:
+    """Replace this process by ``python -m <module> argv`` without the overrides (no-op if none)."""
     if "--keep-blas-env" in argv or MARKER in os.environ or "numpy" in sys.modules:
         return
     removed = {k: os.environ[k] for k in OVERRIDES if k in os.environ}
@@ -27,7 +27,7 @@ def reexec_without_overrides(argv: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
     env[MARKER] = json.dumps(removed)
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "benchmarks", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
 def removed_overrides() -> dict[str, str]:
