@@ -11,7 +11,8 @@ The zoo nets (``NetInfo.zoo``: resnet20, mobilenet) have two contenders, tinycnn
 plain-NumPy baseline implements only chains of layer specs.
 
 Only the plain ``tinycnn`` API is used here (no ``tinycnn.fast``), so this file also runs against
-older tinycnn versions.
+older tinycnn versions (for the chains; the zoo nets need ``tinycnn.zoo.resnet20`` / ``mobilenet`` and
+``tinycnn.interop.to_torch_module`` with Residual).
 """
 from __future__ import annotations
 
