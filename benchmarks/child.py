@@ -7,7 +7,7 @@ the resident set size before the steps (``base_mib``) and its peak at the end (`
 compiled kernels, initialising the libraries) and the peak is reset after it, so ``peak - base`` is
 the memory of the training run itself. Only the named contender's engine is imported, so each process holds one
 engine's memory.
-Used by ``startup.py`` and ``memory.py``.
+Used by ``startup.py`` and ``memory.py``, for the chain nets of nets.py (``CHAIN_NETS``) only.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def main(argv) -> None:
     warmup = "--warmup" in argv[4:]
     import numpy as np
 
-    from .nets import LR, MOMENTUM, NETS, build_numpy, build_tinycnn, build_torch, random_state
+    from .nets import CHAIN_NETS, LR, MOMENTUM, NETS, build_numpy, build_tinycnn, build_torch, random_state
     if contender == "tinycnn":
         import tinycnn as tc
     elif contender == "pytorch":
@@ -65,6 +65,9 @@ def main(argv) -> None:
     t_import = time.perf_counter() - t0
 
     info = NETS[net_name]
+    if info.spec is None:
+        raise SystemExit(f"benchmarks.child: {net_name} is a zoo net; a child process measures only the chains "
+                         f"{', '.join(CHAIN_NETS)} (the plain-NumPy engine has no version of the others)")
 
     def make_step(batch):
         rng = np.random.default_rng(0)

@@ -44,21 +44,31 @@ def train_md(records: list[dict], matmul: dict | None) -> list[str]:
              "| net | mode | batch | threads | tinycnn | PyTorch | NumPy im2col | tinycnn / PyTorch "
              "| tinycnn / NumPy | tinycnn GFLOP/s | of matmul peak |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    no_numpy = []                                 # nets without a plain-NumPy contender
     for r in records:
         c = r["contenders"]
         ips = {k: c[k]["images_per_s"] if k in c else None for k in NAMES}
         flops = flops_per_image(NETS[r["net"]])["train" if r["mode"] == "train" else "forward"]
         gf = ips["tinycnn"] * flops / 1e9
         peak = matmul.get(r["threads"], {}).get("gflops") if matmul else None
+        if ips["numpy"] is None and r["net"] not in no_numpy:
+            no_numpy.append(r["net"])
         lines.append(
             f"| {r['net']} | {r['mode']} | {r['batch']} | {r['threads']} | {ips['tinycnn']:.0f} | "
-            + (f"{ips['pytorch']:.0f}" if ips["pytorch"] else "-") + f" | {ips['numpy']:.0f} | "
-            f"{_ratio(ips['tinycnn'], ips['pytorch'])} | {_ratio(ips['tinycnn'], ips['numpy'])} | "
+            + (f"{ips['pytorch']:.0f}" if ips["pytorch"] else "-") + " | "
+            + (f"{ips['numpy']:.0f}" if ips["numpy"] else "—") + " | "
+            f"{_ratio(ips['tinycnn'], ips['pytorch'])} | "
+            + (_ratio(ips["tinycnn"], ips["numpy"]) if ips["numpy"] else "—") + " | "
             f"{gf:.0f} | " + (f"{100 * gf / peak:.0f}%" if peak else "-") + " |")
     lines += ["", "Ratios above 1 mean tinycnn is faster. FLOPs count the convolutions' and dense layers' "
               "multiply-adds (training: forward + weight gradient + input gradient, without the first "
-              "layer's input gradient); the peak is the matmul section's rate at the same thread count.", ""]
-    return lines
+              "layer's input gradient); the peak is the matmul section's rate at the same thread count."]
+    if no_numpy:
+        lines += ["", f"—: no NumPy im2col figure for {', '.join(no_numpy)}: the plain-NumPy baseline "
+                  "(benchmarks/numpy_engine.py) implements only the chains of layer specs in "
+                  "benchmarks/nets.py, not tinycnn.zoo's residual blocks, grouped (depthwise) "
+                  "convolutions or global average pooling."]
+    return lines + [""]
 
 
 def agreement_md(agr: dict) -> list[str]:

@@ -7,8 +7,12 @@ off; torch under ``inference_mode``). Before timing, ``agreement`` checks that t
 with the same weights, give the same logits and the same first-step loss and parameter gradients, so
 the race is between implementations of one function (see ``agreement`` for how dropout is handled).
 
+The zoo nets (``NetInfo.zoo``: resnet20, mobilenet) have two contenders, tinycnn and PyTorch: the
+plain-NumPy baseline implements only chains of layer specs.
+
 Only the plain ``tinycnn`` API is used here (no ``tinycnn.fast``), so this file also runs against
-older tinycnn versions.
+older tinycnn versions (for the chains; the zoo nets need ``tinycnn.zoo.resnet20`` / ``mobilenet`` and
+``tinycnn.interop.to_torch_module`` with Residual).
 """
 from __future__ import annotations
 
@@ -22,10 +26,12 @@ from .nets import (
     MOMENTUM,
     NetInfo,
     batchnorm_state,
+    build_net,
     build_numpy,
-    build_tinycnn,
-    build_torch,
+    build_torch_net,
+    layer_walk,
     without_dropout,
+    zoo_batchnorm_state,
 )
 from .timing import interleave, median, spread, thread_count
 
@@ -46,9 +52,10 @@ def make_batch(info: NetInfo, batch: int, seed: int = 1):
 
 
 def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int = 0):
-    """name -> zero-argument function running one training step (mode "train") or one forward ("infer")."""
+    """name -> zero-argument function running one training step (mode "train") or one forward ("infer");
+    no "numpy" entry for a zoo net."""
     x, labels = make_batch(info, batch)
-    model = build_tinycnn(info.spec, np.random.default_rng(seed))
+    model = build_net(info, np.random.default_rng(seed))
     state = model.state_dict()
     fns = {}
 
@@ -68,7 +75,7 @@ def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int 
         import torch
         import torch.nn.functional as F
 
-        tmodel = build_torch(info.spec, state)
+        tmodel = build_torch_net(info, state)
         topt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM)
         tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
         if mode == "train":
@@ -85,6 +92,8 @@ def contenders(info: NetInfo, batch: int, mode: str, use_torch: bool, seed: int 
                     tmodel(tx)
             fns["pytorch"] = torch_infer
 
+    if info.zoo is not None:                    # the plain-NumPy engine implements only chains
+        return fns
     net = build_numpy(info.spec, state)
     nopt = npe.SGDMomentum(net, LR, MOMENTUM)
     if mode == "train":
@@ -106,12 +115,25 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
     statistics that forward updated; 0 for a net without batch norm). Then, in evaluation mode and
     with the net's own p (dropout is the identity there): ``eval_logits`` from those updated running
     statistics.
+
+    A zoo net is compared with PyTorch only (no "numpy" entry; PyTorch's twin is
+    ``tinycnn.interop.to_torch_module`` of the model, loaded with the same state). Its batch norms get
+    the same kind of random parameters and statistics (``nets.zoo_batchnorm_state``); one with a
+    dropout layer is refused, since its masks could not agree.
     """
     x, labels = make_batch(info, batch)
     train_info = without_dropout(info)
-    model = build_tinycnn(train_info.spec, np.random.default_rng(0))
+    model = build_net(train_info, np.random.default_rng(0))
     state = model.state_dict()
-    state.update(batchnorm_state(info.spec, np.random.default_rng(2)))
+    if info.zoo is None:
+        state.update(batchnorm_state(info.spec, np.random.default_rng(2)))
+    else:
+        dropouts = [path for path, layer, _, _ in layer_walk(model, info.input_shape)
+                    if type(layer).__name__.startswith("Dropout")]
+        if dropouts:
+            raise ValueError(f"throughput.agreement({info.name}): dropout layers {dropouts}: each engine draws "
+                             "its own masks, so training outputs cannot agree")
+        state.update(zoo_batchnorm_state(state, np.random.default_rng(2)))
     model.load_state_dict(state)
     loss_fn = tc.SoftmaxCrossEntropy()
     out_y = model(x)                                                # one forward: running stats move once
@@ -121,7 +143,7 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
     # dict(): older tinycnn returns a dict, newer yields (name, Parameter) pairs; "0.weight", ... as torch
     grads = {k: np.array(p.grad) for k, p in dict(model.named_parameters()).items()}
     buffers = {k: v for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
-    eval_model = build_tinycnn(info.spec, np.random.default_rng(0))
+    eval_model = build_net(info, np.random.default_rng(0))
     eval_model.load_state_dict(model.state_dict())
     eval_model.eval()
     eval_logits = np.array(eval_model(x), dtype=np.float64)
@@ -140,20 +162,21 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
                 "eval_logits": rel(c_eval_logits, eval_logits)}
 
     out = {}
-    net = build_numpy(train_info.spec, state)
-    n_out = net.forward(x)
-    n_logits = n_out.copy()
-    n_loss, n_grad = npe.softmax_cross_entropy(n_out, labels)
-    net.backward(n_grad)
-    n_buffers = {f"{i}.{name}": getattr(layer, name) for i, layer in enumerate(net.layers)
-                 if isinstance(layer, npe.BatchNorm) for name in ("running_mean", "running_var")}
-    n_eval = build_numpy(info.spec, {**state, **n_buffers}).eval().forward(x)
-    out["numpy"] = compare(n_logits, n_loss, net.named_grads(), n_buffers, n_eval)
+    if info.zoo is None:                        # the plain-NumPy engine implements only chains
+        net = build_numpy(train_info.spec, state)
+        n_out = net.forward(x)
+        n_logits = n_out.copy()
+        n_loss, n_grad = npe.softmax_cross_entropy(n_out, labels)
+        net.backward(n_grad)
+        n_buffers = {f"{i}.{name}": getattr(layer, name) for i, layer in enumerate(net.layers)
+                     if isinstance(layer, npe.BatchNorm) for name in ("running_mean", "running_var")}
+        n_eval = build_numpy(info.spec, {**state, **n_buffers}).eval().forward(x)
+        out["numpy"] = compare(n_logits, n_loss, net.named_grads(), n_buffers, n_eval)
     if use_torch:
         import torch
         import torch.nn.functional as F
 
-        tmodel = build_torch(train_info.spec, state)
+        tmodel = build_torch_net(train_info, state)
         tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
         t_logits = tmodel(tx)
         t_loss = F.cross_entropy(t_logits, tl)
@@ -161,7 +184,7 @@ def agreement(info: NetInfo, batch: int, use_torch: bool) -> dict:
         t_grads = {k: p.grad.numpy() for k, p in dict(tmodel.named_parameters()).items()}
         t_state = {k: v.numpy() for k, v in tmodel.state_dict().items()}
         t_buffers = {k: v for k, v in t_state.items() if k.endswith(("running_mean", "running_var"))}
-        t_eval_model = build_torch(info.spec, t_state).eval()
+        t_eval_model = build_torch_net(info, t_state).eval()
         with torch.inference_mode():
             t_eval = t_eval_model(tx).numpy()
         out["pytorch"] = compare(t_logits.detach().numpy(), t_loss.item(), t_grads, t_buffers, t_eval)

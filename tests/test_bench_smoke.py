@@ -28,12 +28,14 @@ def test_bench_quick_runs_every_quick_section(tmp_path):
     for section in ("matmul", "train", "layers", "ladder", "whatif"):
         assert section in results, section
     contenders = {"tinycnn", "numpy"} | ({"pytorch"} if results["torch"] else set())
-    assert set(results["agreement"]) == {"seed_cnn", "lenet", "vgg_bn"}
+    zoo_nets = {"resnet20", "mobilenet"}                 # tinycnn.zoo's: no plain-NumPy contender
+    assert set(results["agreement"]) == {"seed_cnn", "lenet", "vgg_bn"} | zoo_nets
     assert {(r["net"], r["mode"]) for r in results["train"]} == {
-        (net, mode) for net in ("seed_cnn", "vgg_bn") for mode in ("train", "infer")}
+        (net, mode) for net in ("seed_cnn", "vgg_bn", *zoo_nets) for mode in ("train", "infer")}
     for rec in results["train"]:
-        assert set(rec["contenders"]) == contenders
+        assert set(rec["contenders"]) == contenders - ({"numpy"} if rec["net"] in zoo_nets else set())
         assert all(c["images_per_s"] > 0 for c in rec["contenders"].values())
+    assert "| resnet20 | train | 4 | 1 |" in md and "—: no NumPy im2col figure for resnet20, mobilenet" in md
     # All contenders start from the same weights and compute the same function. Scale of the check:
     # two correct float32 engines differ by about 2 * u * (sum of the lengths of all the sums a step
     # forms) relative to the tensors' size (first order, Higham's gamma_n; u = 2**-24): about 1e-3 here,
@@ -42,7 +44,7 @@ def test_bench_quick_runs_every_quick_section(tmp_path):
     u = 2.0 ** -24
     for net, per in results["agreement"].items():
         bound = 2 * u * sum(reduction_lengths(NETS[net], batch=2))
-        assert set(per) == contenders - {"tinycnn"}
+        assert set(per) == contenders - {"tinycnn"} - ({"numpy"} if net in zoo_nets else set())
         for name, d in per.items():
             assert set(d) == {"logits", "loss", "gradients", "buffers", "eval_logits"}, d
             assert max(d.values()) <= bound, (net, name, d, bound)
@@ -153,9 +155,9 @@ def test_random_state_fits_every_net():
     """The engine-free state_dict child processes use has exactly each net's keys, shapes and dtypes."""
     import numpy as np
 
-    from benchmarks.nets import NETS, build_tinycnn, random_state
+    from benchmarks.nets import CHAIN_NETS, NETS, build_tinycnn, random_state
 
-    for info in NETS.values():
+    for info in (NETS[name] for name in CHAIN_NETS):
         want = build_tinycnn(info.spec, np.random.default_rng(0)).state_dict()
         got = random_state(info.spec, np.random.default_rng(0))
         assert got.keys() == want.keys(), info.name
