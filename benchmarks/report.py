@@ -71,6 +71,58 @@ def train_md(records: list[dict], matmul: dict | None) -> list[str]:
     return lines + [""]
 
 
+# The speed targets for every net of the suite, as ratios tinycnn / PyTorch from this one run:
+# mode -> (must, aim); None: no aim. Also: two threads never slower than one (must), and at least
+# AIM_MATMUL_SHARE of the matmul section's rate while training AIM_MATMUL_NETS at batch 256 (aim).
+TARGETS = {"train": (1.3, 2.0), "infer": (1.5, None)}
+AIM_MATMUL_SHARE, AIM_MATMUL_NETS = 0.60, ("vgg_bn", "resnet20")
+
+
+def targets_md(records: list[dict], matmul: dict | None) -> list[str]:
+    """Every row of the train section against the targets: its ratio to PyTorch against the must and
+    the aim, and whether its two-thread rate is at least its one-thread rate."""
+    ips = {(r["net"], r["mode"], r["batch"], r["threads"]): r["contenders"] for r in records}
+    lines = ["## Against the speed targets", "",
+             "Must: training >= " + f"{TARGETS['train'][0]}x PyTorch, inference >= {TARGETS['infer'][0]}x, "
+             "two threads never slower than one; aim: training >= " + f"{TARGETS['train'][1]}x, and "
+             f">= {100 * AIM_MATMUL_SHARE:.0f} % of the matmul rate training "
+             + " and ".join(AIM_MATMUL_NETS) + " at batch 256.", "",
+             "| net | mode | batch | threads | tinycnn / PyTorch | must | aim | 2 threads >= 1 thread |",
+             "|---|---|---:|---:|---:|---|---|---|"]
+    tally = {"must": [0, 0], "aim": [0, 0]}
+    for r in records:
+        c = r["contenders"]
+        if "pytorch" not in c:
+            continue
+        ratio = c["tinycnn"]["images_per_s"] / c["pytorch"]["images_per_s"]
+        must, aim = TARGETS[r["mode"]]
+        ok_must = ratio >= must
+        tally["must"][0] += ok_must
+        tally["must"][1] += 1
+        aim_cell = "-"
+        if aim is not None:
+            tally["aim"][0] += ratio >= aim
+            tally["aim"][1] += 1
+            aim_cell = "met" if ratio >= aim else "missed"
+        threads_cell = "-"
+        if r["threads"] > 1 and (r["net"], r["mode"], r["batch"], 1) in ips:
+            one = ips[(r["net"], r["mode"], r["batch"], 1)]["tinycnn"]["images_per_s"]
+            threads_cell = "yes" if c["tinycnn"]["images_per_s"] >= one else f"**no** ({one:.0f} img/s on 1)"
+        lines.append(f"| {r['net']} | {r['mode']} | {r['batch']} | {r['threads']} | {ratio:.2f}x | "
+                     f"{'met' if ok_must else '**missed**'} | {aim_cell} | {threads_cell} |")
+    lines += ["", f"Must met in {tally['must'][0]} of {tally['must'][1]} rows; training aim met in "
+              f"{tally['aim'][0]} of {tally['aim'][1]}."]
+    if matmul:
+        for r in records:
+            if r["net"] in AIM_MATMUL_NETS and r["mode"] == "train" and r["batch"] == 256:
+                peak = matmul.get(r["threads"], {}).get("gflops")
+                if peak:
+                    gf = r["contenders"]["tinycnn"]["images_per_s"] * flops_per_image(NETS[r["net"]])["train"] / 1e9
+                    lines.append(f"- {r['net']} training, batch 256, {r['threads']} thread(s): {gf:.0f} GFLOP/s "
+                                 f"= {100 * gf / peak:.0f} % of the matmul rate (aim {100 * AIM_MATMUL_SHARE:.0f} %)")
+    return lines + [""]
+
+
 def agreement_md(agr: dict) -> list[str]:
     lines = ["## Do the contenders compute the same function?", "",
              "Max relative difference to tinycnn (max |difference| / max |tinycnn's value| per tensor) from "
@@ -164,6 +216,7 @@ def write(results: dict, out_dir: Path) -> tuple[Path, Path]:
     lines += machine_md(results["machine"])
     if "train" in results:
         lines += train_md(results["train"], results.get("matmul"))
+        lines += targets_md(results["train"], results.get("matmul"))
     if "agreement" in results:
         lines += agreement_md(results["agreement"])
     if "matmul" in results:

@@ -1,7 +1,7 @@
 """The suite's entry point: ``python -m benchmarks [--quick] [--sections ...]``.
 
 Sections (all by default): ``train`` (training steps and inference, one thread and all cores: the
-three chain nets of nets.py at batch 64 and 256, the zoo's resnet20 and mobilenet at batch 64; in
+five nets of nets.py (three chains and the zoo's resnet20 and mobilenet) at batch 64 and 256; in
 ``--quick``, the seed CNN, vgg_bn and both zoo nets at batch 4), ``layers`` (per-layer forward and
 backward), ``matmul`` (the machine's float32 matrix-multiply rate), ``whatif`` (measured potential
 of proposed changes in files the speed work does not own), ``startup`` (first training step in a
@@ -75,7 +75,7 @@ def out_dir(args) -> Path:
 
 def run(args) -> int:
     from . import machine, report, throughput
-    from .nets import CHAIN_NETS, NETS
+    from .nets import NETS
 
     t_start = time.perf_counter()
     out = out_dir(args)
@@ -116,17 +116,13 @@ def run(args) -> int:
         for name, agr in results["agreement"].items():
             log(f"  agreement {name}: {agr}")
         reps = {4: 1, 64: 5, 256: 2}
-        # quick: the seed CNN and vgg_bn (the only chain with batch norm and dropout), to smoke-test both
-        timed = [NETS["seed_cnn"], NETS["vgg_bn"]] if q else [NETS[name] for name in CHAIN_NETS]
+        # quick: the seed CNN and vgg_bn (the only chain with batch norm and dropout) and both zoo nets
+        # (residual blocks, depthwise convolutions; tinycnn and PyTorch only), to smoke-test them all
+        quick_nets = ("seed_cnn", "vgg_bn", "resnet20", "mobilenet")
+        timed = [NETS[name] for name in quick_nets] if q else nets
         results["train"] = throughput.run(timed, batches, threads,
                                           ("train", "infer"),
                                           rounds=1 if q else 5, reps=reps, use_torch=use_torch, log=log)
-        # the zoo nets (residual blocks, depthwise convolutions; tinycnn and PyTorch only) at batch 64
-        # only: about 3 minutes for the two, where batch 256 would add about 5 more (resnet20 and
-        # mobilenet train at roughly 0.5-0.6 s per step of 128 images on two threads)
-        zoo_nets = [info for info in nets if info.zoo is not None]
-        results["train"] += throughput.run(zoo_nets, [4] if q else [64], threads, ("train", "infer"),
-                                           rounds=1 if q else 5, reps=reps, use_torch=use_torch, log=log)
 
     if "layers" in sections:
         from . import layers
