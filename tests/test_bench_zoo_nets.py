@@ -193,7 +193,8 @@ def _record(net, mode, ips: dict, threads=2, batch=64):
 
 
 def _table_row(md: str, net: str, mode: str) -> list[str]:
-    rows = [line for line in md.splitlines() if line.startswith(f"| {net} | {mode} |")]
+    # the train table's rows (11 cells), not the targets table's rows that start alike
+    rows = [line for line in md.splitlines() if line.startswith(f"| {net} | {mode} |") and line.count("|") == 12]
     assert len(rows) == 1, rows
     return [cell.strip() for cell in rows[0].strip("|").split("|")]
 
