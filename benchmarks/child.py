@@ -56,7 +56,8 @@ def main(argv) -> None:
     warmup = "--warmup" in argv[4:]
     import numpy as np
 
-    from .nets import CHAIN_NETS, LR, MOMENTUM, NETS, build_numpy, build_tinycnn, build_torch, random_state
+    from .nets import (CHAIN_NETS, LR, MOMENTUM, NETS, build_net, build_numpy, build_tinycnn, build_torch,
+                       build_torch_net, random_state)
     if contender == "tinycnn":
         import tinycnn as tc
     elif contender == "pytorch":
@@ -65,17 +66,21 @@ def main(argv) -> None:
     t_import = time.perf_counter() - t0
 
     info = NETS[net_name]
-    if info.spec is None:
-        raise SystemExit(f"benchmarks.child: {net_name} is a zoo net; a child process measures only the chains "
-                         f"{', '.join(CHAIN_NETS)} (the plain-NumPy engine has no version of the others)")
+    if info.spec is None and contender == "numpy":
+        raise SystemExit(f"benchmarks.child: {net_name} is a zoo net; the plain-NumPy engine runs only the chains "
+                         f"{', '.join(CHAIN_NETS)}")
 
     def make_step(batch):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch, *info.input_shape), dtype=np.float32)
         labels = rng.integers(0, info.classes, batch)
-        state = random_state(info.spec, rng)
+        if info.spec is None:                       # a zoo net: its own initial weights are the state
+            zoo_model = build_net(info, np.random.default_rng(0))
+            state = {k: np.array(v) for k, v in zoo_model.state_dict().items()}
+        else:
+            state = random_state(info.spec, rng)
         if contender == "tinycnn":
-            model = build_tinycnn(info.spec, rng)
+            model = build_tinycnn(info.spec, rng) if info.spec is not None else zoo_model
             model.load_state_dict(state)
             loss_fn = tc.SoftmaxCrossEntropy()
             opt = tc.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -85,7 +90,7 @@ def main(argv) -> None:
                 model.backward(loss_fn.backward(), input_grad=False)
                 opt.step()
         elif contender == "pytorch":
-            tmodel = build_torch(info.spec, state)
+            tmodel = build_torch(info.spec, state) if info.spec is not None else build_torch_net(info, state)
             topt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM)
             tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import tempfile
 
+from .nets import NETS
 from .startup import child
 
 
-def run(batches: list[int], use_torch: bool, log, nets=("seed_cnn", "lenet"), steps: int = 5) -> dict:
+def run(batches: list[int], use_torch: bool, log, nets=tuple(NETS), steps: int = 5) -> dict:
     runs = []
-    contenders = ["tinycnn", "pytorch", "numpy"] if use_torch else ["tinycnn", "numpy"]
+    every = ["tinycnn", "pytorch", "numpy"] if use_torch else ["tinycnn", "numpy"]
     with tempfile.TemporaryDirectory(prefix="tinycnn-numba-cache-") as cache:
         env = {"NUMBA_CACHE_DIR": cache}
         # Warm the cache at the largest batch: small work runs on the kernels' serial twins, large
@@ -28,7 +29,7 @@ def run(batches: list[int], use_torch: bool, log, nets=("seed_cnn", "lenet"), st
             child("tinycnn", net, max(batches), 1, env)
         for net in nets:
             for batch in batches:
-                for name in contenders:
+                for name in every if NETS[net].zoo is None else [c for c in every if c != "numpy"]:
                     r = child(name, net, batch, steps, env, warmup=True)
                     runs.append(r)
                     log(f"  {net:8s} batch {batch:3d} {name:8s} peak {r['peak_mib']:6.0f} MiB, "

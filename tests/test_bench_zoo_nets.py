@@ -226,3 +226,24 @@ def test_report_renders_a_result_set_without_the_numpy_contender(tmp_path):
 
     chains_only = report.train_md(records[:1], None)
     assert not any(line.startswith("—:") for line in chains_only)
+
+
+@pytest.mark.parametrize("contender", ["tinycnn", "pytorch"])
+def test_the_memory_child_trains_a_zoo_net(contender):
+    """The peak-memory section measures the zoo nets too: a child process trains resnet20 and
+    reports a peak at or above its base."""
+    if contender == "pytorch":
+        from conftest import import_torch
+        import_torch()
+    from benchmarks.startup import child
+
+    r = child(contender, "resnet20", 2, 2, warmup=True)
+    assert (r["contender"], r["net"], r["batch"]) == (contender, "resnet20", 2)
+    assert r["peak_mib"] >= r["base_mib"] > 0
+
+
+def test_the_memory_child_refuses_a_zoo_net_for_the_numpy_engine():
+    from benchmarks.startup import child
+
+    with pytest.raises(RuntimeError, match="plain-NumPy engine runs only the chains"):
+        child("numpy", "mobilenet", 2, 1)

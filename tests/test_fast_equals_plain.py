@@ -164,6 +164,22 @@ def test_random_networks_in_lanes_equal_plain_float64(lanes_everywhere, net):
     compare(*net)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("first", [False, True])
+def test_pointwise_conv_uses_its_input_as_columns_and_equals_plain_float64(bias, first):
+    """A 1x1, stride-1, unpadded Conv2D reads its (C, H*W*N) input as its columns and writes its input
+    gradient straight from the product; first: it is the network's first layer (its input arrives in
+    (N, C, H, W) order and is copied), else it follows a fast op (a free channel-major view)."""
+    rng = np.random.default_rng(7)
+    head = [] if first else [tc.Conv2D(2, 3, 3, padding=1, rng=rng, dtype=np.float64), tc.ReLU()]
+    c = 2 if first else 3
+    layers = [*head, tc.Conv2D(c, 4, 1, bias=bias, rng=rng, dtype=np.float64), tc.ReLU(),
+              tc.Conv2D(4, 5, 1, bias=not bias, rng=rng, dtype=np.float64), tc.Flatten(),
+              tc.Dense(5 * 5 * 4, 3, rng=rng, dtype=np.float64)]
+    x = rng.standard_normal((3, 2, 5, 4))
+    compare(layers, x, training=True, seed=1)
+
+
 def test_sgd_trajectory_fast_equals_plain():
     """Five SGD steps with momentum, float64: every loss, weight and running statistic."""
     def train(plain):

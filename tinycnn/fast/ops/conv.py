@@ -13,9 +13,15 @@ live and which routine moves them:
 * the weight gradient is computed as its transpose, ``dW.T = cols @ g2d.T`` (same sums; the long
   reduction runs faster that way in OpenBLAS: benchmarks/PERFORMANCE.md, 'Weight gradient as its
   transpose').
-* memory: ``cols`` and ``out`` come from the allocator (recycled from step to step), ``dcols`` from
-  its scratch buffer (it dies at col2im).
+* memory: ``out`` comes from the allocator (recycled from step to step); ``cols`` and ``dcols`` from
+  its scratch buffer: ``cols`` dies at forward's product and is formed again from the kept input
+  ``xs`` for the weight gradient (one more im2col per step, against keeping a C*KH*KW-fold copy of
+  every convolution's input from forward to backward; benchmarks/PERFORMANCE.md, 'Columns formed
+  again in backward'), ``dcols`` dies at col2im.
 * ``backward(g, input_grad=False)`` forms only dW and db (the prune pass asks that of the first layer).
+* a 1x1 convolution with stride 1 and no padding: its columns *are* the input, so ``cols`` is the
+  free (C, H*W*N) view of ``xs`` and the input gradient's product writes the (C, H, W, N) result
+  itself (no im2col, no col2im; without the bias row, which would need a copy).
 * a frozen weight (``requires_grad`` False) skips the weight-gradient product (a trainable bias
   then gets ``g2d.sum(axis=1)``): the frozen first convolution of a whitened network.
 * ``cfg.winograd`` (the winograd pass): a 3x3, stride-1 layer whose output is large enough runs
@@ -35,7 +41,7 @@ from .base import Op, trainable
 
 @dataclass
 class ConvOpCache:
-    cols: np.ndarray          # (C*KH*KW [+1 row of ones], OH*OW*N), images fastest
+    xs: np.ndarray            # (C, H, W, N): the input, channel-major, for the weight gradient's im2col
     x_shape: tuple            # (N, C, H, W)
     y_shape: tuple            # (N, O, OH, OW)
 
@@ -47,6 +53,12 @@ def _padding(layer) -> tuple[int, int]:
     return ph, pw
 
 
+def _pointwise(layer, bias_row: bool) -> bool:
+    """True for a 1x1, stride-1, unpadded convolution without the bias row: its im2col is the identity."""
+    return (tuple(layer.kernel_size) == (1, 1) and tuple(layer.stride) == (1, 1)
+            and _padding(layer) == (0, 0) and not bias_row)
+
+
 class ConvOp(Op):
     @property
     def per_sample(self):
@@ -54,7 +66,7 @@ class ConvOp(Op):
 
     def forward(self, x):
         layer, cfg = self.layer, self.cfg
-        self.cache = None                                              # its cols may be recycled now
+        self.cache = None                                              # its kept input may be recycled now
         n, c, h, w = x.shape
         _, oh, ow = layer.output_shape((c, h, w))
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
@@ -64,8 +76,11 @@ class ConvOp(Op):
         o = layer.out_channels
         bias_row = layer.bias is not None and cfg.bias_in_gemm
         xs = to_channel_major(x, layer.dtype)                          # (C, H, W, N): free if already so
-        cols = cfg.alloc.empty((k + bias_row, oh * ow * n), layer.dtype)   # (C*KH*KW [+1], OH*OW*N)
-        self.launch(kernels.im2col_cm, cols.size, xs, kh, kw, sh, sw, ph, pw, cols[:k])
+        if _pointwise(layer, bias_row):
+            cols = xs.reshape(k, oh * ow * n)                          # (C, H*W*N): the input itself
+        else:
+            cols = cfg.alloc.scratch((k + bias_row, oh * ow * n), layer.dtype)  # (C*KH*KW [+1], OH*OW*N)
+            self.launch(kernels.im2col_cm, cols.size, xs, kh, kw, sh, sw, ph, pw, cols[:k])
         w2d = layer.weight.data.reshape(o, k)                          # (O, C*KH*KW)
         if bias_row:
             cols[k] = 1                                                # the bias's input: always 1
@@ -75,7 +90,7 @@ class ConvOp(Op):
         if layer.bias is not None and not bias_row:
             out += layer.bias.data[:, None]
         y = as_view(out.reshape(o, oh, ow, n))                         # (N, O, OH, OW) view
-        self.cache = ConvOpCache(cols=cols, x_shape=(n, c, h, w), y_shape=y.shape)
+        self.cache = ConvOpCache(xs=xs, x_shape=(n, c, h, w), y_shape=y.shape)
         return y if cfg.channel_major else np.ascontiguousarray(y)
 
     def backward(self, g, input_grad=True):
@@ -89,8 +104,16 @@ class ConvOp(Op):
         g2d = to_channel_major(g, layer.dtype).reshape(o, -1)          # (O, OH*OW*N)
         self.grads = {}
         if trainable(layer.weight):
-            dwt = np.empty((cache.cols.shape[0], o), layer.dtype)      # (C*KH*KW [+1], O)
-            self.matmul(cache.cols, g2d.T, dwt)                        # dW.T = cols @ g2d.T
+            bias_row = layer.bias is not None and cfg.bias_in_gemm
+            if _pointwise(layer, bias_row):
+                cols = cache.xs.reshape(k, g2d.shape[1])               # (C, H*W*N): the input itself
+            else:
+                cols = cfg.alloc.scratch((k + bias_row, g2d.shape[1]), layer.dtype)   # forward's columns again
+                self.launch(kernels.im2col_cm, k * g2d.shape[1], cache.xs, kh, kw, sh, sw, ph, pw, cols[:k])
+                if bias_row:
+                    cols[k] = 1
+            dwt = np.empty((cols.shape[0], o), layer.dtype)            # (C*KH*KW [+1], O)
+            self.matmul(cols, g2d.T, dwt)                              # dW.T = cols @ g2d.T
             self.grads["weight"] = np.ascontiguousarray(dwt[:k].T).reshape(layer.weight.data.shape)
             if layer.bias is not None and trainable(layer.bias):
                 # the ones row's product is g2d.sum(axis=1); without it, the sum itself
@@ -100,7 +123,12 @@ class ConvOp(Op):
         if not input_grad:
             return None
         w2d = layer.weight.data.reshape(o, k)                          # (O, C*KH*KW)
-        dcols = cfg.alloc.scratch((k, g2d.shape[1]), layer.dtype)      # (C*KH*KW, OH*OW*N)
+        if _pointwise(layer, False):                                   # dcols *is* the input gradient
+            dxs = cfg.alloc.empty((c, h, w, n), layer.dtype)           # (C, H, W, N)
+            self.matmul(w2d.T, g2d, dxs.reshape(k, g2d.shape[1]))      # dx = w2d.T @ g2d
+            gx = as_view(dxs)
+            return gx if cfg.channel_major else np.ascontiguousarray(gx)
+        dcols = cfg.alloc.scratch((k, g2d.shape[1]), layer.dtype)      # (C*KH*KW, OH*OW*N); cols is dead
         self.matmul(w2d.T, g2d, dcols)                                 # dcols = w2d.T @ g2d
         dxs = self.launch(kernels.col2im_cm, dcols.size, dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
                           out=cfg.alloc.empty((c, h, w, n), layer.dtype))   # (C, H, W, N)
