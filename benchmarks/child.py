@@ -56,8 +56,18 @@ def main(argv) -> None:
     warmup = "--warmup" in argv[4:]
     import numpy as np
 
-    from .nets import (CHAIN_NETS, LR, MOMENTUM, NETS, build_net, build_numpy, build_tinycnn, build_torch,
-                       build_torch_net, random_state)
+    from .nets import (
+        CHAIN_NETS,
+        LR,
+        MOMENTUM,
+        NETS,
+        build_net,
+        build_numpy,
+        build_tinycnn,
+        build_torch,
+        build_torch_net,
+        random_state,
+    )
     if contender == "tinycnn":
         import tinycnn as tc
     elif contender == "pytorch":
