@@ -69,6 +69,34 @@ class BatchNormCache:
     count: int                 # M = N*H*W values per channel
 
 
+def init_batch_norm(layer, name: str, num_features, eps, momentum, affine, track_running_stats, dtype) -> None:
+    """The constructor both batch norms share (BatchNorm2D here, BatchNorm1D in ``norm.py``): checks
+    the arguments (naming ``name``) and sets torch's parameters and buffers on ``layer``: weight (C,)
+    ones and bias (C,) zeros when ``affine``; running_mean (C,) zeros, running_var (C,) ones and
+    num_batches_tracked (0-d int64) when ``track_running_stats``, else None."""
+    layer.num_features = positive_int(num_features, "num_features", name)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 <= float(eps) < np.inf):
+        raise ValueError(f"{name}: eps must be a finite number >= 0, got {eps!r}")
+    if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+                                 or not 0 <= float(momentum) <= 1):
+        raise ValueError(f"{name}: momentum must be None (cumulative average) or a number in [0, 1], "
+                         f"got {momentum!r}")
+    layer.eps = float(eps)
+    layer.momentum = None if momentum is None else float(momentum)
+    layer.affine = bool(affine)
+    layer.track_running_stats = bool(track_running_stats)
+    layer.dtype = float_dtype(dtype, name)
+    c = layer.num_features
+    layer.weight = Parameter(np.ones(c, dtype=layer.dtype)) if layer.affine else None
+    layer.bias = Parameter(np.zeros(c, dtype=layer.dtype)) if layer.affine else None
+    if layer.track_running_stats:
+        layer.running_mean = np.zeros(c, dtype=layer.dtype)          # (C,)
+        layer.running_var = np.ones(c, dtype=layer.dtype)            # (C,)
+        layer.num_batches_tracked = np.array(0, dtype=np.int64)      # 0-d
+    else:
+        layer.running_mean = layer.running_var = layer.num_batches_tracked = None
+
+
 class BatchNorm2D(Layer):
     """Batch normalisation over NCHW input, PyTorch's ``BatchNorm2d``.
 
@@ -79,28 +107,7 @@ class BatchNorm2D(Layer):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, *, dtype: DTypeLike = np.float32) -> None:
-        name = "BatchNorm2D"
-        self.num_features = positive_int(num_features, "num_features", name)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 <= float(eps) < np.inf):
-            raise ValueError(f"{name}: eps must be a finite number >= 0, got {eps!r}")
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
-                                     or not 0 <= float(momentum) <= 1):
-            raise ValueError(f"{name}: momentum must be None (cumulative average) or a number in [0, 1], "
-                             f"got {momentum!r}")
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
-        self.dtype = float_dtype(dtype, name)
-        c = self.num_features
-        self.weight = Parameter(np.ones(c, dtype=self.dtype)) if self.affine else None
-        self.bias = Parameter(np.zeros(c, dtype=self.dtype)) if self.affine else None
-        if self.track_running_stats:
-            self.running_mean = np.zeros(c, dtype=self.dtype)           # (C,)
-            self.running_var = np.ones(c, dtype=self.dtype)             # (C,)
-            self.num_batches_tracked = np.array(0, dtype=np.int64)      # 0-d
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
+        init_batch_norm(self, "BatchNorm2D", num_features, eps, momentum, affine, track_running_stats, dtype)
         self._cache: BatchNormCache | None = None
 
     def __repr__(self) -> str:

@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .base import Layer, Parameter, float_dtype, positive_int
+from .batchnorm import init_batch_norm
 
 
 def _check_eps(owner, eps) -> float:
@@ -93,26 +94,7 @@ class BatchNorm1D(Layer):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, *, dtype: DTypeLike = np.float32) -> None:
-        name = "BatchNorm1D"
-        self.num_features = positive_int(num_features, "num_features", name)
-        self.eps = _check_eps(name, eps)
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
-                                     or not 0 <= float(momentum) <= 1):
-            raise ValueError(f"{name}: momentum must be None (cumulative average) or a number in [0, 1], "
-                             f"got {momentum!r}")
-        self.momentum = None if momentum is None else float(momentum)
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
-        self.dtype = float_dtype(dtype, name)
-        c = self.num_features
-        self.weight = Parameter(np.ones(c, dtype=self.dtype)) if self.affine else None
-        self.bias = Parameter(np.zeros(c, dtype=self.dtype)) if self.affine else None
-        if self.track_running_stats:
-            self.running_mean = np.zeros(c, dtype=self.dtype)              # (C,)
-            self.running_var = np.ones(c, dtype=self.dtype)                # (C,)
-            self.num_batches_tracked = np.array(0, dtype=np.int64)         # 0-d
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
+        init_batch_norm(self, "BatchNorm1D", num_features, eps, momentum, affine, track_running_stats, dtype)
         self._cache: NormCache | None = None
 
     def __repr__(self) -> str:
