@@ -701,6 +701,15 @@ for base in commands:
         print(f"  {name:34s} {len(acc):5d} {acc.mean():14.2%} {spread:>17s} {delta:>8s} "
               f"{np.nanmean(wall) / 60:8.1f} min")
         summary.append((base, name, acc, wall))
+    if full is not None and len(full) > 1:                     # each difference against the seeds' spread
+        full_acc = np.array([r["accuracy"] for r in full])
+        spread = (full_acc.max() - full_acc.min()) * 100
+        print(f"  the full recipe's seeds spread over {spread:.2f} points:")
+        for (b, without), rs in sorted(groups.items()):
+            if b == base and without:
+                delta = (np.mean([r["accuracy"] for r in rs]) - full_acc.mean()) * 100
+                verdict = "larger than" if abs(delta) > spread else "within"
+                print(f"    without {', '.join(without)}: {delta:+.2f} points, {verdict} that spread")
 
 n_panels = max(1, len(commands))
 fig, axes = plt.subplots(n_panels, 2, figsize=(12, 1.2 + 0.45 * max(4, len(summary)) + 1.5 * n_panels),
@@ -739,9 +748,11 @@ save_figure(fig, "08_ablation", "The ablation as recorded by the accuracy benchm
 # %% [markdown]
 # **Reading the ablation.** Compare each "without" row's accuracy with the full recipe's spread over
 # seeds: a difference inside that spread is not evidence either way, a difference several times
-# larger is. The techniques are of two kinds. Whitening, the identity initialisation, the shifts'
-# rate, the frozen scale and Lookahead change how fast the network learns, so removing one should cost
-# accuracy at the same number of epochs while the time stays about the same (without whitening the
+# larger is; the last lines of the cell's output make that comparison for each row. The techniques
+# are of two kinds. Whitening, the identity initialisation, the shifts' rate, the frozen scale and
+# Lookahead change how fast the network learns, so removing one is expected to cost accuracy at the
+# same number of epochs (the verdict lines say for which ones the recorded runs show it) while the
+# time stays about the same (without whitening the
 # first layer's weights train, which adds their gradient to every step). Label smoothing changes what
 # is learned. The data side (the alternating flip, the translation, test-time augmentation) is set with `--flip`,
 # `--crop-pad` and `--tta`; the six test views cost six forward passes over the test images, once, at
