@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import import_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +71,7 @@ def test_vgg_bn_spec_builds_the_zoo_network():
     assert a.keys() == b.keys()
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert any(k.endswith("running_var") for k in a) and any(k.endswith("num_batches_tracked") for k in a)
-    pytest.importorskip("torch")
+    import_torch()
     assert set(build_torch(info.spec, a).state_dict()) == set(a)
 
 
@@ -91,7 +92,7 @@ def test_flops_of_vgg_bn_count_convolutions_and_dense_only():
 def test_numpy_engine_batchnorm_matches_torch_in_float64():
     """Training forward, backward and running statistics; then evaluation forward from those statistics.
     float64 throughout, so the two agree to 1e-10 relative (tests/tolerances.py's float64 row)."""
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     import numpy as np
 
     from benchmarks import numpy_engine as npe

@@ -3,6 +3,7 @@ FLOP count against a hand count, tinycnn's and PyTorch's agreement at batch 2 wi
 bound, and the report for a result set in which the plain-NumPy contender is missing."""
 import numpy as np
 import pytest
+from conftest import import_torch
 
 U = 2.0 ** -24                     # float32 unit roundoff
 
@@ -73,7 +74,7 @@ def test_flops_of_zoo_nets_match_the_hand_count(name):
 def test_hand_count_matches_the_torch_twin_counted_with_hooks(name):
     """A third count, from what the PyTorch twin's Conv2d and Linear modules really produce on one image:
     output elements x (C_in / groups) x KH x KW, and in x out."""
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     from benchmarks.nets import NETS, build_net, build_torch_net
 
     info = NETS[name]
@@ -128,7 +129,7 @@ def test_zoo_batchnorm_state_covers_every_batch_norm_with_non_trivial_values():
 def test_zoo_nets_agree_with_pytorch_at_batch_2(name):
     """Logits, first-step loss, gradients, running statistics and evaluation logits within the suite's bound
     2 * u * (sum of the lengths of all the sums a step forms); no NumPy contender."""
-    pytest.importorskip("torch")
+    import_torch()
     from benchmarks.nets import NETS, reduction_lengths
     from benchmarks.throughput import agreement
 
@@ -145,7 +146,7 @@ def test_zoo_nets_agree_with_pytorch_at_batch_2(name):
 def test_agreement_sees_a_wrong_running_statistic(monkeypatch):
     """The check can fail: a PyTorch twin given one batch norm's running mean + 1 trains alike (training
     mode ignores running statistics) but disagrees in its updated buffers and its evaluation logits."""
-    pytest.importorskip("torch")
+    import_torch()
     from benchmarks import throughput
     from benchmarks.nets import NETS, reduction_lengths
 
@@ -164,7 +165,7 @@ def test_agreement_sees_a_wrong_running_statistic(monkeypatch):
 
 
 def test_contenders_of_a_zoo_net_are_tinycnn_and_pytorch():
-    pytest.importorskip("torch")
+    import_torch()
     from benchmarks.nets import NETS
     from benchmarks.throughput import contenders
 
@@ -233,7 +234,6 @@ def test_the_memory_child_trains_a_zoo_net(contender):
     """The peak-memory section measures the zoo nets too: a child process trains resnet20 and
     reports a peak at or above its base."""
     if contender == "pytorch":
-        from conftest import import_torch
         import_torch()
     from benchmarks.startup import child
 
