@@ -63,8 +63,6 @@ def main(argv) -> None:
         NETS,
         build_net,
         build_numpy,
-        build_tinycnn,
-        build_torch,
         build_torch_net,
         random_state,
     )
@@ -85,12 +83,11 @@ def main(argv) -> None:
         x = rng.standard_normal((batch, *info.input_shape), dtype=np.float32)
         labels = rng.integers(0, info.classes, batch)
         if info.spec is None:                       # a zoo net: its own initial weights are the state
-            zoo_model = build_net(info, np.random.default_rng(0))
-            state = {k: np.array(v) for k, v in zoo_model.state_dict().items()}
+            state = {k: np.array(v) for k, v in build_net(info, np.random.default_rng(0)).state_dict().items()}
         else:
             state = random_state(info.spec, rng)
         if contender == "tinycnn":
-            model = build_tinycnn(info.spec, rng) if info.spec is not None else zoo_model
+            model = build_net(info, rng)
             model.load_state_dict(state)
             loss_fn = tc.SoftmaxCrossEntropy()
             opt = tc.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -100,7 +97,7 @@ def main(argv) -> None:
                 model.backward(loss_fn.backward(), input_grad=False)
                 opt.step()
         elif contender == "pytorch":
-            tmodel = build_torch(info.spec, state) if info.spec is not None else build_torch_net(info, state)
+            tmodel = build_torch_net(info, state)
             topt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM)
             tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
 

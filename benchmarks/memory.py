@@ -29,7 +29,8 @@ def run(batches: list[int], use_torch: bool, log, nets=tuple(NETS), steps: int =
             child("tinycnn", net, max(batches), 1, env)
         for net in nets:
             for batch in batches:
-                for name in every if NETS[net].zoo is None else [c for c in every if c != "numpy"]:
+                names = every if NETS[net].zoo is None else [c for c in every if c != "numpy"]   # no NumPy zoo
+                for name in names:
                     r = child(name, net, batch, steps, env, warmup=True)
                     runs.append(r)
                     log(f"  {net:8s} batch {batch:3d} {name:8s} peak {r['peak_mib']:6.0f} MiB, "
