@@ -22,6 +22,8 @@ from tolerances import TORCH_F64_REL_TOL, assert_close_reduction, assert_rel_clo
 
 import tinycnn as tc
 from tinycnn import fast
+from tinycnn.fast.ops import conv as conv_op
+from tinycnn.fast.ops import conv_blocks
 from tinycnn.fast.passes import lanes
 
 SEEDS = st.integers(0, 2**31 - 1)
@@ -41,6 +43,26 @@ def lanes_everywhere(monkeypatch):
     yield
     lanes.set_enabled(old)
     numba.set_num_threads(old_threads)
+
+
+@pytest.fixture
+def conv_blocks_everywhere(monkeypatch):
+    """Every Conv2D with a kernel larger than 1x1 runs in blocks of 3 output pixels (ops/conv_blocks.py):
+    one thread, no weight or length limit, so even the tests' small maps are cut into several blocks,
+    the last one usually short."""
+    old_threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    monkeypatch.setattr(conv_blocks, "block_pixels", lambda k, n, itemsize: 3)
+    monkeypatch.setattr(conv_blocks, "MIN_BLOCKS", 0)
+    monkeypatch.setattr(conv_blocks, "MAX_WEIGHT_BYTES", 1 << 40)
+    monkeypatch.setattr(conv_blocks, "MIN_TRANSPOSED_CHANNELS", 1)
+    yield
+    numba.set_num_threads(old_threads)
+
+
+def _ran_in_blocks(plan) -> int:
+    """How many Conv2D ops of ``plan`` kept a blocked forward's cache."""
+    return sum(isinstance(node.op.cache, conv_blocks.BlockedConvCache) for node in plan.graph.nodes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +186,36 @@ def test_random_networks_in_lanes_equal_plain_float64(lanes_everywhere, net):
     compare(*net)
 
 
+def test_thin_conv_runs_in_blocks_on_one_thread_only():
+    """The default rule: a 16 -> 16 3x3 layer on a 32 x 32 map takes the blocked path on one thread (its
+    columns are many blocks long, its weights small); with two threads outside a lane it keeps the one
+    product, which the threads can split; a 1x1 layer never takes it."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs Numba with at least 2 threads")
+    rng = np.random.default_rng(0)
+    thin = tc.Conv2D(16, 16, 3, padding=1, rng=rng)
+    pointwise = tc.Conv2D(16, 16, 1, rng=rng)
+    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    old = numba.get_num_threads()
+    try:
+        for threads, blocked in ((1, True), (2, False)):
+            numba.set_num_threads(threads)
+            for layer, expect in ((thin, blocked), (pointwise, False)):
+                op = _op(layer)
+                op.forward(x)
+                assert isinstance(op.cache, conv_blocks.BlockedConvCache) == expect, (layer, threads)
+    finally:
+        numba.set_num_threads(old)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(net=networks(), input_grad=st.booleans())
+def test_random_networks_with_conv_blocks_equal_plain_float64(conv_blocks_everywhere, net, input_grad):
+    plan = compare(*net, input_grad=input_grad)
+    convs = [n for n in plan.graph.nodes if isinstance(n.op, conv_op.ConvOp) and tuple(n.layer.kernel_size) != (1, 1)]
+    assert _ran_in_blocks(plan) == len(convs)          # every such conv really took the blocked path
+
+
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("first", [False, True])
 def test_pointwise_conv_uses_its_input_as_columns_and_equals_plain_float64(bias, first):
@@ -275,6 +327,18 @@ def _op(layer):
 @given(seed=SEEDS, n=st.integers(1, 4), c=st.integers(1, 4), o=st.integers(1, 5), k=st.integers(1, 3),
        s=st.integers(1, 2), p=st.integers(0, 1), bias=st.booleans())
 def test_conv_op_float32_within_the_reduction_bound(seed, n, c, o, k, s, p, bias):
+    _check_conv_op_float32(seed, n, c, o, k, s, p, bias)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=SEEDS, n=st.integers(1, 4), c=st.integers(1, 4), o=st.integers(1, 5), k=st.integers(2, 3),
+       s=st.integers(1, 2), p=st.integers(0, 2), bias=st.booleans())
+def test_conv_op_in_blocks_float32_within_the_reduction_bound(conv_blocks_everywhere, seed, n, c, o, k, s, p, bias):
+    op = _check_conv_op_float32(seed, n, c, o, k, s, p, bias)
+    assert isinstance(op.cache, conv_blocks.BlockedConvCache)
+
+
+def _check_conv_op_float32(seed, n, c, o, k, s, p, bias):
     rng = np.random.default_rng(seed)
     layer = tc.Conv2D(c, o, k, stride=s, padding=p, bias=bias, rng=rng)
     x = rng.standard_normal((n, c, 7, 6)).astype(np.float32)
@@ -298,6 +362,7 @@ def test_conv_op_float32_within_the_reduction_bound(seed, n, c, o, k, s, p, bias
     assert_close_reduction(op.grads["weight"], dw0, m, np.float32, ab.weight.grad, "Conv2D weight grad")
     if bias:
         assert_close_reduction(op.grads["bias"], layer.bias.grad, m, np.float32, ab.bias.grad, "Conv2D bias grad")
+    return op
 
 
 @given(seed=SEEDS, n=st.integers(1, 5), c=st.integers(1, 4), hw=st.integers(1, 6), training=st.booleans(),
@@ -458,6 +523,13 @@ def test_random_graphs_fast_equals_plain_float64(net, input_grad):
 def test_random_graphs_in_lanes_equal_plain_float64(lanes_everywhere, net):
     layers, x, _, seed = net
     compare(layers, x, False, seed)                          # eval: batch norm per sample, so lanes cut
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(net=graph_networks(), input_grad=st.booleans())
+def test_random_graphs_with_conv_blocks_equal_plain_float64(conv_blocks_everywhere, net, input_grad):
+    plan = compare(*net, input_grad=input_grad)
+    assert _ran_in_blocks(plan) >= 1                   # the stem conv (3x3) at least
 
 
 def test_residual_post_relu_runs_inside_the_add():

@@ -84,6 +84,23 @@ def test_im2col_cm_matches_reference_exactly(win, dtype, seed):
     np.testing.assert_array_equal(cols, K.im2col_cm_reference(xs, *args, np.empty(shape, dtype=dtype)))
 
 
+@given(win=cm_windows, dtype=DTYPES, seed=SEEDS, data=st.data())
+def test_im2col_cm_pixels_are_the_whole_columns_cut_exactly(win, dtype, seed, data):
+    """The columns of output pixels p0..p1-1 (Conv2D's cache-sized blocks) are columns p0*N..p1*N-1 of
+    im2col_cm's whole matrix, every entry written, in the parallel kernel and its serial twin."""
+    h, w, args, oh, ow = _cm_args(win)
+    n, c = win["n"], win["c"]
+    p0 = data.draw(st.integers(0, oh * ow - 1), label="p0")
+    p1 = data.draw(st.integers(p0 + 1, oh * ow), label="p1")
+    xs = np.random.default_rng(seed).standard_normal((c, h, w, n)).astype(dtype)   # (C, H, W, N)
+    whole = K.im2col_cm(xs, *args, np.empty((c * args[0] * args[1], n * oh * ow), dtype=dtype))
+    shape = (c * args[0] * args[1], (p1 - p0) * n)
+    for kernel in (K.im2col_cm_pixels, K.im2col_cm_pixels.serial):
+        cols = kernel(xs, *args, p0, p1, np.full(shape, np.nan, dtype=dtype))
+        np.testing.assert_array_equal(cols, whole[:, p0 * n:p1 * n])
+        np.testing.assert_array_equal(cols, K.im2col_cm_pixels_reference(xs, *args, p0, p1, np.empty(shape, dtype)))
+
+
 @given(win=cm_windows, dtype=DTYPES, seed=SEEDS)
 def test_col2im_cm_matches_reference(win, dtype, seed):
     h, w, args, oh, ow = _cm_args(win)

@@ -213,6 +213,7 @@ PROPERTY_TESTED = {"im2col", "col2im", "im2col_cm", "col2im_cm", "maxpool2d_forw
                    "matmul",   # matmul: test_fast_kernels.py::test_split_matmul_matches_reference
                    "bn_stats", "bn_normalize", "bn_backward_sums", "bn_backward_dx", "bn_sums", "bn_sqdev",
                    "gelu_forward", "gelu_backward"}
+PROPERTY_TESTED |= {"im2col_cm_pixels"}   # test_fast_kernels.py, the whole columns cut exactly
 PROPERTY_TESTED |= {"winograd_input", "winograd_output"}   # tests/test_winograd.py, kernels vs references
 # tests/test_depthwise.py, kernels vs references
 PROPERTY_TESTED |= {"depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight"}

@@ -47,7 +47,14 @@ from .depthwise import (
 from .gelu import gelu_backward, gelu_backward_reference, gelu_forward, gelu_forward_reference
 from .gemm import matmul, matmul_batched, matmul_batched_reference, matmul_reference
 from .im2col import col2im, col2im_reference, conv_output_size, im2col, im2col_reference
-from .im2col_cm import col2im_cm, col2im_cm_reference, im2col_cm, im2col_cm_reference
+from .im2col_cm import (
+    col2im_cm,
+    col2im_cm_reference,
+    im2col_cm,
+    im2col_cm_pixels,
+    im2col_cm_pixels_reference,
+    im2col_cm_reference,
+)
 from .pool import (
     avgpool2d_backward,
     avgpool2d_backward_reference,
@@ -75,7 +82,8 @@ from .winograd import (
 __all__ = [
     "launch", "conv_output_size", "pool_output_size",
     "im2col", "im2col_reference", "col2im", "col2im_reference",
-    "im2col_cm", "im2col_cm_reference", "col2im_cm", "col2im_cm_reference",
+    "im2col_cm", "im2col_cm_reference", "im2col_cm_pixels", "im2col_cm_pixels_reference",
+    "col2im_cm", "col2im_cm_reference",
     "matmul", "matmul_reference", "matmul_batched", "matmul_batched_reference",
     "bn_stats", "bn_stats_reference", "bn_normalize", "bn_normalize_reference",
     "bn_backward_sums", "bn_backward_sums_reference", "bn_backward_dx", "bn_backward_dx_reference",

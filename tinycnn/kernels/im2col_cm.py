@@ -63,6 +63,27 @@ def col2im_cm_reference(cols, c, n, h, w, kh, kw, sh, sw, ph, pw, out=None):
 # Numba kernels: same signatures.
 # ----------------------------------------------------------------------------------------------
 
+@jit(inline=True)
+def _columns_of_row(xs, r, kh, kw, sh, sw, ph, pw, ow, p0, p1, out_row):
+    """Row r = (c*KH + i)*KW + j of the columns of output pixels p0..p1-1 (p = oh*OW + ow), written
+    into out_row: ((p1 - p0) * N,), pixel p's N images at (p - p0) * N."""
+    c, h, w, n = xs.shape
+    ci = r // (kh * kw)
+    i = (r // kw) % kh
+    j = r % kw
+    for q in range(p1 - p0):                           # q >= 0: Numba needs no negative-index test
+        p = p0 + q                                     # below, and the copies vectorise
+        ih = (p // ow) * sh - ph + i
+        iw = (p % ow) * sw - pw + j
+        base = q * n
+        if ih < 0 or ih >= h or iw < 0 or iw >= w:
+            for b in range(n):                         # the window pixel lies in the padding
+                out_row[base + b] = 0.0
+        else:
+            for b in range(n):                         # N contiguous numbers in both arrays
+                out_row[base + b] = xs[ci, ih, iw, b]
+
+
 @jit(parallel=True)
 def im2col_cm(xs, kh, kw, sh, sw, ph, pw, out):
     """xs: (C, H, W, N) contiguous -> out: (C*KH*KW, OH*OW*N), filled and returned. One thread per row."""
@@ -70,20 +91,27 @@ def im2col_cm(xs, kh, kw, sh, sw, ph, pw, out):
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
     for r in prange(c * kh * kw):
-        ci = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        for y in range(oh):
-            ih = y * sh - ph + i
-            for x in range(ow):
-                iw = x * sw - pw + j
-                base = (y * ow + x) * n
-                if ih < 0 or ih >= h or iw < 0 or iw >= w:
-                    for b in range(n):                 # the window pixel lies in the padding
-                        out[r, base + b] = 0.0
-                else:
-                    for b in range(n):                 # N contiguous numbers in both arrays
-                        out[r, base + b] = xs[ci, ih, iw, b]
+        _columns_of_row(xs, r, kh, kw, sh, sw, ph, pw, ow, 0, oh * ow, out[r])
+    return out
+
+
+@jit(parallel=True)
+def im2col_cm_pixels(xs, kh, kw, sh, sw, ph, pw, p0, p1, out):
+    """The columns of output pixels p0..p1-1 only (p = oh*OW + ow): out (C*KH*KW, (p1-p0)*N) is
+    ``im2col_cm``'s columns p0*N .. p1*N - 1. For Conv2D's cache-sized blocks (fast/ops/conv.py)."""
+    c, h, w, n = xs.shape
+    ow = (w + 2 * pw - kw) // sw + 1
+    for r in prange(c * kh * kw):
+        _columns_of_row(xs, r, kh, kw, sh, sw, ph, pw, ow, p0, p1, out[r])
+    return out
+
+
+def im2col_cm_pixels_reference(xs, kh, kw, sh, sw, ph, pw, p0, p1, out):
+    """Plain NumPy: the same columns cut out of ``im2col_cm_reference``'s whole matrix."""
+    c, h, w, n = xs.shape
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    whole = im2col_cm_reference(xs, kh, kw, sh, sw, ph, pw, np.empty((c * kh * kw, oh * ow * n), xs.dtype))
+    out[...] = whole[:, p0 * n:p1 * n]
     return out
 
 

@@ -24,6 +24,8 @@ live and which routine moves them:
   itself (no im2col, no col2im; without the bias row, which would need a copy).
 * a frozen weight (``requires_grad`` False) skips the weight-gradient product (a trainable bias
   then gets ``g2d.sum(axis=1)``): the frozen first convolution of a whitened network.
+* a thin layer (small weight matrix, long columns) on one thread runs in cache-sized blocks of
+  output pixels instead (``ops/conv_blocks.py``); backward follows the path forward took.
 * ``cfg.winograd`` (the winograd pass): a 3x3, stride-1 layer whose output is large enough runs
   Winograd F(2x2, 3x3) instead (``ops/winograd.py``); backward follows the path forward took.
 """
@@ -35,7 +37,7 @@ import numpy as np
 
 from ... import kernels
 from ..layout import as_view, to_channel_major
-from . import winograd
+from . import conv_blocks, winograd
 from .base import Op, trainable
 
 
@@ -76,6 +78,11 @@ class ConvOp(Op):
         o = layer.out_channels
         bias_row = layer.bias is not None and cfg.bias_in_gemm
         xs = to_channel_major(x, layer.dtype)                          # (C, H, W, N): free if already so
+        if kh * kw > 1 and conv_blocks.pays(o, k, n, oh * ow, xs.itemsize):
+            out = cfg.alloc.empty((o, oh * ow * n), layer.dtype)       # (O, OH*OW*N) = (O, OH, OW, N)
+            self.cache = conv_blocks.forward(self, layer, xs, kh, kw, sh, sw, ph, pw, out)
+            y = as_view(out.reshape(o, oh, ow, n))                     # (N, O, OH, OW) view
+            return y if cfg.channel_major else np.ascontiguousarray(y)
         if _pointwise(layer, bias_row):
             cols = xs.reshape(k, oh * ow * n)                          # (C, H*W*N): the input itself
         else:
@@ -97,6 +104,8 @@ class ConvOp(Op):
         layer, cfg, cache = self.layer, self.cfg, self.cache
         if isinstance(cache, winograd.WinogradCache):
             return winograd.backward(self, g, input_grad)
+        if isinstance(cache, conv_blocks.BlockedConvCache):
+            return self._blocked_backward(g, input_grad)
         n, c, h, w = cache.x_shape
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
         k = c * kh * kw
@@ -122,15 +131,48 @@ class ConvOp(Op):
             self.grads["bias"] = g2d.sum(axis=1)
         if not input_grad:
             return None
+        gx = as_view(self._input_gradient(g2d, cache.x_shape))         # (N, C, H, W) view
+        return gx if cfg.channel_major else np.ascontiguousarray(gx)
+
+    def _input_gradient(self, g2d, x_shape):
+        """dxs (C, H, W, N) from g2d (O, OH*OW*N) through one product: dcols = w2d.T @ g2d, col2im
+        (a 1x1 stride-1 unpadded layer: the product is dxs itself)."""
+        layer, cfg = self.layer, self.cfg
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
+        k, o = c * kh * kw, layer.out_channels
         w2d = layer.weight.data.reshape(o, k)                          # (O, C*KH*KW)
         if _pointwise(layer, False):                                   # dcols *is* the input gradient
             dxs = cfg.alloc.empty((c, h, w, n), layer.dtype)           # (C, H, W, N)
             self.matmul(w2d.T, g2d, dxs.reshape(k, g2d.shape[1]))      # dx = w2d.T @ g2d
-            gx = as_view(dxs)
-            return gx if cfg.channel_major else np.ascontiguousarray(gx)
+            return dxs
         dcols = cfg.alloc.scratch((k, g2d.shape[1]), layer.dtype)      # (C*KH*KW, OH*OW*N); cols is dead
         self.matmul(w2d.T, g2d, dcols)                                 # dcols = w2d.T @ g2d
-        dxs = self.launch(kernels.col2im_cm, dcols.size, dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
-                          out=cfg.alloc.empty((c, h, w, n), layer.dtype))   # (C, H, W, N)
+        return self.launch(kernels.col2im_cm, dcols.size, dcols, c, n, h, w, kh, kw, sh, sw, ph, pw,
+                           out=cfg.alloc.empty((c, h, w, n), layer.dtype))   # (C, H, W, N)
+
+    def _blocked_backward(self, g, input_grad):
+        """Backward of a forward that ran in blocks (``conv_blocks``): dW and db block by block, dx as
+        the blocked convolution of g (stride 1) or through one product."""
+        layer, cfg, cache = self.layer, self.cfg, self.cache
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, _padding(layer)
+        o = layer.out_channels
+        g_cm = to_channel_major(g, layer.dtype)                        # (O, OH, OW, N)
+        g2d = g_cm.reshape(o, -1)                                      # (O, OH*OW*N)
+        self.grads = {}
+        bias_grad = layer.bias is not None and trainable(layer.bias)
+        if trainable(layer.weight):
+            dwt, db = conv_blocks.weight_gradient(self, cache.xs, g2d, kh, kw, sh, sw, ph, pw, bias_grad)
+            self.grads["weight"] = np.ascontiguousarray(dwt.T).reshape(layer.weight.data.shape)
+            if bias_grad:
+                self.grads["bias"] = db
+        elif bias_grad:                                                # a frozen weight: no product
+            self.grads["bias"] = g2d.sum(axis=1)
+        if not input_grad:
+            return None
+        if conv_blocks.input_gradient_blocked(layer):
+            dxs = conv_blocks.input_gradient(self, layer, g_cm, cache.x_shape)   # (C, H, W, N)
+        else:
+            dxs = self._input_gradient(g2d, cache.x_shape)
         gx = as_view(dxs)                                              # (N, C, H, W) view
         return gx if cfg.channel_major else np.ascontiguousarray(gx)
