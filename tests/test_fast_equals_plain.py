@@ -24,6 +24,7 @@ import tinycnn as tc
 from tinycnn import fast
 from tinycnn.fast.ops import conv as conv_op
 from tinycnn.fast.ops import conv_blocks
+from tinycnn.fast.passes import blocks as blocks_pass
 from tinycnn.fast.passes import lanes
 
 SEEDS = st.integers(0, 2**31 - 1)
@@ -54,7 +55,7 @@ def conv_blocks_everywhere(monkeypatch):
     numba.set_num_threads(1)
     monkeypatch.setattr(conv_blocks, "block_pixels", lambda k, n, itemsize: 3)
     monkeypatch.setattr(conv_blocks, "MIN_BLOCKS", 0)
-    monkeypatch.setattr(conv_blocks, "MAX_WEIGHT_BYTES", 1 << 40)
+    monkeypatch.setattr(blocks_pass, "MAX_WEIGHT_BYTES", 1 << 40)
     monkeypatch.setattr(conv_blocks, "MIN_TRANSPOSED_CHANNELS", 1)
     yield
     numba.set_num_threads(old_threads)

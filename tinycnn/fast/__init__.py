@@ -12,7 +12,8 @@ package owns every speed trick, as a small compiler:
    depthwise Conv2D, MaxPool2D, AvgPool2D, ReLU, GELU, Dense, Flatten, BatchNorm2D, the graph joins) in
    the configurations that op implements, else ``PlainOp``, which runs the layer's own code (any layer
    a user writes, and options such as grouped or dilated convolution, run correctly that way).
-3. The passes (``passes/``, one file each): fusion, winograd, layout, prune, memory, threads, lanes.
+3. The passes (``passes/``, one file each): fusion, winograd, blocks, layout, prune, memory, threads,
+   lanes.
 
 ``Sequential`` runs through a plan by default; ``TINYCNN_FAST=0`` (or ``set_enabled(False)``) runs the
 layers' own code instead. ``tests/test_fast_equals_plain.py`` holds the two equal on random networks.

@@ -38,6 +38,7 @@ class OpConfig:
     alloc: memory.Allocator = memory.FRESH   # memory: where outputs and temporaries come from
     split_products: bool = False        # threads: products through kernels.matmul, kernels by size
     winograd: bool = False              # winograd: a 3x3 stride-1 Conv2D as Winograd F(2x2, 3x3)
+    conv_blocks: bool = False           # blocks: a thin Conv2D in cache-sized blocks of output pixels
 
 
 class Op:

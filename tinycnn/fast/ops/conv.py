@@ -24,8 +24,9 @@ live and which routine moves them:
   itself (no im2col, no col2im; without the bias row, which would need a copy).
 * a frozen weight (``requires_grad`` False) skips the weight-gradient product (a trainable bias
   then gets ``g2d.sum(axis=1)``): the frozen first convolution of a whitened network.
-* a thin layer (small weight matrix, long columns) on one thread runs in cache-sized blocks of
-  output pixels instead (``ops/conv_blocks.py``); backward follows the path forward took.
+* ``cfg.conv_blocks`` (the blocks pass): a thin layer (small weight matrix, long columns) on one
+  thread runs in cache-sized blocks of output pixels (``ops/conv_blocks.py``); backward follows the
+  path forward took.
 * ``cfg.winograd`` (the winograd pass): a 3x3, stride-1 layer whose output is large enough runs
   Winograd F(2x2, 3x3) instead (``ops/winograd.py``); backward follows the path forward took.
 """
@@ -78,7 +79,7 @@ class ConvOp(Op):
         o = layer.out_channels
         bias_row = layer.bias is not None and cfg.bias_in_gemm
         xs = to_channel_major(x, layer.dtype)                          # (C, H, W, N): free if already so
-        if kh * kw > 1 and conv_blocks.pays(o, k, n, oh * ow, xs.itemsize):
+        if cfg.conv_blocks and conv_blocks.pays(k, n, oh * ow, xs.itemsize):
             out = cfg.alloc.empty((o, oh * ow * n), layer.dtype)       # (O, OH*OW*N) = (O, OH, OW, N)
             self.cache = conv_blocks.forward(self, layer, xs, kh, kw, sh, sw, ph, pw, out)
             y = as_view(out.reshape(o, oh, ow, n))                     # (N, O, OH, OW) view

@@ -21,12 +21,12 @@ core's cache; the product is the same, done block by block:
               OH + 2 (KH-1-PH) - KH + 1 = H rows. So it runs the same blocks, over g.
               Other strides (or PH > KH-1) keep the one-product path: dcols = w2d.T @ g, col2im.
 
-Which layers (``pays``): the weight matrix is small (``MAX_WEIGHT_BYTES``: every block's product
-reads all of it again) and the columns are many blocks long (``MIN_BLOCKS``); only where the op runs
-on one thread (in a lane, or with one thread): the blocks' products are too short to split over
-threads, where the one large product of the unblocked path uses them all. Each block holds about
-``BLOCK_BYTES`` of columns. The numbers and what they bought: benchmarks/PERFORMANCE.md, 'Thin
-convolutions in cache-sized blocks'.
+Which layers: the blocks pass marks those with a small weight matrix (``passes/blocks.py``: every
+block's product reads all of it again); at every call ``pays`` asks for columns many blocks long
+(``MIN_BLOCKS``) and for one thread (in a lane, or with one thread in all): the blocks' products are
+too short to split over threads, where the one large product of the unblocked path uses them all.
+Each block holds about ``BLOCK_BYTES`` of columns. The numbers and what they bought:
+benchmarks/PERFORMANCE.md, 'Thin convolutions in cache-sized blocks'.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ import numpy as np
 from ... import _jit, kernels
 
 BLOCK_BYTES = 1 << 20           # columns of one block, about (this machine's cores have 1 MB of L2)
-MAX_WEIGHT_BYTES = 640 * 1024   # O * C*KH*KW numbers at most (16 -> 16 3x3: 9 KB; 128 -> 128: 576 KB)
 MIN_BLOCKS = 4                  # the whole columns at least this many blocks long
 MIN_TRANSPOSED_CHANNELS = 16    # in_channels at least, for the input gradient as a blocked convolution
 
@@ -56,13 +55,12 @@ def block_pixels(k: int, n: int, itemsize: int) -> int:
     return max(1, BLOCK_BYTES // (k * n * itemsize))
 
 
-def pays(o: int, k: int, n: int, pixels: int, itemsize: int) -> bool:
-    """Whether an (O, K) = (O, C*KH*KW) convolution over ``pixels`` output pixels of ``n`` images
-    runs in blocks (see the module's docstring)."""
+def pays(k: int, n: int, pixels: int, itemsize: int) -> bool:
+    """Whether a convolution with K = C*KH*KW column rows over ``pixels`` output pixels of ``n``
+    images, marked by the blocks pass, runs in blocks in this call (see the module's docstring)."""
     if not (_jit.serial_here() or numba.get_num_threads() == 1):
         return False
-    return (o * k * itemsize <= MAX_WEIGHT_BYTES
-            and pixels >= MIN_BLOCKS * block_pixels(k, n, itemsize))
+    return pixels >= MIN_BLOCKS * block_pixels(k, n, itemsize)
 
 
 def input_gradient_blocked(layer) -> bool:
