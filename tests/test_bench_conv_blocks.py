@@ -10,8 +10,9 @@ def test_tables_have_a_row_per_case():
     nets = bench.networks_table(batch=2, rounds=1, reps=1, names=["lenet"])
     assert [row.split("|")[1].strip() for row in layers[2:]] == ["16 -> 16, stride 1", "3 -> 16, stride 1"]
     assert [row.split("|")[1].strip() for row in nets[2:]] == ["lenet"]
+    assert [row.split("|")[4].strip() for row in layers[2:]] == ["yes", "yes"]   # both within the weight limit
     for row in layers[2:]:
-        assert float(row.split("|")[6]) > 0                     # blocks / off
+        assert float(row.split("|")[7]) > 0                     # blocks / off
     for row in nets[2:]:
         assert float(row.split("|")[4]) > 0
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from ... import _jit, kernels
 
-BLOCK_BYTES = 1 << 20           # columns of one block, about (this machine's cores have 1 MB of L2)
+BLOCK_BYTES = 1 << 20           # columns of one block, about (the benchmark machine's cores: 1 MB of L2)
 MIN_BLOCKS = 4                  # the whole columns at least this many blocks long
 MIN_TRANSPOSED_CHANNELS = 16    # in_channels at least, for the input gradient as a blocked convolution
 
