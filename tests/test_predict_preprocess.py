@@ -1,8 +1,11 @@
 """`tinycnn predict` on pictures as people make them: dark on white, on a transparent background,
 small and off-centre on a large canvas, on a non-square canvas; and colour photos for a CIFAR-like
 network. The preparation (``tinycnn.data.preprocess``) must bring each back to what the network was
-trained on: a LeNet trained here for one epoch on part of the embedded MNIST subset must classify
-the transformed test digits within 2 points of its accuracy on the untouched ones.
+trained on: a LeNet trained here for two epochs on part of the embedded MNIST subset (about 95 %
+on the test digits) must classify the transformed test digits within 2 points of its accuracy on the
+untouched ones. (After one epoch, at 91 %, the network was so unsure of blurred strokes that the
+twice-resampled wide-canvas digits lost 1.9-2.1 points depending on the last bits of its training
+arithmetic; at 95 % they lose 0.3.)
 
 Expected geometry is measured on the output (centre of mass, bounding box), not copied from the
 code under test; the transformed pictures are made with Pillow and NumPy independently of it.
@@ -30,13 +33,13 @@ def digits():
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    """(model, normalizer): LeNet after one epoch of Adam on 6,000 embedded training digits."""
+    """(model, normalizer): LeNet after two epochs of Adam on 6,000 embedded training digits."""
     ds = digits
     x, y = ds.x_train[:6000], ds.y_train[:6000]
     norm = tc.data.Normalizer.fit(x)
     model = zoo.build("lenet", (1, 28, 28), 10, np.random.default_rng(0))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(norm(x), y, epochs=1, batch_size=64, verbose=0, rng=np.random.default_rng(1))
+    model.fit(norm(x), y, epochs=2, batch_size=64, verbose=0, rng=np.random.default_rng(1))
     return model.eval(), norm
 
 
