@@ -7,6 +7,7 @@ Torch is the oracle. Where it is not installed the oracle tests skip with a reas
 ``CI=true`` or ``TINYCNN_REQUIRE_TORCH=1``: there a missing torch fails the run instead.
 """
 import os
+import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -39,3 +40,11 @@ def torch():
     # costs far more than it gains (a small batch_norm call: ~16 ms with 2 threads, ~20 us with 1).
     t.set_num_threads(1)
     return t
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: the signal's default disposition.
+    A shell starts a background job (``cmd &``) with SIGINT ignored and children inherit that, so a
+    suite started that way would send signals the child never receives (Python installs its
+    KeyboardInterrupt handler only where SIGINT is not ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

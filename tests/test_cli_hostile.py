@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from checkpoint_files import run_checkpoint
+from conftest import default_sigint
 
 import tinycnn as tc
 from tinycnn import cli as cli_module
@@ -75,7 +76,7 @@ def test_a_real_sigint_during_start_up(tmp_path):
         sys.exit(main(["train", "--out", {str(tmp_path / "out")!r}, "--quiet"]))
     """))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+                            text=True, env=ENV, preexec_fn=default_sigint)
     try:
         assert proc.stdout.readline().strip() == "loading"
         proc.send_signal(signal.SIGINT)

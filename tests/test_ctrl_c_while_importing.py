@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "hook: importing numpy"
@@ -49,7 +50,7 @@ def _run_interrupted(tmp_path: Path, argv: list[str]) -> tuple[int, str, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook_dir), str(ROOT)]),
            "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=tmp_path)
+                            cwd=tmp_path, preexec_fn=default_sigint)
     try:
         first = proc.stdout.readline().strip()
         if first != MARKER:                      # the hook never fired: report what the child said
