@@ -47,7 +47,6 @@ class BlockedConvCache:
     xs: np.ndarray            # (C, H, W, N): the input, channel-major, for the weight gradient's columns
     x_shape: tuple            # (N, C, H, W)
     y_shape: tuple            # (N, O, OH, OW)
-    pixels: int               # output pixels per block
 
 
 def block_pixels(k: int, n: int, itemsize: int) -> int:
@@ -118,8 +117,7 @@ def forward(op, layer, xs, kh, kw, sh, sw, ph, pw, out2d):
     bias = None if layer.bias is None else layer.bias.data
     convolve(op, xs, w2d, kh, kw, sh, sw, ph, pw, out2d, bias)
     c, h, w, n = xs.shape
-    return BlockedConvCache(xs=xs, x_shape=(n, c, h, w), y_shape=(n, o, *layer.output_shape((c, h, w))[1:]),
-                            pixels=block_pixels(w2d.shape[1], n, xs.itemsize))
+    return BlockedConvCache(xs=xs, x_shape=(n, c, h, w), y_shape=(n, o, *layer.output_shape((c, h, w))[1:]))
 
 
 def input_gradient(op, layer, g_cm, x_shape):
