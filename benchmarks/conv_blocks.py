@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 from .blas_env import reexec_without_overrides
+from .timing import timed_calls
 
 # (in, out, map size, stride): resnet20's three widths, vgg-bn's and airbench's layers, first layers
 LAYERS = [(16, 16, 32, 1), (32, 32, 16, 1), (64, 64, 8, 1), (64, 64, 32, 1), (32, 64, 14, 1), (64, 128, 16, 1),
@@ -37,10 +37,7 @@ def _interleaved(fns: dict, rounds: int, reps: int) -> dict:
         for name, (switch, fn) in fns.items():
             switch()
             fn()
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
+            times[name] += timed_calls(fn, reps)
     return times
 
 

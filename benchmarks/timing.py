@@ -46,10 +46,17 @@ def interleave(fns: dict[str, Callable[[], object]], rounds: int, reps: int) -> 
             fn()                                              # untimed: the switch-over call ...
             while time.perf_counter() - start < WARM_S:       # ... and more, until the cores are awake
                 fn()
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
+            times[name] += timed_calls(fn, reps)
+    return times
+
+
+def timed_calls(fn: Callable[[], object], reps: int) -> list[float]:
+    """Wall times in seconds of ``reps`` calls of ``fn``, one after another."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
     return times
 
 
